@@ -1,0 +1,1 @@
+"""LangChain tool and LangGraph agents for segzero-tool (``segzero_tool.agents``). Implemented in a later issue."""

@@ -1,0 +1,1 @@
+"""MCP server for segzero-tool (``segzero_tool.mcp_server``). Implemented in a later issue."""

@@ -1,0 +1,61 @@
+"""Typed errors. Every message says what went wrong and what the caller can do.
+
+Adapters map these to their own error channels (CLI exit codes, MCP ``is_error``
+results, LangChain ``ToolException``); anything else is a bug and propagates.
+"""
+
+from __future__ import annotations
+
+
+class SegZeroError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+    #: Exit code used by the ``segzero`` command line for this error class.
+    exit_code: int = 1
+
+
+class ImageLoadError(SegZeroError, ValueError):
+    """The image could not be read: missing, undecodable, truncated, empty or too large."""
+
+    exit_code = 3
+
+
+class ImageTooLargeError(ImageLoadError):
+    """The image has more pixels than the configured limit (decompression-bomb guard)."""
+
+
+class QueryError(SegZeroError, ValueError):
+    """The query text is empty or too long."""
+
+    exit_code = 2
+
+
+class UnknownModelError(SegZeroError, KeyError):
+    """A model or preset name is neither in the registry nor a local folder / hub id."""
+
+    exit_code = 4
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class BackendError(SegZeroError):
+    """A backend could not be resolved or loaded (unknown name, bad import path, missing extra)."""
+
+    exit_code = 5
+
+
+class MissingDependencyError(BackendError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+
+class DeviceError(SegZeroError, ValueError):
+    """The requested device is not available (e.g. ``cuda`` on a machine without a GPU)."""
+
+    exit_code = 6
+
+
+class ModelLoadError(SegZeroError):
+    """Weights or processor files could not be loaded from the hub id or folder."""
+
+    exit_code = 7

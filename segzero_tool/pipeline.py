@@ -1,0 +1,401 @@
+"""The pipeline: image + query -> reasoner -> parsed prompts -> segmenter -> one result.
+
+>>> pipe = SegZeroPipeline.from_pretrained()                     # VisionReasoner-7B + SAM 2.1 large
+>>> result = pipe.segment("photo.jpg", "What can I have if I'm thirsty?")
+>>> result.save("results/")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .backends import build_backend, resolve_reasoner_class, resolve_segmenter_class
+from .frame import DEFAULT_FRAME_SIZE, ReasoningFrame, Rounding, point_in_box
+from .images import DEFAULT_MAX_PIXELS, ImageInput, LoadedImage, load_image
+from .parsing import FrameObject, ParsedOutput, ParseStatus, parse_output
+from .prompts import DEFAULT_MAX_QUERY_CHARS, PromptFormat, build_prompt, validate_query
+from .reasoners.base import DEFAULT_MAX_NEW_TOKENS, Reasoner, ReasonerOutput, ReasonerRequest
+from .registry import get_preset, resolve_model
+from .result import SegmentationResult, SegmentedObject
+from .segmenters.base import ObjectPrompt, Segmenter, image_key
+
+logger = logging.getLogger(__name__)
+
+#: Default cap on objects per answer (the reference reward truncates at 120).
+DEFAULT_MAX_OBJECTS = 50
+
+
+@dataclass(frozen=True)
+class _Job:
+    image: LoadedImage
+    query: str
+    prompt_format: PromptFormat
+    frame: ReasoningFrame
+    load_ms: float
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1000.0
+
+
+def project_objects(parsed: ParsedOutput, frame: ReasoningFrame) -> tuple[list[SegmentedObject], list[str]]:
+    """Back-project parsed frame objects into original pixels, repairing what must be repaired.
+
+    * coordinates are rounded as the frame says and clamped into the image;
+    * inverted boxes are reordered;
+    * a point outside its own box is dropped (SAM2 is then prompted with the box alone), because a
+      stray positive point would pull the mask onto another object.
+
+    Returns:
+        ``(objects, issues)``; objects have no masks yet.
+    """
+    objects: list[SegmentedObject] = []
+    issues: list[str] = []
+    for i, fo in enumerate(parsed.objects):
+        obj_issues = list(fo.issues)
+        box = None
+        if fo.box is not None:
+            x1, y1, x2, y2 = fo.box
+            if x1 > x2 or y1 > y2:
+                obj_issues.append("box corners were inverted; reordered")
+            box = frame.box_to_image(fo.box)
+            raw = frame.box_to_image(fo.box, clamp=False)
+            if raw != box:
+                obj_issues.append("box clamped into the image")
+        points: list[tuple[int, int]] = []
+        for p in fo.points:
+            q = frame.point_to_image(p)
+            if frame.point_to_image(p, clamp=False) != q:
+                obj_issues.append(f"point {list(p)} clamped into the image")
+            if box is not None and not point_in_box(q, box):
+                obj_issues.append(f"point {list(p)} lies outside its box; prompted with the box only")
+                continue
+            points.append(q)
+        if box is None and not points:
+            issues.append(f"object {i} has no usable box or point after projection; skipped")
+            continue
+        objects.append(SegmentedObject(
+            box=box, points=tuple(points), frame_box=fo.box, frame_points=fo.points,
+            label=fo.label, issues=tuple(obj_issues),
+        ))
+        issues.extend(f"object {i}: {s}" for s in obj_issues if s not in fo.issues)
+    return objects, issues
+
+
+class SegZeroPipeline:
+    """Composes a :class:`Reasoner` and a :class:`Segmenter`.
+
+    Args:
+        reasoner: any reasoner backend.
+        segmenter: any segmenter backend, or ``None`` to return boxes and points without masks.
+        prompt_format: answer grammar of the reasoner (``visionreasoner``, ``segzero``, ``grounding``).
+        frame_size: side of the square reasoning frame (840 for the released checkpoints).
+        rounding: back-projection rounding (``half_up``: VisionReasoner; ``segzero``: Seg-Zero scripts).
+        max_new_tokens: generation budget per query.
+        max_objects: keep at most this many objects per answer (extra ones are reported in the issues).
+        max_pixels: refuse larger images (decompression-bomb guard).
+        max_query_chars: refuse longer queries.
+    """
+
+    def __init__(
+        self,
+        reasoner: Reasoner,
+        segmenter: Segmenter | None,
+        *,
+        prompt_format: str | PromptFormat = PromptFormat.VISIONREASONER,
+        frame_size: int = DEFAULT_FRAME_SIZE,
+        rounding: Rounding = "half_up",
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        max_objects: int = DEFAULT_MAX_OBJECTS,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        max_query_chars: int = DEFAULT_MAX_QUERY_CHARS,
+    ) -> None:
+        if frame_size <= 0:
+            raise ValueError(f"frame_size must be positive, got {frame_size}")
+        if max_objects <= 0:
+            raise ValueError(f"max_objects must be positive, got {max_objects}")
+        if max_new_tokens <= 0:
+            raise ValueError(f"max_new_tokens must be positive, got {max_new_tokens}")
+        self.reasoner = reasoner
+        self.segmenter = segmenter
+        self.prompt_format = PromptFormat.parse(prompt_format)
+        self.frame_size = int(frame_size)
+        self.rounding: Rounding = rounding
+        self.max_new_tokens = int(max_new_tokens)
+        self.max_objects = int(max_objects)
+        self.max_pixels = max_pixels
+        self.max_query_chars = int(max_query_chars)
+        self._reason_lock = threading.Lock()
+        self._segment_lock = threading.Lock()
+
+    # --- construction ----------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        reasoner: str | Reasoner | None = None,
+        segmenter: str | Segmenter | None = None,
+        *,
+        preset: str | None = None,
+        reasoner_backend: str = "transformers",
+        segmenter_backend: str = "transformers",
+        device: str | None = "auto",
+        dtype: Any = "auto",
+        reasoner_device: str | None = None,
+        segmenter_device: str | None = None,
+        reasoner_kwargs: dict[str, Any] | None = None,
+        segmenter_kwargs: dict[str, Any] | None = None,
+        prompt_format: str | PromptFormat | None = None,
+        with_segmenter: bool = True,
+        **pipeline_kwargs: Any,
+    ) -> SegZeroPipeline:
+        """Load a reasoner and a segmenter by registry name, hub id or local folder.
+
+        Args:
+            reasoner: registry name (``visionreasoner-7b``), hub id, local folder, or a ready
+                :class:`Reasoner`. Default: the preset's.
+            segmenter: likewise (``sam2.1-hiera-large``), or a ready :class:`Segmenter`.
+            preset: ``default`` (VisionReasoner-7B + SAM 2.1 large), ``light``
+                (Qwen2.5-VL-3B-Instruct + SAM 2.1 tiny) or ``paper`` (VisionReasoner-7B + SAM 2 large).
+            reasoner_backend / segmenter_backend: backend short name or ``package.module:Class``.
+            device / dtype: for both models (``auto``: CUDA + bf16 when present, else CPU + fp32);
+                ``reasoner_device`` / ``segmenter_device`` override per model.
+            prompt_format: override the registry's format for the reasoner (required knowledge for
+                unregistered folders of non-VisionReasoner models).
+            with_segmenter: ``False`` loads no segmenter (boxes and points only).
+            **pipeline_kwargs: forwarded to the constructor (``frame_size``, ``max_objects``, ...).
+        """
+        p = get_preset(preset or "default")
+        reasoner = p.reasoner if reasoner is None else reasoner
+        segmenter = p.segmenter if segmenter is None else segmenter
+        fmt = prompt_format
+        budget = pipeline_kwargs.pop("max_new_tokens", None)
+        rounding = pipeline_kwargs.pop("rounding", None)
+        if isinstance(reasoner, Reasoner):
+            reasoner_obj = reasoner
+        else:
+            entry = resolve_model(reasoner, "reasoner")
+            fmt = fmt or entry.prompt_format
+            budget = budget or entry.max_new_tokens
+            rounding = rounding or entry.rounding
+            rcls = resolve_reasoner_class(reasoner_backend)
+            kw = {"device": reasoner_device or device, "dtype": dtype, **(reasoner_kwargs or {})}
+            logger.info("loading reasoner %s (%s backend)", entry.hub_id, reasoner_backend)
+            reasoner_obj = build_backend(rcls, entry.hub_id, kw)
+        segmenter_obj: Segmenter | None
+        if not with_segmenter:
+            segmenter_obj = None
+        elif isinstance(segmenter, Segmenter):
+            segmenter_obj = segmenter
+        else:
+            sentry = resolve_model(segmenter, "segmenter")
+            scls = resolve_segmenter_class(segmenter_backend)
+            kw = {"device": segmenter_device or device, **(segmenter_kwargs or {})}
+            logger.info("loading segmenter %s (%s backend)", sentry.hub_id, segmenter_backend)
+            segmenter_obj = build_backend(scls, sentry.hub_id, kw)
+        return cls(
+            reasoner_obj,
+            segmenter_obj,
+            prompt_format=fmt or PromptFormat.VISIONREASONER,
+            max_new_tokens=budget or DEFAULT_MAX_NEW_TOKENS,
+            rounding=rounding or "half_up",
+            **pipeline_kwargs,
+        )
+
+    # --- stages ----------------------------------------------------------------------------
+
+    def _prepare(self, image: ImageInput | LoadedImage, query: str, prompt_format: str | PromptFormat | None) -> _Job:
+        validate_query(query, self.max_query_chars)
+        t0 = time.perf_counter()
+        loaded = load_image(image, max_pixels=self.max_pixels)
+        fmt = PromptFormat.parse(prompt_format) if prompt_format is not None else self.prompt_format
+        frame = ReasoningFrame(loaded.size, (self.frame_size, self.frame_size), self.rounding)
+        return _Job(loaded, query, fmt, frame, _ms(t0))
+
+    def _request(self, job: _Job, timings: dict[str, float], max_new_tokens: int | None) -> ReasonerRequest:
+        t0 = time.perf_counter()
+        frame_img = job.frame.resize_image(job.image.to_pil())
+        timings["resize"] = _ms(t0)
+        return ReasonerRequest(frame_img, build_prompt(job.query, job.prompt_format),
+                               max_new_tokens or self.max_new_tokens)
+
+    def _parse(self, job: _Job, output: ReasonerOutput, timings: dict[str, float],
+               max_objects: int | None) -> tuple[ParsedOutput, list[SegmentedObject], list[str]]:
+        t0 = time.perf_counter()
+        parsed = parse_output(output.text, max_objects=max_objects or self.max_objects)
+        objects, issues = project_objects(parsed, job.frame)
+        timings["parse"] = _ms(t0)
+        return parsed, objects, [*parsed.issues, *issues]
+
+    def _run_segmenter(self, image: np.ndarray, objects: list[SegmentedObject]) -> float:
+        """Fill masks and scores in place; return the elapsed ms."""
+        if self.segmenter is None or not objects:
+            return 0.0
+        t0 = time.perf_counter()
+        prompts = [ObjectPrompt(o.box, o.points) for o in objects]
+        with self._segment_lock:
+            out = self.segmenter.segment(image, prompts)
+        h, w = image.shape[:2]
+        if out.masks.shape != (len(objects), h, w):
+            raise RuntimeError(
+                f"segmenter {type(self.segmenter).__name__} returned masks of shape {out.masks.shape}, "
+                f"expected {(len(objects), h, w)}"
+            )
+        for obj, mask, score in zip(objects, out.masks, out.scores):
+            obj.mask = mask.astype(bool, copy=False)
+            obj.score = float(score)
+        return _ms(t0)
+
+    def _finish(self, job: _Job, output: ReasonerOutput, parsed: ParsedOutput, objects: list[SegmentedObject],
+                issues: list[str], timings: dict[str, float]) -> SegmentationResult:
+        truncated = parsed.truncated or output.finish_reason == "length"
+        if output.finish_reason == "length" and not parsed.truncated:
+            issues.append("the reasoner hit its token budget (max_new_tokens)")
+        status = parsed.status
+        if status is ParseStatus.OK and not objects:
+            status = ParseStatus.INVALID_OBJECTS
+        return SegmentationResult(
+            query=job.query,
+            prompt_format=job.prompt_format.value,
+            reasoning=parsed.think,
+            raw_output=output.text,
+            parse_status=status,
+            image_size=job.image.size,
+            objects=objects,
+            parse_issues=tuple(dict.fromkeys(issues)),
+            timings=timings,
+            frame_size=job.frame.frame_wh,
+            reasoner=getattr(self.reasoner, "model_id", None) or type(self.reasoner).__name__,
+            segmenter=(getattr(self.segmenter, "model_id", None) or type(self.segmenter).__name__)
+            if self.segmenter is not None else None,
+            truncated=truncated,
+            image=job.image.array,
+        )
+
+    # --- public API ------------------------------------------------------------------------
+
+    def segment(
+        self,
+        image: ImageInput | LoadedImage,
+        query: str,
+        *,
+        prompt_format: str | PromptFormat | None = None,
+        max_objects: int | None = None,
+        max_new_tokens: int | None = None,
+        compute_masks: bool = True,
+    ) -> SegmentationResult:
+        """Segment what ``query`` asks for in ``image``.
+
+        Args:
+            image: path, bytes, PIL image or ``(H, W[, C])`` array.
+            query: natural-language request ("what can I drink here?").
+            prompt_format: override the pipeline's format for this call.
+            max_objects: override the object cap for this call.
+            max_new_tokens: override the generation budget for this call.
+            compute_masks: ``False`` skips SAM2 (boxes and points only).
+
+        Raises:
+            ImageLoadError, ImageTooLargeError, QueryError: bad input (nothing is run).
+        """
+        return self.segment_many([(image, query)], prompt_format=prompt_format, max_objects=max_objects,
+                                 max_new_tokens=max_new_tokens, compute_masks=compute_masks, progress=False)[0]
+
+    async def asegment(
+        self,
+        image: ImageInput | LoadedImage,
+        query: str,
+        **kwargs: Any,
+    ) -> SegmentationResult:
+        """Async :meth:`segment`: the reasoner's ``agenerate`` and the segmenter in a worker thread."""
+        t_total = time.perf_counter()
+        compute_masks = kwargs.pop("compute_masks", True)
+        max_objects = kwargs.pop("max_objects", None)
+        max_new_tokens = kwargs.pop("max_new_tokens", None)
+        job = await asyncio.to_thread(self._prepare, image, query, kwargs.pop("prompt_format", None))
+        if kwargs:
+            raise TypeError(f"unexpected arguments: {', '.join(kwargs)}")
+        timings: dict[str, float] = {"load": job.load_ms}
+        request = await asyncio.to_thread(self._request, job, timings, max_new_tokens)
+        t0 = time.perf_counter()
+        output = (await self.reasoner.agenerate([request]))[0]
+        timings["reason"] = _ms(t0)
+        parsed, objects, issues = self._parse(job, output, timings, max_objects)
+        if compute_masks:
+            timings["segment"] = await asyncio.to_thread(self._run_segmenter, job.image.array, objects)
+        timings["total"] = _ms(t_total)
+        return self._finish(job, output, parsed, objects, issues, timings)
+
+    def segment_many(
+        self,
+        items: Sequence[tuple[ImageInput | LoadedImage, str]],
+        *,
+        prompt_format: str | PromptFormat | None = None,
+        max_objects: int | None = None,
+        max_new_tokens: int | None = None,
+        compute_masks: bool = True,
+        progress: bool = True,
+    ) -> list[SegmentationResult]:
+        """Segment many ``(image, query)`` pairs.
+
+        All inputs are validated first (a bad one raises before any model runs), the reasoner gets
+        every request in one call (backends batch them), and the segmenter work is grouped by image
+        content so that several queries about one image share one embedding and one decoder batch.
+        """
+        t_total = time.perf_counter()
+        jobs = [self._prepare(img, q, prompt_format) for img, q in items]
+        timings = [{"load": j.load_ms} for j in jobs]
+        requests = [self._request(j, t, max_new_tokens) for j, t in zip(jobs, timings)]
+        if not requests:
+            return []
+        t0 = time.perf_counter()
+        with self._reason_lock:
+            outputs = self.reasoner.generate(requests)
+        if len(outputs) != len(requests):
+            raise RuntimeError(
+                f"reasoner {type(self.reasoner).__name__} returned {len(outputs)} outputs for {len(requests)} requests"
+            )
+        reason_ms = _ms(t0)
+        for t in timings:
+            t["reason"] = reason_ms / len(requests)
+        parsed_all = [self._parse(j, o, t, max_objects) for j, o, t in zip(jobs, outputs, timings)]
+        if compute_masks and self.segmenter is not None:
+            groups: dict[str, list[int]] = {}
+            for i, job in enumerate(jobs):
+                groups.setdefault(image_key(job.image.array), []).append(i)
+            iterator = groups.values()
+            if progress and len(groups) > 1:
+                from tqdm.auto import tqdm
+
+                iterator = tqdm(iterator, total=len(groups), desc="segmenting", unit="image")
+            for idxs in iterator:
+                merged = [obj for i in idxs for obj in parsed_all[i][1]]
+                elapsed = self._run_segmenter(jobs[idxs[0]].image.array, merged)
+                for i in idxs:
+                    timings[i]["segment"] = elapsed / len(idxs)
+        results = []
+        for job, output, (parsed, objects, issues), t in zip(jobs, outputs, parsed_all, timings):
+            t["total"] = _ms(t_total) if len(jobs) == 1 else sum(t.values())
+            results.append(self._finish(job, output, parsed, objects, issues, t))
+        return results
+
+    def close(self) -> None:
+        self.reasoner.close()
+        if self.segmenter is not None:
+            self.segmenter.close()
+
+    def __enter__(self) -> SegZeroPipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = ["SegZeroPipeline", "project_objects", "DEFAULT_MAX_OBJECTS", "FrameObject"]

@@ -1,0 +1,291 @@
+"""The one result type. The pipeline returns it; every adapter only converts it.
+
+Coordinates are original-image pixels: boxes ``(x1, y1, x2, y2)`` inclusive, points ``(x, y)``.
+Masks are ``(H, W)`` bool arrays. JSON conversions encode masks as COCO RLE or polygons.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from .parsing import ParseStatus
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+MaskEncoding = Literal["rle", "polygons", "both", "none"]
+
+#: Version of the JSON layout written by :meth:`SegmentationResult.to_dict`.
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class SegmentedObject:
+    """One object found by the reasoner and segmented by SAM2.
+
+    Attributes:
+        box: ``(x1, y1, x2, y2)`` original pixels (inclusive), or ``None`` for a point-only prompt.
+        points: positive points ``((x, y), ...)`` sent to the segmenter, original pixels.
+        score: the segmenter's predicted IoU for the kept mask (``nan`` if not segmented).
+        mask: ``(H, W)`` bool, or ``None`` when masks were not computed.
+        frame_box: the box as the model wrote it, reasoning-frame pixels.
+        frame_points: the points as the model wrote them, reasoning-frame pixels.
+        label: optional label written by the model.
+        issues: what was repaired for this object (clamped, reordered, point dropped, ...).
+    """
+
+    box: tuple[int, int, int, int] | None
+    points: tuple[tuple[int, int], ...]
+    score: float = float("nan")
+    mask: np.ndarray | None = None
+    frame_box: tuple[float, float, float, float] | None = None
+    frame_points: tuple[tuple[float, float], ...] = ()
+    label: str | None = None
+    issues: tuple[str, ...] = ()
+
+    @property
+    def area(self) -> int:
+        """Mask area in pixels (0 without a mask)."""
+        return int(self.mask.sum()) if self.mask is not None else 0
+
+    def to_dict(self, mask_encoding: MaskEncoding = "rle", *, polygon_tolerance: float = 1.0) -> dict[str, Any]:
+        from . import masks as _masks
+
+        d: dict[str, Any] = {
+            "box": list(self.box) if self.box is not None else None,
+            "points": [list(p) for p in self.points],
+            "score": None if not np.isfinite(self.score) else round(float(self.score), 6),
+            "area": self.area,
+            "frame_box": list(self.frame_box) if self.frame_box is not None else None,
+            "frame_points": [list(p) for p in self.frame_points],
+        }
+        if self.label is not None:
+            d["label"] = self.label
+        if self.issues:
+            d["issues"] = list(self.issues)
+        if self.mask is not None and mask_encoding in ("rle", "both"):
+            d["rle"] = _masks.rle_encode(self.mask)
+        if self.mask is not None and mask_encoding in ("polygons", "both"):
+            d["polygons"] = _masks.mask_to_polygons(self.mask, tolerance=polygon_tolerance)
+        return d
+
+
+@dataclass
+class SegmentationResult:
+    """Everything one query produced.
+
+    Attributes:
+        query: the user's query, as given.
+        prompt_format: ``visionreasoner``, ``segzero`` or ``grounding``.
+        reasoning: the ``<think>`` text.
+        raw_output: the reasoner's complete text.
+        parse_status: see :class:`~segzero_tool.parsing.ParseStatus`.
+        parse_issues: what was wrong or repaired while parsing and projecting.
+        image_size: ``(width, height)`` of the original image.
+        objects: the segmented objects.
+        timings: milliseconds per stage (``load``, ``reason``, ``parse``, ``segment``, ``total``, ...).
+        frame_size: ``(width, height)`` of the reasoning frame.
+        reasoner: identifier of the reasoner model; ``segmenter`` likewise.
+        truncated: the output looked cut off (token budget hit).
+        image: ``(H, W, 3)`` uint8 RGB original image (kept for overlays; not serialised).
+    """
+
+    query: str
+    prompt_format: str
+    reasoning: str
+    raw_output: str
+    parse_status: ParseStatus
+    image_size: tuple[int, int]
+    objects: list[SegmentedObject] = field(default_factory=list)
+    parse_issues: tuple[str, ...] = ()
+    timings: dict[str, float] = field(default_factory=dict)
+    frame_size: tuple[int, int] = (840, 840)
+    reasoner: str | None = None
+    segmenter: str | None = None
+    truncated: bool = False
+    image: np.ndarray | None = field(default=None, repr=False)
+
+    # --- views -----------------------------------------------------------------------------
+
+    @property
+    def ok(self) -> bool:
+        """True when the answer parsed and at least one object was found."""
+        return self.parse_status is ParseStatus.OK and bool(self.objects)
+
+    @property
+    def union_mask(self) -> np.ndarray:
+        """``(H, W)`` bool OR of every object's mask (all False when there is none)."""
+        w, h = self.image_size
+        out = np.zeros((h, w), dtype=bool)
+        for obj in self.objects:
+            if obj.mask is not None:
+                out |= obj.mask
+        return out
+
+    @property
+    def boxes(self) -> np.ndarray:
+        """``(n, 4)`` int xyxy boxes (objects without a box are skipped)."""
+        rows = [o.box for o in self.objects if o.box is not None]
+        return np.asarray(rows, dtype=np.int64).reshape(-1, 4)
+
+    @property
+    def masks(self) -> np.ndarray:
+        """``(n, H, W)`` bool stack of the objects' masks."""
+        w, h = self.image_size
+        stack = [o.mask if o.mask is not None else np.zeros((h, w), bool) for o in self.objects]
+        return np.stack(stack) if stack else np.zeros((0, h, w), dtype=bool)
+
+    @property
+    def scores(self) -> np.ndarray:
+        return np.asarray([o.score for o in self.objects], dtype=np.float32)
+
+    def summary(self) -> str:
+        """One line for humans."""
+        w, h = self.image_size
+        if not self.objects:
+            why = "no object found" if self.parse_status in (ParseStatus.OK, ParseStatus.NO_OBJECTS) else (
+                f"no object ({self.parse_status.value}" + (f": {self.parse_issues[0]}" if self.parse_issues else "") + ")"
+            )
+            return f"{why} in {w}x{h} image for {self.query!r} ({self.timings.get('total', 0):.0f} ms)"
+        parts = [f"#{i} box={list(o.box) if o.box else None} area={o.area}" for i, o in enumerate(self.objects)]
+        return (
+            f"{len(self.objects)} object(s) in {w}x{h} image, union area {int(self.union_mask.sum())} px "
+            f"({self.timings.get('total', 0):.0f} ms): " + "; ".join(parts)
+        )
+
+    # --- conversions -----------------------------------------------------------------------
+
+    def to_dict(self, mask_encoding: MaskEncoding = "rle", *, include_union: bool = True,
+                polygon_tolerance: float = 1.0) -> dict[str, Any]:
+        """A JSON-ready dict; masks as COCO RLE (default), polygons, both, or none."""
+        from . import masks as _masks
+
+        d: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "query": self.query,
+            "prompt_format": self.prompt_format,
+            "reasoning": self.reasoning,
+            "raw_output": self.raw_output,
+            "parse_status": self.parse_status.value,
+            "parse_issues": list(self.parse_issues),
+            "truncated": self.truncated,
+            "image_size": {"width": self.image_size[0], "height": self.image_size[1]},
+            "frame_size": {"width": self.frame_size[0], "height": self.frame_size[1]},
+            "reasoner": self.reasoner,
+            "segmenter": self.segmenter,
+            "timings_ms": {k: round(v, 3) for k, v in self.timings.items()},
+            "objects": [o.to_dict(mask_encoding, polygon_tolerance=polygon_tolerance) for o in self.objects],
+        }
+        if include_union and mask_encoding != "none" and any(o.mask is not None for o in self.objects):
+            union = self.union_mask
+            d["union"] = {"area": int(union.sum())}
+            if mask_encoding in ("rle", "both"):
+                d["union"]["rle"] = _masks.rle_encode(union)
+            if mask_encoding in ("polygons", "both"):
+                d["union"]["polygons"] = _masks.mask_to_polygons(union, tolerance=polygon_tolerance)
+        return d
+
+    def to_json(self, mask_encoding: MaskEncoding = "rle", *, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(mask_encoding), indent=indent, ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SegmentationResult:
+        """Rebuild a result from :meth:`to_dict` output (masks decoded from RLE or polygons)."""
+        from . import masks as _masks
+
+        w, h = int(d["image_size"]["width"]), int(d["image_size"]["height"])
+        objects = []
+        for o in d.get("objects", []):
+            if "rle" in o:
+                mask = _masks.rle_decode(o["rle"])
+            elif "polygons" in o:
+                mask = _masks.polygons_to_mask(o["polygons"], h, w)
+            else:
+                mask = None
+            objects.append(SegmentedObject(
+                box=tuple(o["box"]) if o.get("box") is not None else None,  # type: ignore[arg-type]
+                points=tuple(tuple(p) for p in o.get("points", [])),  # type: ignore[misc]
+                score=float("nan") if o.get("score") is None else float(o["score"]),
+                mask=mask,
+                frame_box=tuple(o["frame_box"]) if o.get("frame_box") is not None else None,  # type: ignore[arg-type]
+                frame_points=tuple(tuple(p) for p in o.get("frame_points", [])),  # type: ignore[misc]
+                label=o.get("label"),
+                issues=tuple(o.get("issues", ())),
+            ))
+        fs = d.get("frame_size", {"width": 840, "height": 840})
+        return cls(
+            query=d["query"], prompt_format=d["prompt_format"], reasoning=d.get("reasoning", ""),
+            raw_output=d.get("raw_output", ""), parse_status=ParseStatus(d["parse_status"]),
+            image_size=(w, h), objects=objects, parse_issues=tuple(d.get("parse_issues", ())),
+            timings=dict(d.get("timings_ms", {})), frame_size=(int(fs["width"]), int(fs["height"])),
+            reasoner=d.get("reasoner"), segmenter=d.get("segmenter"), truncated=bool(d.get("truncated", False)),
+        )
+
+    def overlay(self, *, max_side: int | None = 1024, image: np.ndarray | None = None, **kw: Any) -> Image.Image:
+        """The overlay picture (masks in colour, boxes and points), longest side ``max_side``."""
+        from .overlay import draw_overlay
+
+        base = image if image is not None else self.image
+        if base is None:
+            w, h = self.image_size
+            base = np.full((h, w, 3), 40, dtype=np.uint8)
+        return draw_overlay(base, self.objects, max_side=max_side, **kw)
+
+    def save(self, out_dir: str | os.PathLike, *, masks: bool = True, overlay: bool = True,
+             mask_encoding: MaskEncoding = "rle", overlay_max_side: int | None = 1024) -> dict[str, Path]:
+        """Write ``result.json``, ``mask_union.png``, ``mask_<i>.png`` and ``overlay.png``.
+
+        Every file is written to a temporary name and renamed into place, so an interrupted run never
+        leaves a half-written file; ``result.json`` is written last.
+
+        Returns:
+            name -> path of every file written.
+        """
+        from .masks import mask_to_png_bytes
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        written: dict[str, Path] = {}
+        if masks:
+            for i, obj in enumerate(self.objects):
+                if obj.mask is not None:
+                    written[f"mask_{i}"] = _atomic_write(out / f"mask_{i}.png", mask_to_png_bytes(obj.mask))
+            written["mask_union"] = _atomic_write(out / "mask_union.png", mask_to_png_bytes(self.union_mask))
+        if overlay:
+            written["overlay"] = _atomic_write(out / "overlay.png", _png(self.overlay, overlay_max_side))
+        payload = self.to_json(mask_encoding).encode("utf-8")
+        written["result"] = _atomic_write(out / "result.json", payload)
+        return written
+
+
+def _png(render: Callable[..., Image.Image], max_side: int | None) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    render(max_side=max_side).save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def _atomic_write(path: Path, data: bytes) -> Path:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path

@@ -1,0 +1,137 @@
+"""One settings object for the pipeline, fed by (in rising priority) defaults, a config file,
+``SEGZERO_*`` environment variables and explicit arguments (command-line flags).
+
+Config files are TOML or JSON with the field names below, at the top level or under a
+``[segzero]`` table::
+
+    reasoner = "visionreasoner-7b"
+    segmenter = "sam2.1-hiera-large"
+    device = "cuda"
+    reasoner_backend = "transformers"     # or "my_pkg.mod:MyReasoner"
+
+Environment variables are the upper-cased names with a ``SEGZERO_`` prefix, e.g.
+``SEGZERO_REASONER``, ``SEGZERO_DEVICE``, ``SEGZERO_MAX_OBJECTS``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import SegZeroError
+
+
+class SettingsError(SegZeroError, ValueError):
+    """A configuration file or variable is invalid."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """What to load and how; every field has a sane default."""
+
+    preset: str = "default"
+    reasoner: str | None = None
+    segmenter: str | None = None
+    reasoner_backend: str = "transformers"
+    segmenter_backend: str = "transformers"
+    device: str = "auto"
+    dtype: str = "auto"
+    prompt_format: str | None = None
+    frame_size: int = 840
+    max_objects: int = 50
+    max_new_tokens: int | None = None
+    max_pixels: int = 100_000_000
+    cache_size: int = 8
+
+    ENV_PREFIX = "SEGZERO_"
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    def merged(self, values: Mapping[str, Any], source: str) -> PipelineSettings:
+        """Return a copy updated with ``values`` (``None`` values are ignored)."""
+        known = {f.name: f for f in fields(self)}
+        updates: dict[str, Any] = {}
+        for key, value in values.items():
+            if value is None:
+                continue
+            name = key.replace("-", "_").lower()
+            if name not in known:
+                raise SettingsError(f"{source}: unknown setting {key!r}; known: {', '.join(known)}")
+            typ = str(known[name].type)
+            try:
+                if typ.startswith("int"):
+                    value = int(value)
+                else:
+                    value = str(value)
+            except (TypeError, ValueError):
+                raise SettingsError(f"{source}: setting {key!r} must be an integer, got {value!r}") from None
+            updates[name] = value
+        return replace(self, **updates)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, base: PipelineSettings | None = None) -> PipelineSettings:
+        env = os.environ if environ is None else environ
+        values = {name: env.get(cls.ENV_PREFIX + name.upper()) for name in cls.field_names()}
+        return (base or cls()).merged(values, "environment")
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, base: PipelineSettings | None = None) -> PipelineSettings:
+        p = Path(path).expanduser()
+        if not p.is_file():
+            raise SettingsError(f"config file {p} does not exist")
+        try:
+            if p.suffix.lower() == ".json":
+                data = json.loads(p.read_text(encoding="utf-8"))
+            else:
+                try:
+                    import tomllib
+                except ModuleNotFoundError:  # Python 3.10
+                    import tomli as tomllib  # type: ignore[no-redef]
+                data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"config file {p} could not be parsed: {exc}") from None
+        if not isinstance(data, dict):
+            raise SettingsError(f"config file {p} must hold a table/object of settings")
+        if isinstance(data.get("segzero"), dict):
+            data = data["segzero"]
+        return (base or cls()).merged(data, str(p))
+
+    @classmethod
+    def resolve(cls, *, config: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None,
+                overrides: Mapping[str, Any] | None = None) -> PipelineSettings:
+        """Defaults < config file < environment < overrides."""
+        s = cls()
+        if config is not None:
+            s = cls.from_file(config, s)
+        s = cls.from_env(environ, s)
+        return s.merged(overrides or {}, "arguments")
+
+    def build_pipeline(self, **extra: Any) -> Any:
+        """Load the models these settings name and return a :class:`SegZeroPipeline`."""
+        from .pipeline import SegZeroPipeline
+
+        kwargs: dict[str, Any] = {
+            "preset": self.preset,
+            "reasoner_backend": self.reasoner_backend,
+            "segmenter_backend": self.segmenter_backend,
+            "device": self.device,
+            "dtype": self.dtype,
+            "prompt_format": self.prompt_format,
+            "frame_size": self.frame_size,
+            "max_objects": self.max_objects,
+            "max_pixels": self.max_pixels,
+        }
+        if self.max_new_tokens is not None:
+            kwargs["max_new_tokens"] = self.max_new_tokens
+        if self.segmenter_backend == "transformers":
+            kwargs["segmenter_kwargs"] = {"cache_size": self.cache_size}
+        kwargs.update(extra)
+        return SegZeroPipeline.from_pretrained(self.reasoner, self.segmenter, **kwargs)

@@ -1,0 +1,1 @@
+"""Test helpers: tiny random models built from configs (no downloads, CPU-fast)."""
