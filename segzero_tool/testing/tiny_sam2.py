@@ -239,6 +239,30 @@ def sam2_processor(image_size: int) -> Any:
     return Sam2Processor(image_processor=image_processor)
 
 
+def _spread_weights(model: Any) -> None:
+    """Redraw the weights so that a random model's outputs are not degenerate.
+
+    transformers initialises SAM2 with std 0.02 and zero biases, which gives mask logits of about
+    1e-4: every mask is threshold noise and every predicted IoU is 0.5, so tests could not tell a
+    right mask from a wrong one. Matrices get std ``1/sqrt(fan_in)``, vectors (biases, embeddings
+    of shape ``(n,)``) std 0.1, layer-norm scales stay 1. The image-wide positional encoding is set
+    equal to the prompt encoder's, as in the released checkpoints.
+    """
+    import math
+
+    import torch
+
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.dim() >= 2:
+                param.normal_(0.0, 1.0 / math.sqrt(param[0].numel()))
+            elif not ("norm" in name and name.endswith("weight")):
+                param.normal_(0.0, 0.1)
+        model.shared_image_embedding.positional_embedding.copy_(
+            model.prompt_encoder.shared_embedding.positional_embedding
+        )
+
+
 def build_tiny_sam2(path: str | Path, *, seed: int = 0, arch: str = "tiny-test") -> Path:
     """Save a randomly initialised ``Sam2Model`` and a matching ``Sam2Processor`` into ``path``.
 
@@ -261,6 +285,7 @@ def build_tiny_sam2(path: str | Path, *, seed: int = 0, arch: str = "tiny-test")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = Sam2Model(config).eval()
+        _spread_weights(model)
     model.save_pretrained(out)
     sam2_processor(config.prompt_encoder_config.image_size).save_pretrained(out)
     logger.debug("saved random SAM2 %s (seed %d) to %s", arch, seed, out)
