@@ -222,13 +222,11 @@ class TransformersReasoner(Reasoner):
         row = row[:budget]
         stop_at = next((i for i, token in enumerate(row) if token in self._eos_ids), None)
         if stop_at is None:
-            kept, finish = row, "length"
-        else:
-            kept, finish = row[: stop_at + 1], "stop"
-        text = self.processor.tokenizer.decode(kept, skip_special_tokens=True)
-        return ReasonerOutput(
-            text=text, prompt_tokens=prompt_len, completion_tokens=len(kept), finish_reason=finish
-        )
+            text_ids, count, finish = row, len(row), "length"
+        else:  # the EOS token counts as generated but is never part of the text
+            text_ids, count, finish = row[:stop_at], stop_at + 1, "stop"
+        text = self.processor.tokenizer.decode(text_ids, skip_special_tokens=True)
+        return ReasonerOutput(text=text, prompt_tokens=prompt_len, completion_tokens=count, finish_reason=finish)
 
     def close(self) -> None:
         """Drop the model (and empty the CUDA cache when it was on a GPU). Safe to call twice."""

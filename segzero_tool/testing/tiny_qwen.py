@@ -23,9 +23,11 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import pathlib
+from collections.abc import Iterator
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -244,7 +246,22 @@ def _save(
         video_processor=Qwen2VLVideoProcessor(**pixels),
         chat_template=_CHAT_TEMPLATE,
     )
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
+    with _quiet_progress_bar():
+        model.save_pretrained(out)
+        processor.save_pretrained(out)
     logger.debug("saved tiny %s to %s", type(model).__name__, out)
     return out
+
+
+@contextlib.contextmanager
+def _quiet_progress_bar() -> Iterator[None]:
+    """Hide transformers' "Writing model shards" bar (restored afterwards): tests save often."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()

@@ -1,0 +1,399 @@
+"""SAM2 through transformers (``Sam2Model`` + ``Sam2Processor``), with an embedding cache.
+
+Protocol (Seg-Zero's ``SAM2ImagePredictor`` usage): each object is prompted with its box and its
+positive points, in original-image pixels; the decoder returns three candidate masks
+(``multimask_output=True``) and the one with the highest predicted IoU is kept; low-resolution
+logits are resized bilinearly to the original image size and thresholded at 0.
+
+How an object is encoded: like Meta's predictor, the box becomes two corner points with labels 2
+and 3 placed before the positive points (label 1); the prompt encoder then appends one
+"not a point" token (label -1). This is numerically the same as passing ``input_boxes`` to
+transformers (checked in the tests) and lets one tensor carry box-only, point-only and box+point
+objects.
+
+Batching: the image embedding is computed once per image (and cached by content hash); all objects
+of an image go through the prompt encoder / mask decoder together. SAM2's decoder has no attention
+mask, so padding an object with fewer prompt tokens (transformers pads with label -10, a zero
+token) changes that object's masks. With ``batching="exact"`` (default) objects are grouped by
+token count and each group is one decoder batch: results equal prompting each object alone, and
+the usual Seg-Zero output (every object has a box and the same number of points) is one batch.
+``batching="padded"`` always runs one batch and pads with label -10, trading exactness for one
+call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..devices import resolve_device, resolve_dtype
+from ..errors import MissingDependencyError, ModelLoadError
+from .base import ObjectPrompt, Segmenter, SegmenterOutput, image_key
+from .cache import EmbeddingCache
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL_ID = "facebook/sam2.1-hiera-large"
+
+#: Point labels understood by SAM2's prompt encoder.
+LABEL_POSITIVE = 1
+LABEL_BOX_TOP_LEFT = 2
+LABEL_BOX_BOTTOM_RIGHT = 3
+LABEL_PAD = -10  # transformers' padding label: the token is zeroed (but still attended to)
+
+_BATCHING_MODES = ("exact", "padded")
+
+
+@dataclass(frozen=True)
+class Sam2ImageEmbedding:
+    """What the mask decoder needs from one image, as returned by ``Sam2Model.get_image_embeddings``.
+
+    Attributes:
+        features: three tensors, high to low resolution, on the model's device and dtype:
+            ``(1, C/8, S/4, S/4)``, ``(1, C/4, S/8, S/8)`` and ``(1, C, S/16, S/16)`` where ``C`` is
+            the decoder hidden size (256 for the released models) and ``S`` the model's square
+            input side (1024).
+        original_size: ``(H, W)`` of the original image, for coordinate normalisation and mask
+            post-processing.
+    """
+
+    features: tuple[Any, ...]
+    original_size: tuple[int, int]
+
+
+def check_image(image: Any) -> np.ndarray:
+    """Validate an ``(H, W, 3)`` uint8 RGB array (``H, W >= 1``) and return it unchanged.
+
+    Raises:
+        ValueError: wrong type, shape or dtype.
+    """
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"image must be a numpy array (H, W, 3) uint8 RGB, got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must have shape (H, W, 3) RGB, got {image.shape}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"image must be uint8, got {image.dtype}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"image is empty: shape {image.shape}")
+    return image
+
+
+def prompt_tokens(prompt: ObjectPrompt) -> tuple[list[tuple[float, float]], list[int]]:
+    """Turn one object's prompt into SAM2 point tokens, in original-image pixels.
+
+    Returns:
+        ``(coords, labels)``: the box corners ``(x1, y1), (x2, y2)`` with labels 2 and 3 (if there
+        is a box), then the positive points with label 1. Both lists are empty for an empty prompt.
+
+    Raises:
+        ValueError: a coordinate is not a finite number or the box does not have 4 values.
+    """
+    coords: list[tuple[float, float]] = []
+    labels: list[int] = []
+    if prompt.box is not None:
+        if len(prompt.box) != 4:
+            raise ValueError(f"box must be (x1, y1, x2, y2), got {prompt.box!r}")
+        x1, y1, x2, y2 = (float(v) for v in prompt.box)
+        coords += [(x1, y1), (x2, y2)]
+        labels += [LABEL_BOX_TOP_LEFT, LABEL_BOX_BOTTOM_RIGHT]
+    for point in prompt.points:
+        if len(point) != 2:
+            raise ValueError(f"point must be (x, y), got {point!r}")
+        coords.append((float(point[0]), float(point[1])))
+        labels.append(LABEL_POSITIVE)
+    if coords and not np.isfinite(np.asarray(coords)).all():
+        raise ValueError(f"prompt has a non-finite coordinate: {prompt!r}")
+    return coords, labels
+
+
+def empty_output(height: int, width: int, n: int = 0) -> SegmenterOutput:
+    """``n`` all-False ``(H, W)`` masks with score 0."""
+    return SegmenterOutput(masks=np.zeros((n, height, width), dtype=bool), scores=np.zeros((n,), dtype=np.float32))
+
+
+@contextlib.contextmanager
+def _progress_bars(enabled: bool) -> Iterator[None]:
+    """Temporarily disable the hub download and transformers loading progress bars."""
+    if enabled:
+        yield
+        return
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    hub_was_disabled = are_progress_bars_disabled()
+    hf_was_enabled = hf_logging.is_progress_bar_enabled()
+    disable_progress_bars()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if not hub_was_disabled:
+            enable_progress_bars()
+        if hf_was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def _local_folder(source: str) -> Path | None:
+    """Return the folder for a local ``source``; ``None`` for a hub id.
+
+    Raises:
+        ModelLoadError: ``source`` looks like a path (absolute, relative with ``.``/``~``, or with
+            more than one ``/``) but no such folder exists, or it is a file.
+    """
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise ModelLoadError(
+            f"SAM2 model path {source!r} is a file; the transformers backend needs a folder with "
+            "config.json, the weights and preprocessor_config.json (a Meta .pt checkpoint needs "
+            "the 'sam2' backend)"
+        )
+    looks_like_path = (
+        source.startswith(("/", ".", "~", "\\"))
+        or source.count("/") > 1
+        or "\\" in source
+        or (len(source) > 1 and source[1] == ":")
+    )
+    if looks_like_path:
+        raise ModelLoadError(
+            f"SAM2 model folder {source!r} does not exist; pass an existing folder saved with "
+            "save_pretrained, or a hub id such as 'facebook/sam2.1-hiera-large'"
+        )
+    return None
+
+
+class TransformersSam2Segmenter(Segmenter):
+    """SAM2 image segmenter on transformers' ``Sam2Model``.
+
+    Args:
+        model: a ``transformers.Sam2Model`` already on ``device`` in ``dtype`` (put in eval mode here).
+        processor: the matching ``transformers.Sam2Processor`` (image resize/normalise, mask
+            post-processing; its ``target_size`` is the model's square input side).
+        device: torch device string the model lives on.
+        cache_size: number of image embeddings kept (LRU by image content); 0 disables the cache.
+        batching: ``"exact"`` (group objects by prompt length; same result as one object at a
+            time) or ``"padded"`` (always one decoder batch, padding label -10; approximate). See
+            the module docstring.
+        model_id: hub id or folder the weights came from, for reporting.
+
+    Attributes:
+        cache: the :class:`EmbeddingCache` of :class:`Sam2ImageEmbedding` values.
+    """
+
+    name = "transformers"
+
+    def __init__(
+        self,
+        model: Any,
+        processor: Any,
+        *,
+        device: str = "cpu",
+        cache_size: int = 8,
+        batching: str = "exact",
+        model_id: str | None = None,
+    ) -> None:
+        if batching not in _BATCHING_MODES:
+            raise ValueError(f"batching must be one of {_BATCHING_MODES}, got {batching!r}")
+        self.model = model.eval()
+        self.processor = processor
+        self.device = str(device)
+        self.dtype = next(model.parameters()).dtype
+        self.batching = batching
+        self.model_id = model_id
+        self.cache: EmbeddingCache[Sam2ImageEmbedding] = EmbeddingCache(cache_size)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_id_or_path: str | Path = DEFAULT_MODEL_ID,
+        *,
+        device: str | None = "auto",
+        dtype: Any = "auto",
+        cache_size: int = 8,
+        revision: str | None = None,
+        local_files_only: bool | None = None,
+        progress: bool = True,
+        batching: str = "exact",
+    ) -> TransformersSam2Segmenter:
+        """Load a transformers-format SAM2 checkpoint (hub id or local folder).
+
+        Args:
+            model_id_or_path: hub id (e.g. ``"facebook/sam2.1-hiera-large"``) or a folder written by
+                ``save_pretrained`` (weights, ``config.json`` and ``preprocessor_config.json``).
+            device: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``.
+            dtype: ``"auto"`` = float32 on CPU (bfloat16 matmuls are slow there) and bfloat16 on
+                CUDA (the Seg-Zero scripts run SAM2 under bfloat16 autocast); or ``"fp32"``,
+                ``"bf16"``, ``"fp16"`` or a ``torch.dtype``. Masks are post-processed in float32.
+            cache_size: image embeddings kept in the LRU cache (0 disables it).
+            revision: hub branch, tag or commit.
+            local_files_only: ``True`` never touches the network; ``None`` leaves the transformers
+                default (which honours ``HF_HUB_OFFLINE``).
+            progress: show download / loading progress bars.
+            batching: see :class:`TransformersSam2Segmenter`.
+
+        Raises:
+            ModelLoadError: the folder does not exist or lacks files, the hub id is unknown or the
+                hub is unreachable and the files are not cached.
+            DeviceError: the requested device is not available.
+            MissingDependencyError: transformers' SAM2 (or torchvision, needed by its image
+                processor) is not importable.
+        """
+        dev = resolve_device(device)
+        torch_dtype = resolve_dtype(dtype, dev)
+        source = str(model_id_or_path)
+        folder = _local_folder(source)
+        try:
+            from transformers import Sam2Model, Sam2Processor
+        except ImportError as exc:
+            raise MissingDependencyError(
+                f"transformers with SAM2 support (>= 4.57) is needed for the transformers SAM2 backend: {exc}"
+            ) from exc
+        kwargs: dict[str, Any] = {}
+        if revision is not None:
+            kwargs["revision"] = revision
+        if local_files_only is not None:
+            kwargs["local_files_only"] = local_files_only
+        where = f"folder {str(folder)!r}" if folder is not None else f"hub id {source!r}"
+        try:
+            with _progress_bars(progress):
+                processor = Sam2Processor.from_pretrained(source, **kwargs)
+                model = Sam2Model.from_pretrained(source, dtype=torch_dtype, **kwargs)
+        except ImportError as exc:
+            raise MissingDependencyError(f"loading the SAM2 processor needs an optional package: {exc}") from exc
+        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+            if folder is not None:
+                hint = (
+                    "the folder must hold a transformers SAM2 checkpoint (config.json, model.safetensors, "
+                    "preprocessor_config.json); Meta .pt checkpoints need the 'sam2' backend"
+                )
+            else:
+                hint = (
+                    "check the id and your network, or download it first "
+                    "(`hf download " + source + "`) and pass the folder; offline runs need "
+                    "HF_HUB_OFFLINE=1 and a filled cache"
+                )
+            raise ModelLoadError(f"could not load SAM2 from {where}: {exc.__class__.__name__}: {exc}; {hint}") from exc
+        model = model.to(dev).eval()
+        logger.info("loaded SAM2 %s on %s (%s)", source, dev, torch_dtype)
+        return cls(model, processor, device=dev, cache_size=cache_size, batching=batching, model_id=source)
+
+    @property
+    def image_size(self) -> int:
+        """The model's square input side in pixels (1024 for the released models)."""
+        return int(self.processor.target_size)
+
+    def encode(self, image: np.ndarray, *, key: str | None = None) -> Sam2ImageEmbedding:
+        """Return the image embedding, from the cache or by running the vision encoder once.
+
+        Args:
+            image: ``(H, W, 3)`` uint8 RGB, original resolution.
+            key: precomputed :func:`image_key` of ``image`` (computed when ``None``).
+
+        Returns:
+            :class:`Sam2ImageEmbedding` (also stored in :attr:`cache`).
+        """
+        check_image(image)
+        key = image_key(image) if key is None else key
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        import torch
+
+        with torch.inference_mode():
+            inputs = self.processor(
+                images=image, return_tensors="pt", input_data_format="channels_last", device=self.device
+            )
+            pixel_values = inputs["pixel_values"].to(self.device, self.dtype)
+            features = self.model.get_image_embeddings(pixel_values)
+        embedding = Sam2ImageEmbedding(features=tuple(features), original_size=(image.shape[0], image.shape[1]))
+        self.cache.put(key, embedding)
+        return embedding
+
+    def _groups(self, tokens: list[tuple[list[tuple[float, float]], list[int]]]) -> list[list[int]]:
+        """Indices of the non-empty prompts, grouped into decoder batches."""
+        live = [i for i, (coords, _) in enumerate(tokens) if coords]
+        if not live:
+            return []
+        if self.batching == "padded":
+            return [live]
+        by_length: dict[int, list[int]] = {}
+        for i in live:
+            by_length.setdefault(len(tokens[i][0]), []).append(i)
+        return list(by_length.values())
+
+    def decode(self, embedding: Sam2ImageEmbedding, prompts: Sequence[ObjectPrompt]) -> SegmenterOutput:
+        """Run the prompt encoder and mask decoder on a computed embedding.
+
+        Args:
+            embedding: from :meth:`encode`.
+            prompts: one :class:`ObjectPrompt` per object, original-image pixels. An object with
+                neither box nor points gets an all-False mask and score 0 (with a warning).
+
+        Returns:
+            :class:`SegmenterOutput`: ``(n, H, W)`` bool masks at the original size and ``(n,)``
+            float32 predicted IoU of each kept mask.
+        """
+        import torch
+
+        height, width = embedding.original_size
+        out = empty_output(height, width, len(prompts))
+        tokens = [prompt_tokens(p) for p in prompts]
+        empty = [i for i, (coords, _) in enumerate(tokens) if not coords]
+        if empty:
+            logger.warning("SAM2: objects %s have neither a box nor points; their masks are empty", empty)
+        size = self.image_size
+        # Original pixels -> the model's S x S frame (what Sam2Processor does to input points).
+        scale = np.array([size / width, size / height], dtype=np.float64)
+        with torch.inference_mode():
+            for group in self._groups(tokens):
+                length = max(len(tokens[i][0]) for i in group)
+                coords = np.zeros((1, len(group), length, 2), dtype=np.float32)
+                labels = np.full((1, len(group), length), LABEL_PAD, dtype=np.int64)
+                for row, i in enumerate(group):
+                    pts, lab = tokens[i]
+                    coords[0, row, : len(pts)] = np.asarray(pts, dtype=np.float64) * scale
+                    labels[0, row, : len(lab)] = lab
+                result = self.model(
+                    image_embeddings=list(embedding.features),
+                    input_points=torch.from_numpy(coords).to(self.device),
+                    input_labels=torch.from_numpy(labels).to(self.device),
+                    multimask_output=True,
+                )
+                iou = result.iou_scores[0].float()  # (g, 3)
+                best = iou.argmax(dim=-1)  # (g,)
+                rows = torch.arange(len(group), device=best.device)
+                logits = result.pred_masks[0][rows, best].float()  # (g, S/4, S/4)
+                masks = self.processor.post_process_masks(
+                    [logits[:, None]], [[height, width]], mask_threshold=0.0, binarize=True
+                )[0][:, 0]  # (g, H, W) bool
+                out.masks[group] = masks.cpu().numpy()
+                out.scores[group] = iou[rows, best].cpu().numpy()
+        return out
+
+    def segment(self, image: np.ndarray, prompts: Sequence[ObjectPrompt]) -> SegmenterOutput:
+        """Segment every prompted object of one image (see :class:`Segmenter`).
+
+        Args:
+            image: ``(H, W, 3)`` uint8 RGB, original resolution.
+            prompts: one :class:`ObjectPrompt` per object, original-image pixels.
+
+        Returns:
+            :class:`SegmenterOutput` with ``(len(prompts), H, W)`` bool masks and float32 scores.
+            No prompts: ``(0, H, W)`` masks, and the model is not run.
+        """
+        check_image(image)
+        prompts = list(prompts)
+        if not prompts:
+            return empty_output(image.shape[0], image.shape[1])
+        return self.decode(self.encode(image), prompts)
+
+    def close(self) -> None:
+        """Drop the cached embeddings."""
+        self.cache.clear()
