@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,7 @@ def tiny_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def reasoner(tiny_dirs: dict[str, Path]) -> TransformersReasoner:
+def reasoner(tiny_dirs: dict[str, Path]) -> Iterator[TransformersReasoner]:
     r = TransformersReasoner.from_pretrained(str(tiny_dirs["qwen2.5-vl"]), device="cpu", max_batch_size=2)
     yield r
     r.close()
@@ -52,7 +53,9 @@ def requests_() -> list[ReasonerRequest]:
     # Different prompt lengths, so batches really are left-padded; one image of another size.
     return [
         ReasonerRequest(image=_image(0), prompt="find the dog", max_new_tokens=12),
-        ReasonerRequest(image=_image(1), prompt="the red cup on the left, with bbox and points", max_new_tokens=12),
+        ReasonerRequest(
+            image=_image(1), prompt="the red cup on the left, with bbox and points", max_new_tokens=12
+        ),
         ReasonerRequest(image=_image(2, size=336), prompt="a", max_new_tokens=12),
     ]
 
@@ -72,7 +75,7 @@ def test_one_output_per_request_in_order(reasoner: TransformersReasoner, request
     assert len(outputs) == len(requests_)
     assert all(isinstance(o, ReasonerOutput) for o in outputs)
     # Order: each output matches the same request generated alone.
-    for request, output in zip(requests_, outputs):
+    for request, output in zip(requests_, outputs, strict=True):
         assert reasoner.generate([request])[0] == output
     for output in outputs:
         assert output.finish_reason in {"stop", "length"}
@@ -110,6 +113,29 @@ def test_small_budget_finishes_with_length(reasoner: TransformersReasoner) -> No
     # A random model almost never emits EOS as its first token; if it did, finish_reason is "stop".
     eos_first = output.text == ""
     assert output.finish_reason == ("stop" if eos_first else "length")
+
+
+def test_eos_finishes_with_stop(tiny_dirs: dict[str, Path]) -> None:
+    # A random model rarely emits EOS, so declare its third greedy token an EOS token: the wrapped
+    # model's generation config decides what stops generation. Also covers the object constructor.
+    loaded = TransformersReasoner.from_pretrained(str(tiny_dirs["qwen2.5-vl"]), device="cpu")
+    model, processor = loaded.model, loaded.processor
+    request = ReasonerRequest(image=_image(0), prompt="find the dog", max_new_tokens=8)
+    chat = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": request.prompt}]}]
+    text = processor.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+    inputs = processor(text=[text], images=[request.image], return_tensors="pt")
+    free = model.generate(**inputs, max_new_tokens=3, do_sample=False)[
+        0, inputs["input_ids"].shape[1] :
+    ].tolist()
+    eos = free[2]
+    stop_at = free.index(eos)  # the token may already occur earlier (random models repeat themselves)
+    model.generation_config.eos_token_id = [eos]
+    stopping = TransformersReasoner(model, processor, model_id="tiny")
+    [output] = stopping.generate([request])
+    assert output.finish_reason == "stop"
+    assert output.completion_tokens == stop_at + 1  # the text's tokens plus the EOS token
+    assert output.text == processor.tokenizer.decode(free[:stop_at], skip_special_tokens=True)
+    stopping.close()
 
 
 def test_empty_request_list(reasoner: TransformersReasoner) -> None:

@@ -124,8 +124,6 @@ class TransformersReasoner(Reasoner):
                 missing.
         """
         _require("torch", "transformers")
-        import torch
-
         source = _check_source(model_id_or_path)
         device_str = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, device_str)
@@ -214,7 +212,7 @@ class TransformersReasoner(Reasoner):
         prompt_lengths = inputs["attention_mask"].sum(dim=1).tolist()  # (batch,)
         return [
             self._to_output(row, budget, int(prompt_len))
-            for row, budget, prompt_len in zip(new_tokens, budgets, prompt_lengths)
+            for row, budget, prompt_len in zip(new_tokens, budgets, prompt_lengths, strict=True)
         ]
 
     def _to_output(self, row: list[int], budget: int, prompt_len: int) -> ReasonerOutput:
@@ -226,7 +224,9 @@ class TransformersReasoner(Reasoner):
         else:  # the EOS token counts as generated but is never part of the text
             text_ids, count, finish = row[:stop_at], stop_at + 1, "stop"
         text = self.processor.tokenizer.decode(text_ids, skip_special_tokens=True)
-        return ReasonerOutput(text=text, prompt_tokens=prompt_len, completion_tokens=count, finish_reason=finish)
+        return ReasonerOutput(
+            text=text, prompt_tokens=prompt_len, completion_tokens=count, finish_reason=finish
+        )
 
     def close(self) -> None:
         """Drop the model (and empty the CUDA cache when it was on a GPU). Safe to call twice."""
@@ -384,5 +384,7 @@ def _eos_token_ids(model: Any, processor: Any) -> list[int]:
         eos = processor.tokenizer.eos_token_id
     ids = [eos] if isinstance(eos, int) else list(eos or [])
     if not ids:
-        raise ModelLoadError("the checkpoint defines no end-of-sequence token (generation_config.eos_token_id)")
+        raise ModelLoadError(
+            "the checkpoint defines no end-of-sequence token (generation_config.eos_token_id)"
+        )
     return ids

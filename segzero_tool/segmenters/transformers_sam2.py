@@ -118,7 +118,7 @@ def empty_output(height: int, width: int, n: int = 0) -> SegmenterOutput:
 
 
 @contextlib.contextmanager
-def _progress_bars(enabled: bool) -> Iterator[None]:
+def hub_progress_bars(enabled: bool) -> Iterator[None]:
     """Temporarily disable the hub download and transformers loading progress bars."""
     if enabled:
         yield
@@ -262,7 +262,7 @@ class TransformersSam2Segmenter(Segmenter):
             kwargs["local_files_only"] = local_files_only
         where = f"folder {str(folder)!r}" if folder is not None else f"hub id {source!r}"
         try:
-            with _progress_bars(progress):
+            with hub_progress_bars(progress):
                 processor = Sam2Processor.from_pretrained(source, **kwargs)
                 model = Sam2Model.from_pretrained(source, dtype=torch_dtype, **kwargs)
         except ImportError as exc:

@@ -58,7 +58,7 @@ _CORPUS = (
     '<think>The object is the dog next to the door.</think><answer>[{"bbox_2d": [10, 20, 300, 400], '
     '"point_2d": [155, 210]}]</answer>',
     '<answer>{"bbox": [12, 34, 560, 780], "points_1": [100, 200], "points_2": [300, 400]}</answer>',
-    "0123456789 [], {}: \"\" \n",
+    '0123456789 [], {}: "" \n',
 )
 
 # Renders like Qwen2.5-VL's template: a default system turn when the first message is not a system
