@@ -151,7 +151,9 @@ class TransformersReasoner(Reasoner):
         Each chunk runs one ``model.generate`` call with ``max_new_tokens`` set to the **largest**
         budget in the chunk; every output is then cut to its own request's budget. Greedy decoding
         makes the cut output equal to what a call with that budget alone would produce, so mixed
-        budgets only cost compute, never correctness.
+        budgets only cost compute, never correctness. The checkpoint's temperature / top_p / top_k
+        are unset (greedy ignores them); other settings of its ``generation_config`` (e.g. a
+        ``repetition_penalty``) stay active, as in the reference scripts' ``generate`` calls.
 
         Args:
             requests: images (already in the reasoning frame, RGB) and prompt texts.

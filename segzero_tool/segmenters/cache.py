@@ -91,7 +91,12 @@ class EmbeddingCache(Generic[V]):
     def stats(self) -> dict[str, int]:
         """``{"size", "capacity", "hits", "misses"}``."""
         with self._lock:
-            return {"size": len(self._data), "capacity": self.capacity, "hits": self.hits, "misses": self.misses}
+            return {
+                "size": len(self._data),
+                "capacity": self.capacity,
+                "hits": self.hits,
+                "misses": self.misses,
+            }
 
     def __repr__(self) -> str:
         s = self.stats()

@@ -114,7 +114,9 @@ def prompt_tokens(prompt: ObjectPrompt) -> tuple[list[tuple[float, float]], list
 
 def empty_output(height: int, width: int, n: int = 0) -> SegmenterOutput:
     """``n`` all-False ``(H, W)`` masks with score 0."""
-    return SegmenterOutput(masks=np.zeros((n, height, width), dtype=bool), scores=np.zeros((n,), dtype=np.float32))
+    return SegmenterOutput(
+        masks=np.zeros((n, height, width), dtype=bool), scores=np.zeros((n,), dtype=np.float32)
+    )
 
 
 @contextlib.contextmanager
@@ -266,7 +268,9 @@ class TransformersSam2Segmenter(Segmenter):
                 processor = Sam2Processor.from_pretrained(source, **kwargs)
                 model = Sam2Model.from_pretrained(source, dtype=torch_dtype, **kwargs)
         except ImportError as exc:
-            raise MissingDependencyError(f"loading the SAM2 processor needs an optional package: {exc}") from exc
+            raise MissingDependencyError(
+                f"loading the SAM2 processor needs an optional package: {exc}"
+            ) from exc
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
             if folder is not None:
                 hint = (
@@ -279,7 +283,9 @@ class TransformersSam2Segmenter(Segmenter):
                     "(`hf download " + source + "`) and pass the folder; offline runs need "
                     "HF_HUB_OFFLINE=1 and a filled cache"
                 )
-            raise ModelLoadError(f"could not load SAM2 from {where}: {exc.__class__.__name__}: {exc}; {hint}") from exc
+            raise ModelLoadError(
+                f"could not load SAM2 from {where}: {exc.__class__.__name__}: {exc}; {hint}"
+            ) from exc
         model = model.to(dev).eval()
         logger.info("loaded SAM2 %s on %s (%s)", source, dev, torch_dtype)
         return cls(model, processor, device=dev, cache_size=cache_size, batching=batching, model_id=source)
@@ -312,7 +318,9 @@ class TransformersSam2Segmenter(Segmenter):
             )
             pixel_values = inputs["pixel_values"].to(self.device, self.dtype)
             features = self.model.get_image_embeddings(pixel_values)
-        embedding = Sam2ImageEmbedding(features=tuple(features), original_size=(image.shape[0], image.shape[1]))
+        embedding = Sam2ImageEmbedding(
+            features=tuple(features), original_size=(image.shape[0], image.shape[1])
+        )
         self.cache.put(key, embedding)
         return embedding
 
