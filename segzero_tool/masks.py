@@ -19,7 +19,7 @@ def rle_encode(mask: np.ndarray) -> dict[str, Any]:
 
     if mask.ndim != 2:
         raise ValueError(f"mask must be (H, W), got shape {mask.shape}")
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    rle = mask_utils.encode(np.asfortranarray(mask, dtype=np.uint8))
     counts = rle["counts"]
     return {"size": [int(rle["size"][0]), int(rle["size"][1])],
             "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}

@@ -127,7 +127,7 @@ class SegmentationResult:
         out = np.zeros((h, w), dtype=bool)
         for obj in self.objects:
             if obj.mask is not None:
-                out |= obj.mask
+                np.logical_or(out, obj.mask, out=out)
         return out
 
     @property
