@@ -249,7 +249,7 @@ class SegZeroPipeline:
                 f"segmenter {type(self.segmenter).__name__} returned masks of shape {out.masks.shape}, "
                 f"expected {(len(objects), h, w)}"
             )
-        for obj, mask, score in zip(objects, out.masks, out.scores):
+        for obj, mask, score in zip(objects, out.masks, out.scores, strict=True):
             obj.mask = mask.astype(bool, copy=False)
             obj.score = float(score)
         return _ms(t0)
@@ -352,7 +352,7 @@ class SegZeroPipeline:
         t_total = time.perf_counter()
         jobs = [self._prepare(img, q, prompt_format) for img, q in items]
         timings = [{"load": j.load_ms} for j in jobs]
-        requests = [self._request(j, t, max_new_tokens) for j, t in zip(jobs, timings)]
+        requests = [self._request(j, t, max_new_tokens) for j, t in zip(jobs, timings, strict=True)]
         if not requests:
             return []
         t0 = time.perf_counter()
@@ -365,7 +365,7 @@ class SegZeroPipeline:
         reason_ms = _ms(t0)
         for t in timings:
             t["reason"] = reason_ms / len(requests)
-        parsed_all = [self._parse(j, o, t, max_objects) for j, o, t in zip(jobs, outputs, timings)]
+        parsed_all = [self._parse(j, o, t, max_objects) for j, o, t in zip(jobs, outputs, timings, strict=True)]
         if compute_masks and self.segmenter is not None:
             groups: dict[str, list[int]] = {}
             for i, job in enumerate(jobs):
@@ -381,7 +381,7 @@ class SegZeroPipeline:
                 for i in idxs:
                     timings[i]["segment"] = elapsed / len(idxs)
         results = []
-        for job, output, (parsed, objects, issues), t in zip(jobs, outputs, parsed_all, timings):
+        for job, output, (parsed, objects, issues), t in zip(jobs, outputs, parsed_all, timings, strict=True):
             t["total"] = _ms(t_total) if len(jobs) == 1 else sum(t.values())
             results.append(self._finish(job, output, parsed, objects, issues, t))
         return results

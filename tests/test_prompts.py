@@ -3,7 +3,13 @@
 import pytest
 
 from segzero_tool.errors import QueryError
-from segzero_tool.prompts import EVAL_STRIP_CHARS, PromptFormat, build_prompt, normalize_question, validate_query
+from segzero_tool.prompts import (
+    EVAL_STRIP_CHARS,
+    PromptFormat,
+    build_prompt,
+    normalize_question,
+    validate_query,
+)
 
 VR_EXPECTED = (
     'Please find "what can i have if i\'m thirsty?" with bboxs and points.Compare the difference between '

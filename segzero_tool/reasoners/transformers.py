@@ -25,6 +25,7 @@ from typing import Any
 
 from ..devices import resolve_device, resolve_dtype
 from ..errors import MissingDependencyError, ModelLoadError
+from ..hub import local_folder, progress_bars
 from .base import Reasoner, ReasonerOutput, ReasonerRequest
 
 logger = logging.getLogger(__name__)
@@ -139,7 +140,7 @@ class TransformersReasoner(Reasoner):
             for key, value in (("min_pixels", min_pixels), ("max_pixels", max_pixels))
             if value is not None
         }
-        with _progress_bars(progress), _load_errors(source):
+        with progress_bars(progress), _load_errors(source):
             processor = _load_processor(source, hub_kwargs, pixel_kwargs)
             model = _load_model(source, hub_kwargs, device_str, torch_dtype, attn, attn_implementation)
         logger.info("reasoner %s ready (%s)", source, type(model).__name__)
@@ -262,38 +263,19 @@ def _require(*modules: str) -> None:
             ) from exc
 
 
-def _looks_like_path(text: str) -> bool:
-    """True for strings that can only be a path: hub ids are ``name`` or ``owner/name``."""
-    return (
-        os.path.isabs(text)
-        or text.startswith((".", "~"))
-        or text.count("/") > 1
-        or "\\" in text
-        or text.endswith("/")
-    )
-
-
 def _check_source(model_id_or_path: str | os.PathLike[str]) -> str:
     """Return the id or folder as a string; fail early on a path that is not a folder.
 
     Raises:
         ModelLoadError: the path does not exist or is a file.
     """
-    source = os.fspath(model_id_or_path)
-    expanded = os.path.expanduser(source)
-    if os.path.isdir(expanded):
-        return expanded
-    if os.path.exists(expanded):
-        raise ModelLoadError(
-            f"reasoner path {source!r} is a file; pass the checkpoint folder (the one holding "
-            "config.json) or a Hugging Face Hub id"
-        )
-    if _looks_like_path(source):
-        raise ModelLoadError(
-            f"reasoner folder {source!r} does not exist; check the path, or pass a Hugging Face Hub id "
-            "such as 'Ricky06662/VisionReasoner-7B'"
-        )
-    return source
+    folder = local_folder(
+        model_id_or_path,
+        what="reasoner",
+        file_hint="pass the checkpoint folder (the one holding config.json) or a Hugging Face Hub id",
+        example_id="Ricky06662/VisionReasoner-7B",
+    )
+    return folder if folder is not None else os.fspath(model_id_or_path)
 
 
 def _pick_attention(requested: str, device: str, dtype: Any) -> str:
@@ -355,28 +337,6 @@ def _load_errors(source: str) -> Iterator[None]:
             "folder, or set HF_HUB_OFFLINE=1 to use the cache. A folder must hold config.json, the weights "
             "and the processor files of a Qwen2-VL / Qwen2.5-VL checkpoint."
         ) from exc
-
-
-@contextlib.contextmanager
-def _progress_bars(enabled: bool) -> Iterator[None]:
-    """Hide huggingface_hub's and transformers' progress bars while loading when ``enabled`` is False."""
-    if enabled:
-        yield
-        return
-    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
-    from transformers.utils import logging as hf_logging
-
-    hub_was_disabled = are_progress_bars_disabled()
-    tf_was_enabled = hf_logging.is_progress_bar_enabled()
-    disable_progress_bars()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if not hub_was_disabled:
-            enable_progress_bars()
-        if tf_was_enabled:
-            hf_logging.enable_progress_bar()
 
 
 def _eos_token_ids(model: Any, processor: Any) -> list[int]:

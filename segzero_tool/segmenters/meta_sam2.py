@@ -29,9 +29,10 @@ import numpy as np
 
 from ..devices import resolve_device, resolve_dtype
 from ..errors import MissingDependencyError, ModelLoadError
+from ..hub import progress_bars
 from .base import ObjectPrompt, Segmenter, SegmenterOutput, image_key
 from .cache import EmbeddingCache
-from .transformers_sam2 import DEFAULT_MODEL_ID, check_image, empty_output, hub_progress_bars
+from .transformers_sam2 import DEFAULT_MODEL_ID, check_image, empty_output
 
 logger = logging.getLogger(__name__)
 
@@ -196,7 +197,7 @@ class MetaSam2Segmenter(Segmenter):
                 kwargs: dict[str, Any] = {}
                 if local_files_only is not None:
                     kwargs["local_files_only"] = local_files_only
-                with hub_progress_bars(progress):
+                with progress_bars(progress):
                     checkpoint = Path(
                         hf_hub_download(repo_id=source, filename=checkpoint_name, revision=revision, **kwargs)
                     )

@@ -23,9 +23,8 @@ call.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ import numpy as np
 
 from ..devices import resolve_device, resolve_dtype
 from ..errors import MissingDependencyError, ModelLoadError
+from ..hub import local_folder, progress_bars
 from .base import ObjectPrompt, Segmenter, SegmenterOutput, image_key
 from .cache import EmbeddingCache
 
@@ -119,56 +119,20 @@ def empty_output(height: int, width: int, n: int = 0) -> SegmenterOutput:
     )
 
 
-@contextlib.contextmanager
-def hub_progress_bars(enabled: bool) -> Iterator[None]:
-    """Temporarily disable the hub download and transformers loading progress bars."""
-    if enabled:
-        yield
-        return
-    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
-    from transformers.utils import logging as hf_logging
-
-    hub_was_disabled = are_progress_bars_disabled()
-    hf_was_enabled = hf_logging.is_progress_bar_enabled()
-    disable_progress_bars()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if not hub_was_disabled:
-            enable_progress_bars()
-        if hf_was_enabled:
-            hf_logging.enable_progress_bar()
-
-
 def _local_folder(source: str) -> Path | None:
     """Return the folder for a local ``source``; ``None`` for a hub id.
 
     Raises:
-        ModelLoadError: ``source`` looks like a path (absolute, relative with ``.``/``~``, or with
-            more than one ``/``) but no such folder exists, or it is a file.
+        ModelLoadError: ``source`` looks like a path but no such folder exists, or it is a file.
     """
-    path = Path(source).expanduser()
-    if path.is_dir():
-        return path
-    if path.exists():
-        raise ModelLoadError(
-            f"SAM2 model path {source!r} is a file; the transformers backend needs a folder with "
-            "config.json, the weights and preprocessor_config.json (a Meta .pt checkpoint needs "
-            "the 'sam2' backend)"
-        )
-    looks_like_path = (
-        source.startswith(("/", ".", "~", "\\"))
-        or source.count("/") > 1
-        or "\\" in source
-        or (len(source) > 1 and source[1] == ":")
+    folder = local_folder(
+        source,
+        what="SAM2 model",
+        file_hint="the transformers backend needs a folder with config.json, the weights and "
+        "preprocessor_config.json (a Meta .pt checkpoint needs the 'sam2' backend)",
+        example_id=DEFAULT_MODEL_ID,
     )
-    if looks_like_path:
-        raise ModelLoadError(
-            f"SAM2 model folder {source!r} does not exist; pass an existing folder saved with "
-            "save_pretrained, or a hub id such as 'facebook/sam2.1-hiera-large'"
-        )
-    return None
+    return Path(folder) if folder is not None else None
 
 
 class TransformersSam2Segmenter(Segmenter):
@@ -264,7 +228,7 @@ class TransformersSam2Segmenter(Segmenter):
             kwargs["local_files_only"] = local_files_only
         where = f"folder {str(folder)!r}" if folder is not None else f"hub id {source!r}"
         try:
-            with hub_progress_bars(progress):
+            with progress_bars(progress):
                 processor = Sam2Processor.from_pretrained(source, **kwargs)
                 model = Sam2Model.from_pretrained(source, dtype=torch_dtype, **kwargs)
         except ImportError as exc:
