@@ -68,6 +68,14 @@ def draw_overlay(
     draw = ImageDraw.Draw(out)
     lw = max(2, round(max(ow, oh) / 300))
     r = max(3, round(max(ow, oh) / 150))
+    font_px = max(11, round(max(ow, oh) / 45))
+    try:
+        from PIL import ImageFont
+
+        font = ImageFont.load_default(size=font_px)
+    except (TypeError, OSError):  # Pillow < 10.1 has no scalable default font
+        font = None
+        font_px = 11
     for i, obj in enumerate(objects):
         colour = PALETTE[i % len(PALETTE)]
         if draw_boxes and obj.box is not None:
@@ -75,10 +83,10 @@ def draw_overlay(
             draw.rectangle((x1, y1, x2, y2), outline=colour, width=lw)
             if draw_labels:
                 tag = f"{i}" + (f" {obj.label}" if obj.label else "") + f" {obj.score:.2f}"
-                tx, ty = x1 + lw, max(0.0, y1 - 12 - lw)
-                tw = draw.textlength(tag)
-                draw.rectangle((tx - 1, ty - 1, tx + tw + 2, ty + 12), fill=(0, 0, 0))
-                draw.text((tx, ty), tag, fill=colour)
+                tx, ty = x1, max(0.0, y1 - font_px - 2 * lw)
+                tw = draw.textlength(tag, font=font)
+                draw.rectangle((tx, ty, tx + tw + 2 * lw, ty + font_px + lw), fill=(0, 0, 0))
+                draw.text((tx + lw, ty), tag, fill=colour, font=font)
         if draw_points:
             for px, py in obj.points:
                 cx, cy = px * s, py * s
