@@ -157,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handlers[args.command](args)
     except SegZeroError as exc:
-        print(f"segzero: error: {exc}", file=sys.stderr)
+        print("segzero: error: " + " ".join(str(exc).split()), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("segzero: interrupted", file=sys.stderr)

@@ -164,3 +164,17 @@ def test_cli_make_tiny_models(tmp_path, capsys):
     assert main(["make-tiny-models", str(tmp_path / "tiny")]) == 0
     assert (tmp_path / "tiny" / "reasoner" / "config.json").exists()
     assert (tmp_path / "tiny" / "segmenter" / "config.json").exists()
+
+
+def test_cli_unreachable_model_is_one_line_exit_7(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"),
+           "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
+    proc = subprocess.run(
+        [sys.executable, "-m", "segzero_tool", "segment", str(COFFEE), "q", "--reasoner", "someorg/not-cached",
+         "--no-masks"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert proc.returncode == 7, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("segzero: error: could not load reasoner 'someorg/not-cached'")
+    assert "Traceback" not in proc.stderr

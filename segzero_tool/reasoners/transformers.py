@@ -333,7 +333,7 @@ def _load_errors(source: str) -> Iterator[None]:
         where = "folder" if os.path.isdir(source) else "Hugging Face Hub id"
         raise ModelLoadError(
             f"could not load reasoner {source!r} ({where}): {exc}\n"
-            "No internet? Download the checkpoint elsewhere (huggingface-cli download ID) and pass the local "
+            "No internet? Download the checkpoint elsewhere (`hf download ID`) and pass the local "
             "folder, or set HF_HUB_OFFLINE=1 to use the cache. A folder must hold config.json, the weights "
             "and the processor files of a Qwen2-VL / Qwen2.5-VL checkpoint."
         ) from exc
