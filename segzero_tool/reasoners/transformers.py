@@ -20,6 +20,7 @@ import contextlib
 import gc
 import logging
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -75,6 +76,7 @@ class TransformersReasoner(Reasoner):
         self.device = model.device
         self.dtype = model.dtype
         self._eos_ids = _eos_token_ids(model, processor)
+        self._lock = threading.Lock()
         pad_id = model.generation_config.pad_token_id
         self._pad_id = processor.tokenizer.pad_token_id if pad_id is None else pad_id
 
@@ -173,8 +175,14 @@ class TransformersReasoner(Reasoner):
             raise RuntimeError("this TransformersReasoner was closed; load a new one with from_pretrained()")
         requests = list(requests)
         outputs: list[ReasonerOutput] = []
-        for start in range(0, len(requests), self.max_batch_size):
-            outputs.extend(self._generate_chunk(requests[start : start + self.max_batch_size]))
+        starts = range(0, len(requests), self.max_batch_size)
+        if len(starts) > 1:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc="reasoning", unit="batch")
+        with self._lock:  # one generate at a time per model: callers may come from several threads
+            for start in starts:
+                outputs.extend(self._generate_chunk(requests[start : start + self.max_batch_size]))
         return outputs
 
     def _generate_chunk(self, requests: list[ReasonerRequest]) -> list[ReasonerOutput]:
