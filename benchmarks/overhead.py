@@ -122,7 +122,7 @@ def main() -> None:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for stage in rows[0]["stages"]:
         lines.append("| " + stage + " | " + " | ".join(f"{r['stages'][stage]['median_ms']:.1f}" for r in rows) + " |")
-    lines.append("| **overhead in `segment()`** | " + " | ".join(f"**{r['pipeline_overhead_ms']:.1f}**" for r in rows) + " |")
+    lines.append("| **our overhead (load to RLE + overlay)** | " + " | ".join(f"**{r['pipeline_overhead_ms']:.1f}**" for r in rows) + " |")
     lines.append("| writing result.json + PNGs + overlay (CLI `--out`) | " + " | ".join(f"{r['save_ms']:.1f}" for r in rows) + " |")
     if model_ms:
         lines.append(f"| share of model time ({model_ms / 1000:.1f} s) | " + " | ".join(

@@ -14,15 +14,38 @@ import numpy as np
 
 
 def rle_encode(mask: np.ndarray) -> dict[str, Any]:
-    """Encode an ``(H, W)`` bool mask as a COCO RLE dict with a UTF-8 ``counts`` string."""
+    """Encode an ``(H, W)`` bool mask as a COCO RLE dict with a UTF-8 ``counts`` string.
+
+    Identical to ``pycocotools.mask.encode`` but only the columns that hold the mask are transposed
+    (COCO runs are column-major), which is several times faster for objects in large images.
+    """
     from pycocotools import mask as mask_utils
 
     if mask.ndim != 2:
         raise ValueError(f"mask must be (H, W), got shape {mask.shape}")
-    rle = mask_utils.encode(np.asfortranarray(mask, dtype=np.uint8))
-    counts = rle["counts"]
-    return {"size": [int(rle["size"][0]), int(rle["size"][1])],
-            "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
+    h, w = int(mask.shape[0]), int(mask.shape[1])
+    cols = np.flatnonzero(mask.any(axis=0))
+    if cols.size == 0:
+        counts: list[int] = [h * w]
+    else:
+        x1, x2 = int(cols[0]), int(cols[-1])
+        flat = np.ascontiguousarray(mask[:, x1 : x2 + 1].T, dtype=np.uint8).reshape(-1)
+        change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+        bounds = np.concatenate(([0], change, [flat.size]))
+        runs = np.diff(bounds).tolist()
+        lead, tail = x1 * h, (w - 1 - x2) * h
+        if flat[0]:  # counts always start with a (possibly empty) run of zeros
+            runs.insert(0, 0)
+        runs[0] += lead
+        if flat[-1]:
+            if tail:
+                runs.append(tail)
+        else:
+            runs[-1] += tail
+        counts = runs
+    rle = mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)
+    c = rle["counts"]
+    return {"size": [h, w], "counts": c.decode("ascii") if isinstance(c, bytes) else c}
 
 
 def rle_decode(rle: dict[str, Any]) -> np.ndarray:

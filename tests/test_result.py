@@ -4,6 +4,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from segzero_tool.masks import mask_bbox, mask_to_polygons, polygons_to_mask, rle_area, rle_decode, rle_encode
@@ -153,3 +155,15 @@ def test_result_without_masks_serialises():
     d = r.to_dict()
     assert d["objects"][0]["area"] == 0 and "rle" not in d["objects"][0]
     assert r.union_mask.sum() == 0
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.integers(1, 25), st.integers(1, 25), st.integers(0, 2**32 - 1), st.floats(0.0, 1.0),
+)
+def test_rle_encode_matches_pycocotools(h, w, seed, density):
+    from pycocotools import mask as mask_utils
+
+    m = np.random.default_rng(seed).random((h, w)) < density
+    ref = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
+    assert rle_encode(m) == {"size": [h, w], "counts": ref["counts"].decode("ascii")}
