@@ -303,7 +303,18 @@ def _pick_attention(requested: str, device: str, dtype: Any) -> str:
 def _load_processor(source: str, hub_kwargs: dict[str, Any], pixel_kwargs: dict[str, int]) -> Any:
     from transformers import AutoProcessor
 
-    return AutoProcessor.from_pretrained(source, padding_side="left", **pixel_kwargs, **hub_kwargs)
+    processor = AutoProcessor.from_pretrained(source, padding_side="left", **hub_kwargs)
+    if pixel_kwargs:
+        # transformers 5 reads the pixel budget from ``size`` (min/max_pixels as processor arguments
+        # are deprecated and warn on every call).
+        image_processor = processor.image_processor
+        size = dict(image_processor.size or {})
+        if "min_pixels" in pixel_kwargs:
+            size["shortest_edge"] = pixel_kwargs["min_pixels"]
+        if "max_pixels" in pixel_kwargs:
+            size["longest_edge"] = pixel_kwargs["max_pixels"]
+        image_processor.size = {k: v for k, v in size.items() if v is not None}
+    return processor
 
 
 def _load_model(
