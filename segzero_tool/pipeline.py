@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .backends import build_backend, resolve_reasoner_class, resolve_segmenter_class
+from .cancel import check_cancelled
 from .frame import DEFAULT_FRAME_SIZE, ReasoningFrame, Rounding, point_in_box
 from .images import DEFAULT_MAX_PIXELS, ImageInput, LoadedImage, load_image
 from .parsing import FrameObject, ParsedOutput, ParseStatus, parse_output
@@ -325,8 +326,10 @@ class SegZeroPipeline:
         timings: dict[str, float] = {"load": job.load_ms}
         request = await asyncio.to_thread(self._request, job, timings, max_new_tokens)
         t0 = time.perf_counter()
+        check_cancelled()
         output = (await self.reasoner.agenerate([request]))[0]
         timings["reason"] = _ms(t0)
+        check_cancelled()
         parsed, objects, issues = self._parse(job, output, timings, max_objects)
         if compute_masks:
             timings["segment"] = await asyncio.to_thread(self._run_segmenter, job.image.array, objects)
@@ -355,9 +358,11 @@ class SegZeroPipeline:
         requests = [self._request(j, t, max_new_tokens) for j, t in zip(jobs, timings, strict=True)]
         if not requests:
             return []
+        check_cancelled()
         t0 = time.perf_counter()
         with self._reason_lock:
             outputs = self.reasoner.generate(requests)
+        check_cancelled()
         if len(outputs) != len(requests):
             raise RuntimeError(
                 f"reasoner {type(self.reasoner).__name__} returned {len(outputs)} outputs for {len(requests)} requests"
@@ -376,6 +381,7 @@ class SegZeroPipeline:
 
                 iterator = tqdm(iterator, total=len(groups), desc="segmenting", unit="image")
             for idxs in iterator:
+                check_cancelled()
                 merged = [obj for i in idxs for obj in parsed_all[i][1]]
                 elapsed = self._run_segmenter(jobs[idxs[0]].image.array, merged)
                 for i in idxs:

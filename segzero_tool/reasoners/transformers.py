@@ -24,6 +24,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from ..cancel import check_cancelled, current_token
 from ..devices import resolve_device, resolve_dtype
 from ..errors import MissingDependencyError, ModelLoadError
 from ..hub import local_folder, progress_bars
@@ -182,6 +183,7 @@ class TransformersReasoner(Reasoner):
             starts = tqdm(starts, desc="reasoning", unit="batch")
         with self._lock:  # one generate at a time per model: callers may come from several threads
             for start in starts:
+                check_cancelled()
                 outputs.extend(self._generate_chunk(requests[start : start + self.max_batch_size]))
         return outputs
 
@@ -218,7 +220,9 @@ class TransformersReasoner(Reasoner):
                 use_cache=True,
                 eos_token_id=self._eos_ids,
                 pad_token_id=self._pad_id,
+                stopping_criteria=_cancel_criteria(),
             )
+        check_cancelled()  # a cancelled generate stops early; its partial text is not an answer
         new_tokens = sequences[:, inputs["input_ids"].shape[1] :].tolist()  # (batch, new) ints
         prompt_lengths = inputs["attention_mask"].sum(dim=1).tolist()  # (batch,)
         return [
@@ -356,6 +360,21 @@ def _load_errors(source: str) -> Iterator[None]:
             "folder, or set HF_HUB_OFFLINE=1 to use the cache. A folder must hold config.json, the weights "
             "and the processor files of a Qwen2-VL / Qwen2.5-VL checkpoint."
         ) from exc
+
+
+def _cancel_criteria() -> Any:
+    """A ``StoppingCriteriaList`` that ends generation when the current call is cancelled (or ``None``)."""
+    token = current_token()
+    if token is None:
+        return None
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class _Cancelled(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            return torch.full((input_ids.shape[0],), token.cancelled, dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([_Cancelled()])
 
 
 def _eos_token_ids(model: Any, processor: Any) -> list[int]:
