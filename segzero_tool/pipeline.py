@@ -392,6 +392,28 @@ class SegZeroPipeline:
             results.append(self._finish(job, output, parsed, objects, issues, t))
         return results
 
+    def add_masks(self, result: SegmentationResult) -> SegmentationResult:
+        """Run the segmenter for a result made with ``compute_masks=False`` (in place; returns it).
+
+        Lets callers report "reasoning" and "segmenting" as separate stages, or decide after seeing
+        the boxes whether masks are worth computing.
+
+        Raises:
+            ValueError: the result carries no image (e.g. one rebuilt with ``from_dict``) or the
+                pipeline has no segmenter.
+        """
+        if self.segmenter is None:
+            raise ValueError("this pipeline has no segmenter; load one to compute masks")
+        if result.image is None:
+            raise ValueError("the result carries no image; segment the image again instead")
+        check_cancelled()
+        elapsed = self._run_segmenter(result.image, result.objects)
+        result.timings["segment"] = elapsed
+        result.timings["total"] = result.timings.get("total", 0.0) + elapsed
+        if result.segmenter is None:
+            result.segmenter = getattr(self.segmenter, "model_id", None) or type(self.segmenter).__name__
+        return result
+
     def close(self) -> None:
         self.reasoner.close()
         if self.segmenter is not None:

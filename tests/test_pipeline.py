@@ -168,3 +168,16 @@ def test_constructor_validation():
         SegZeroPipeline(ScriptedReasoner(ANSWER), None, frame_size=0)
     with pytest.raises(ValueError):
         SegZeroPipeline(ScriptedReasoner(ANSWER), None, max_objects=0)
+
+
+def test_add_masks_after_reasoning_only():
+    s = BoxSegmenter()
+    pipe = SegZeroPipeline(ScriptedReasoner(ANSWER), s)
+    res = pipe.segment(_image(), "x", compute_masks=False)
+    assert res.objects[0].mask is None and s.calls == []
+    pipe.add_masks(res)
+    assert len(s.calls) == 1 and res.objects[0].mask is not None and "segment" in res.timings
+    full = pipe.segment(_image(), "x")
+    assert np.array_equal(res.union_mask, full.union_mask)
+    with pytest.raises(ValueError, match="no segmenter"):
+        SegZeroPipeline(ScriptedReasoner(ANSWER), None).add_masks(res)

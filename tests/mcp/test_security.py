@@ -21,6 +21,8 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
+
+from segzero_tool.images import load_image
 from segzero_tool.mcp_server.security import (
     InputPolicy,
     InputRejected,
@@ -31,8 +33,6 @@ from segzero_tool.mcp_server.security import (
     load_source,
     resolve_local_path,
 )
-
-from segzero_tool.images import load_image
 
 
 def _png(w: int = 8, h: int = 6) -> bytes:

@@ -8,9 +8,9 @@ import os
 from pathlib import Path
 
 import pytest
+
 from segzero_tool.mcp_server.security import InputPolicy
 from segzero_tool.mcp_server.settings import ServerSettings, build_parser, is_loopback_host, parse_size
-
 from segzero_tool.settings import PipelineSettings, SettingsError
 
 

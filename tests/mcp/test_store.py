@@ -8,8 +8,8 @@ import threading
 import numpy as np
 import pytest
 from PIL import Image
-from segzero_tool.mcp_server.store import MaskNotFound, ResultNotFound, ResultStore
 
+from segzero_tool.mcp_server.store import MaskNotFound, ResultNotFound, ResultStore
 from segzero_tool.parsing import ParseStatus
 from segzero_tool.result import SegmentationResult, SegmentedObject
 

@@ -1,0 +1,7 @@
+"""``python -m segzero_tool.mcp_server`` = ``segzero-mcp``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

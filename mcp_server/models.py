@@ -1,0 +1,183 @@
+"""What the ``segment_by_reasoning`` tool takes and returns, described for the language model that calls it.
+
+The descriptions here are what an MCP client shows its model: the tool description, one
+description per parameter (``Annotated[..., Field(description=...)]``) and the output schema of
+:class:`SegmentationOutput` (the tool's ``outputSchema``; the result's ``structuredContent``).
+
+Coordinates everywhere are pixels of the ORIGINAL image, origin at the top-left corner, x to the
+right, y down; boxes are ``[x1, y1, x2, y2]`` with both corners inclusive; points are ``[x, y]``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field
+
+TOOL_NAME = "segment_by_reasoning"
+URI_SCHEME = "segzero"
+
+TOOL_DESCRIPTION = """\
+Find and segment the objects in an image that answer a question or instruction that needs reasoning, \
+and return a box, point(s), a score and a pixel-accurate mask for each object.
+
+Good at: requests that name an object only indirectly and need understanding of the scene, e.g. \
+"what can I drink here?", "the tool I would use to tighten a screw", "the food that is not healthy", \
+"where should I sit?", "the person who is about to catch the ball"; plain references also work \
+("the red mug on the left"). Several objects can answer one query ("all the fruit"): each is \
+returned separately. A vision-language reasoner thinks about the query (its reasoning text is \
+returned), writes boxes and points, and SAM2 turns them into masks.
+
+Not for: reading text (OCR), counting very many tiny things, or questions whose answer is not a \
+visible object; if nothing matches, the result has no objects and parse_status says why.
+
+Coordinates: pixels of the ORIGINAL image (not resized), origin at the top-left, x to the right, \
+y down. Boxes are [x1, y1, x2, y2] with both corners inclusive; points are [x, y].
+
+Returns (structuredContent, schema in outputSchema): reasoning, parse_status ("ok", "no_objects", \
+or "no_answer" / "invalid_json" / "invalid_objects" when the model's answer could not be used, with \
+parse_issues explaining and raw_output carrying its text), image_width / image_height, objects \
+(index, box, points, score = SAM2's predicted IoU, area in pixels, and the mask as COCO RLE or \
+polygons as requested), union_area, timings_ms and result_id. The text content is a short summary.
+
+Masks: RLE is COCO run-length encoding, {"size": [height, width], "counts": "<compressed string>"}, \
+column-major (Fortran order), decodable with pycocotools.mask.decode. Polygons are flat lists \
+[x0, y0, x1, y1, ...] of outer contours in pixel coordinates. Full-resolution 0/255 PNG masks are \
+also available as MCP resources (links in the content; read them with resources/read): \
+segzero://results/{result_id}/mask.png (union of all objects), \
+segzero://results/{result_id}/objects/{index}/mask.png, segzero://results/{result_id}/overlay.png \
+(a picture with masks, boxes and points drawn) and segzero://results/{result_id}/result.json \
+(everything, RLE masks included). Results are kept for a limited number of recent calls. Set \
+mask_encoding="none" when only boxes are needed (smallest result); set include_overlay=true to also \
+get a small picture of the result inline (costs context tokens).
+
+Images: a local file path (only inside the folders the server allows), an http(s) URL (only if the \
+server enables URL fetching), a data: URL or a bare base64 string of the image file, or a \
+segzero:// resource URI of an earlier result. One call takes seconds on a GPU and longer on a CPU; \
+when the server is busy it answers "busy" and the call can simply be retried a few seconds later.\
+"""
+
+PromptFormatName = Literal["visionreasoner", "segzero", "grounding"]
+MaskEncodingName = Literal["rle", "polygons", "none"]
+ParseStatusName = Literal["ok", "no_objects", "no_answer", "invalid_json", "invalid_objects"]
+
+# --- tool parameters (module-level so that the SDKs can resolve the tool's annotations) ---------
+
+ImageArg = Annotated[str, Field(
+    min_length=1,
+    description=(
+        "The image. One of: a local file path (absolute, or relative to the server's working directory; "
+        "only files inside the folders the server allows can be read, e.g. '/home/me/photos/kitchen.jpg'); "
+        "an http:// or https:// URL (only when the server was started with URL fetching enabled; private and "
+        "loopback addresses are refused); a data: URL such as 'data:image/png;base64,iVBORw0KGgo...'; a bare "
+        "base64 string of the image file's bytes; or a segzero://results/{result_id}/... resource URI of an "
+        "earlier result. PNG, JPEG, WebP, BMP, TIFF and GIF (first frame) are accepted."
+    ),
+)]
+QueryArg = Annotated[str, Field(
+    min_length=1,
+    description=(
+        "What to find, in natural language: a question or an instruction, e.g. \"What can I have if I'm "
+        "thirsty?\", 'the tool to tighten a screw', 'the dog on the right', 'all the fruit'. Write the request "
+        "as the user meant it; it does not need to name the object. At most 2000 characters."
+    ),
+)]
+PromptFormatArg = Annotated[PromptFormatName | None, Field(
+    description=(
+        "Answer grammar to ask the reasoner for. Leave unset (null): the server uses the one its model was "
+        "trained for. 'visionreasoner' (multi-object VisionReasoner), 'segzero' (single-object Seg-Zero), "
+        "'grounding' (plain Qwen2.5-VL instruct models)."
+    ),
+)]
+MaxObjectsArg = Annotated[int | None, Field(
+    ge=1, le=100,
+    description=(
+        "Keep at most this many objects (1 to 100; the first ones the model wrote are kept). Default: the "
+        "server's limit (50); a larger value is capped at the server's limit. Use 1 when exactly one object is "
+        "wanted."
+    ),
+)]
+MaskEncodingArg = Annotated[MaskEncodingName, Field(
+    description=(
+        "How each object's mask is returned in the structured result: 'rle' (default; COCO run-length "
+        "encoding {size: [height, width], counts: string}, column-major, compact and exact), 'polygons' (flat "
+        "[x0, y0, x1, y1, ...] outer contours, easy to draw or reason about, approximate) or 'none' (boxes, "
+        "points, scores and areas only; the smallest result). Full-resolution PNG masks stay available as "
+        "resources in every case."
+    ),
+)]
+IncludeOverlayArg = Annotated[bool, Field(
+    description=(
+        "Also return a picture of the result inline (the image with masks in colour, boxes and points drawn), "
+        "scaled to at most 1024 px and compressed to stay well under 1 MB. Useful to show a user or to check "
+        "the answer visually; costs context tokens. The same picture is always available as the resource "
+        "segzero://results/{result_id}/overlay.png."
+    ),
+)]
+
+
+# --- output ---------------------------------------------------------------------------------------
+
+
+class CocoRle(BaseModel):
+    """A COCO run-length-encoded mask (``pycocotools.mask.decode`` reads it)."""
+
+    size: list[int] = Field(description="[height, width] of the mask = of the original image.")
+    counts: str = Field(description="COCO compressed RLE string; runs alternate 0/1 starting with 0, column-major.")
+
+
+class SegmentedObjectOut(BaseModel):
+    """One object that answers the query."""
+
+    index: int = Field(description="Position in `objects` (0-based); used in the object's mask resource URI.")
+    box: list[int] | None = Field(
+        description="[x1, y1, x2, y2] in original-image pixels, both corners inclusive; null for a point-only object.")
+    points: list[list[int]] = Field(description="Positive points [[x, y], ...] given to SAM2, original-image pixels.")
+    score: float | None = Field(description="SAM2's predicted IoU of the mask (0..1); null when masks were not computed.")
+    area: int = Field(description="Mask area in pixels (0 without a mask).")
+    label: str | None = Field(default=None, description="A label, when the model wrote one.")
+    issues: list[str] = Field(default_factory=list,
+                              description="What was repaired for this object (clamped box, dropped point, ...).")
+    rle: CocoRle | None = Field(default=None, description="The mask as COCO RLE (mask_encoding='rle').")
+    polygons: list[list[float]] | None = Field(
+        default=None, description="The mask as flat [x0, y0, x1, y1, ...] contours (mask_encoding='polygons').")
+    mask_uri: str = Field(description="Resource URI of this object's full-resolution 0/255 PNG mask.")
+
+
+class SegmentationOutput(BaseModel):
+    """The structured result of ``segment_by_reasoning``."""
+
+    result_id: str = Field(description="Id of this result; its resources are segzero://results/{result_id}/...")
+    query: str = Field(description="The query, as given.")
+    prompt_format: str = Field(description="The answer grammar that was used.")
+    parse_status: ParseStatusName = Field(
+        description="'ok' (objects found), 'no_objects' (the model answered that nothing matches), or 'no_answer' / "
+                    "'invalid_json' / 'invalid_objects' (the model's answer could not be used; see parse_issues and "
+                    "raw_output).")
+    parse_issues: list[str] = Field(description="Everything repaired or dropped while reading the model's answer.")
+    reasoning: str = Field(description="The reasoner's thinking (its <think> text); may be empty.")
+    raw_output: str | None = Field(
+        default=None, description="The reasoner's whole text, only when its answer could not be used (truncated).")
+    truncated: bool = Field(description="The model's output was cut off by its token budget.")
+    image_width: int = Field(description="Width of the original image in pixels.")
+    image_height: int = Field(description="Height of the original image in pixels.")
+    objects: list[SegmentedObjectOut] = Field(description="The objects found, in the order the model wrote them.")
+    union_area: int = Field(description="Pixels covered by at least one object's mask.")
+    mask_encoding: MaskEncodingName = Field(description="How masks are encoded in `objects`.")
+    timings_ms: dict[str, float] = Field(description="Milliseconds per stage (load, reason, parse, segment, total, ...).")
+    mask_uris: list[str] = Field(description="Resource URIs of the objects' PNG masks, in object order.")
+    union_mask_uri: str = Field(description="Resource URI of the union mask PNG (all objects).")
+    overlay_uri: str = Field(description="Resource URI of the overlay picture (PNG).")
+    result_uri: str = Field(description="Resource URI of the full result as JSON (RLE masks included).")
+
+
+def result_uri(result_id: str, part: str) -> str:
+    """``segzero://results/{result_id}/{part}``."""
+    return f"{URI_SCHEME}://results/{result_id}/{part}"
+
+
+__all__ = [
+    "TOOL_NAME", "TOOL_DESCRIPTION", "URI_SCHEME", "CocoRle", "SegmentedObjectOut", "SegmentationOutput",
+    "ImageArg", "QueryArg", "PromptFormatArg", "MaxObjectsArg", "MaskEncodingArg", "IncludeOverlayArg",
+    "result_uri",
+]

@@ -1,0 +1,233 @@
+"""The MCP server: one tool, ``segment_by_reasoning``, and the resources of its results.
+
+>>> server = create_server(ServerSettings())            # FastMCP (mcp 1.x) or MCPServer (mcp 2.x)
+>>> server.run()                                          # stdio; or see :func:`serve_http`
+
+Tests pass a ready pipeline: ``create_server(settings, pipeline=SegZeroPipeline(...))``.
+"""
+
+# No ``from __future__ import annotations`` here: both SDKs read the tool's annotations with
+# ``typing.get_type_hints``, so they must be real module-level objects.
+
+import base64
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import anyio
+
+from segzero_tool import __version__
+from segzero_tool.errors import SegZeroError
+from segzero_tool.pipeline import SegZeroPipeline
+
+from . import compat
+from .compat import CallToolResult, Context
+from .models import (
+    TOOL_DESCRIPTION,
+    TOOL_NAME,
+    ImageArg,
+    IncludeOverlayArg,
+    MaskEncodingArg,
+    MaxObjectsArg,
+    PromptFormatArg,
+    QueryArg,
+    SegmentationOutput,
+)
+from .settings import ServerSettings
+from .store import ResultNotFound
+from .tool import SegZeroService, tool_error_message
+
+log = logging.getLogger("segzero_tool.mcp_server")
+
+INSTRUCTIONS = (
+    "segzero: reasoning segmentation. Call segment_by_reasoning(image, query) to find the objects in an image that "
+    "answer a question needing reasoning ('what can I drink here?') and get boxes, points and masks in original-image "
+    "pixels. Full-resolution masks and an overlay picture of each result are resources under "
+    "segzero://results/{result_id}/."
+)
+
+
+def create_server(settings: ServerSettings | None = None, *, pipeline: SegZeroPipeline | None = None,
+                  service: SegZeroService | None = None) -> Any:
+    """Build the MCP server (a ``FastMCP`` on mcp 1.x, an ``MCPServer`` on mcp 2.x).
+
+    Args:
+        settings: server settings (default: defaults).
+        pipeline: a ready pipeline to use instead of loading ``settings.pipeline`` (tests).
+        service: a ready :class:`SegZeroService` (the CLI builds and loads it first).
+
+    Returns:
+        The server; its :class:`SegZeroService` is ``server.segzero``.
+    """
+    settings = settings or ServerSettings()
+    svc = service or SegZeroService(settings, pipeline)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_server: Any) -> AsyncIterator[dict[str, Any]]:
+        # mcp 1.x enters the lifespan once per session on streamable HTTP; loading is idempotent.
+        if not settings.lazy:
+            await svc.ensure_loaded()
+        yield {}
+
+    server = compat.new_server(
+        "segzero", instructions=INSTRUCTIONS, lifespan=lifespan, log_level=settings.log_level, version=__version__,
+        host=settings.host, port=settings.port, path=settings.path, transport_security=transport_security(settings),
+    )
+    server.segzero = svc
+
+    async def segment_by_reasoning(
+        ctx: Context,
+        image: ImageArg,
+        query: QueryArg,
+        prompt_format: PromptFormatArg = None,
+        max_objects: MaxObjectsArg = None,
+        mask_encoding: MaskEncodingArg = "rle",
+        include_overlay: IncludeOverlayArg = False,
+    ) -> Annotated[CallToolResult, SegmentationOutput]:
+        async def progress(step: float, message: str) -> None:
+            try:
+                await ctx.report_progress(step, 5, message)
+            except Exception as exc:  # progress is best effort; never fail the call for it
+                log.debug("progress notification failed: %r", exc)
+
+        try:
+            done = await svc.segment(image, query, prompt_format=prompt_format, max_objects=max_objects,
+                                     mask_encoding=mask_encoding, include_overlay=include_overlay, progress=progress)
+        except SegZeroError as exc:
+            log.info("%s refused: %s", TOOL_NAME, exc)
+            raise compat.ToolError(tool_error_message(exc)) from None
+        out = done.output
+        content: list[Any] = [compat.TextContent(type="text", text=done.summary)]
+        if done.overlay is not None:
+            data, mime = done.overlay
+            content.append(compat.ImageContent(type="image", data=base64.b64encode(data).decode("ascii"),
+                                               mimeType=mime))
+        content.append(_link(out.union_mask_uri, "union mask", "image/png",
+                             "Full-resolution 0/255 PNG mask of all objects (original image size)."))
+        for o in out.objects:
+            content.append(_link(o.mask_uri, f"object {o.index} mask", "image/png",
+                                 f"Full-resolution 0/255 PNG mask of object #{o.index}."))
+        content.append(_link(out.overlay_uri, "overlay", "image/png",
+                             "The image with masks, boxes and points drawn (longest side "
+                             f"<= {settings.overlay_max_side} px)."))
+        content.append(_link(out.result_uri, "result.json", "application/json",
+                             "The whole result as JSON, masks as COCO RLE."))
+        return compat.tool_result(content, out.model_dump(mode="json"))
+
+    server.tool(
+        name=TOOL_NAME, title="Segment by reasoning", description=TOOL_DESCRIPTION,
+        annotations=compat.ToolAnnotations(title="Segment by reasoning", readOnlyHint=True, destructiveHint=False,
+                                           idempotentHint=False, openWorldHint=settings.allow_urls),
+    )(segment_by_reasoning)
+    _add_resources(server, svc)
+    return server
+
+
+def _link(uri: str, name: str, mime: str, description: str) -> Any:
+    return compat.ResourceLink(type="resource_link", uri=uri, name=name, mimeType=mime, description=description)
+
+
+def _add_resources(server: Any, svc: SegZeroService) -> None:
+    store = svc.store
+
+    async def read(fn: Any, *args: Any) -> Any:
+        try:
+            return await anyio.to_thread.run_sync(fn, *args)
+        except ResultNotFound as exc:
+            raise compat.ResourceNotFoundError(str(exc)) from None
+
+    @server.resource("segzero://results/{result_id}/mask.png", name="union_mask", mime_type="image/png",
+                     description="Union of all object masks of a result: 0/255 PNG, original image size.")
+    async def union_mask(result_id: str) -> bytes:
+        return await read(store.mask_png, result_id, None)
+
+    @server.resource("segzero://results/{result_id}/objects/{index}/mask.png", name="object_mask",
+                     mime_type="image/png",
+                     description="One object's mask (index as in the result's objects): 0/255 PNG, original size.")
+    async def object_mask(result_id: str, index: str) -> bytes:
+        if not index.isdigit():
+            raise compat.ResourceNotFoundError(f"object index must be a number 0, 1, 2, ..., got {index!r}")
+        return await read(store.mask_png, result_id, int(index))
+
+    @server.resource("segzero://results/{result_id}/overlay.png", name="overlay", mime_type="image/png",
+                     description="The image with masks in colour, boxes and points drawn (PNG, longest side bounded).")
+    async def overlay(result_id: str) -> bytes:
+        return await read(store.overlay_png, result_id)
+
+    @server.resource("segzero://results/{result_id}/result.json", name="result_json", mime_type="application/json",
+                     description="A whole result as JSON: reasoning, parse status, objects with COCO RLE masks, union.")
+    async def result_json(result_id: str) -> str:
+        entry = await read(store.get, result_id)
+        return json.dumps(entry.result_dict, ensure_ascii=False)
+
+
+# --- HTTP ------------------------------------------------------------------------------------------
+
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+
+
+def allowed_hosts(settings: ServerSettings) -> list[str]:
+    """Host header patterns in the SDK's syntax (``name`` or ``name:port`` exact, ``name:*`` any port):
+    the loopback names, the bind address unless it is a wildcard, and ``--allow-host`` entries."""
+    names = list(_LOOPBACK_HOSTS)
+    host = settings.host.strip()
+    if host not in ("0.0.0.0", "::", "[::]", ""):
+        names.append(f"[{host}]" if ":" in host and not host.startswith("[") else host)
+    names.extend(settings.allowed_hosts)
+    out: list[str] = []
+    for name in names:
+        name = name.strip().lower()
+        has_port = "]:" in name if name.startswith("[") else ":" in name
+        for pattern in ([name] if has_port else [name, f"{name}:*"]):
+            if pattern not in out:
+                out.append(pattern)
+    return out
+
+
+def allowed_origins(settings: ServerSettings) -> list[str]:
+    """Origin patterns: loopback origins on any port (http and https) and ``--allow-origin`` entries."""
+    out = [f"{scheme}://{h}:*" for scheme in ("http", "https") for h in _LOOPBACK_HOSTS]
+    out += [f"{scheme}://{h}" for scheme in ("http", "https") for h in _LOOPBACK_HOSTS]
+    out += [o.strip().rstrip("/").lower() for o in settings.allowed_origins if o.strip()]
+    return out
+
+
+def transport_security(settings: ServerSettings) -> compat.TransportSecuritySettings:
+    """The SDK's DNS-rebinding settings with the same lists as :class:`~.http_guard.HttpGuard`."""
+    return compat.TransportSecuritySettings(enable_dns_rebinding_protection=True,
+                                            allowed_hosts=allowed_hosts(settings),
+                                            allowed_origins=allowed_origins(settings))
+
+
+def http_app(server: Any, settings: ServerSettings) -> Any:
+    """The SDK's streamable-HTTP ASGI app wrapped in :class:`~.http_guard.HttpGuard` (Host, Origin, token)."""
+    from .http_guard import HttpGuard
+
+    return HttpGuard(compat.streamable_http_app(server), token=settings.auth_token,
+                     hosts=allowed_hosts(settings), origins=allowed_origins(settings))
+
+
+async def serve_http(server: Any, settings: ServerSettings) -> None:
+    """Serve streamable HTTP on ``settings.host:port`` + ``path`` with uvicorn (logs on stderr)."""
+    import uvicorn
+
+    config = uvicorn.Config(http_app(server, settings), host=settings.host, port=settings.port,
+                            log_config=None, access_log=settings.log_level == "DEBUG",
+                            log_level=settings.log_level.lower(), lifespan="on", timeout_graceful_shutdown=5)
+    userver = uvicorn.Server(config)
+    log.info("starting streamable HTTP on http://%s:%d%s%s", settings.host if ":" not in settings.host
+             else f"[{settings.host}]", settings.port, settings.path,
+             " (bearer token required)" if settings.auth_token else "")
+    try:
+        await userver.serve()
+    except SystemExit:  # uvicorn exits when it cannot bind; it has logged why
+        userver.started = False
+    if not userver.started:
+        raise SegZeroError(f"could not serve HTTP on {settings.host}:{settings.port} (is the port in use? see the "
+                           "log above); pick another with --port")
+
+
+__all__ = ["create_server", "http_app", "serve_http", "transport_security", "allowed_hosts", "allowed_origins",
+           "INSTRUCTIONS"]
