@@ -1,0 +1,385 @@
+"""``segment_by_reasoning`` as a LangChain tool.
+
+>>> from segzero_tool import SegZeroPipeline
+>>> from segzero_tool.agents import SegmentByReasoningTool
+>>> tool = SegmentByReasoningTool.from_pipeline(SegZeroPipeline.from_pretrained(preset="light"))
+>>> msg = tool.invoke({"type": "tool_call", "id": "1", "name": tool.name,
+...                    "args": {"image": "examples/coffee.png", "query": "what can I drink?"}})
+>>> msg.content        # the summary the model reads
+>>> msg.artifact       # the SegmentationResult, for code
+
+The tool uses ``response_format="content_and_artifact"``: the content is a compact text summary
+(plus, with ``include_image=True``, the overlay picture as a standard image content block for
+multimodal chat models); the artifact is the :class:`~segzero_tool.result.SegmentationResult`.
+Bad input (missing or corrupt image, a path outside ``allowed_roots``, a bad data: URL, an empty
+query) raises :class:`~langchain_core.tools.ToolException` with a message that tells the model what
+to do; with ``handle_tool_error=True`` (the default) it comes back as a ``ToolMessage`` with
+``status="error"``. Any other exception is a bug and propagates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import io
+import math
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import unquote, urlsplit
+
+from langchain_core.messages.content import create_image_block
+from langchain_core.tools import BaseTool, ToolException
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from segzero_tool.cancel import CancelToken, OperationCancelled, cancellation
+from segzero_tool.errors import ImageLoadError, ImageTooLargeError, QueryError, SegZeroError
+from segzero_tool.images import DEFAULT_MAX_PIXELS, LoadedImage, load_image
+from segzero_tool.parsing import ParseStatus
+from segzero_tool.prompts import DEFAULT_MAX_QUERY_CHARS, validate_query
+from segzero_tool.result import SegmentationResult
+from segzero_tool.settings import PipelineSettings
+
+if TYPE_CHECKING:
+    from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackManagerForToolRun
+
+TOOL_NAME = "segment_by_reasoning"
+
+DESCRIPTION = (
+    "Find and segment the objects in an image that a natural-language request refers to, including "
+    "requests that need reasoning rather than a name (\"what can I drink from?\", \"something to cut "
+    "paper with\", \"the mug nearest the sink\"). A vision-language model reasons about the image, then "
+    "SAM2 draws a pixel mask for each object. Use it to locate, count or measure things, or to get "
+    "targets to point at or pick up. Pass `image` (a local file path, a data: URL or base64; http(s) "
+    "URLs are not downloaded) and `query`. It returns the number of objects and, per object, its index, "
+    "box [x1, y1, x2, y2] (inclusive), point(s) (x, y), mask score (0-1), mask area in pixels and label "
+    "if any, plus the model's reasoning. All coordinates are pixels of the original image, origin at "
+    "the top-left corner, x to the right, y down. When nothing is found it says why; then rephrase the "
+    "query more concretely or check that the object is visible."
+)
+
+_STATUS_WORDS = {
+    ParseStatus.OK: "the answer held no object",
+    ParseStatus.NO_OBJECTS: "the model answered that nothing in the image matches",
+    ParseStatus.NO_ANSWER: "the model wrote no answer",
+    ParseStatus.INVALID_JSON: "the model's answer was not valid JSON",
+    ParseStatus.INVALID_OBJECTS: "the model's answer held no usable box or point",
+}
+_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
+_BASE64_RE = re.compile(r"^[A-Za-z0-9+/_\-]+={0,2}$")
+_WHITESPACE_RE = re.compile(r"\s+")
+_MIN_BASE64_CHARS = 64
+_IMAGE_HINT = ("Pass `image` as the path of a readable image file{roots}, a data: URL "
+               "(data:image/png;base64,...) or the base64 of an image file; this tool does not download URLs.")
+
+
+class SegmentArgs(BaseModel):
+    """Arguments of ``segment_by_reasoning`` (the descriptions are written for the model)."""
+
+    image: str = Field(description=(
+        "The image to look at: a local file path (e.g. 'photos/kitchen.jpg'), a data: URL "
+        "('data:image/png;base64,...') or the raw base64 of an image file. http(s) URLs are NOT fetched "
+        "by this tool: download the image first or pass it as base64."
+    ))
+    query: str = Field(description=(
+        "What to find, in plain words: a name ('the red mug'), a description ('the leftmost chair') or a "
+        "question that needs reasoning ('what can I drink from?'). One request per call."
+    ))
+    max_objects: int | None = Field(None, ge=1, le=100, description=(
+        "Return at most this many objects (leave unset for the default limit). Use 1 when you need exactly "
+        "one target."
+    ))
+    prompt_format: Literal["visionreasoner", "segzero", "grounding"] | None = Field(None, description=(
+        "Advanced; leave unset. Overrides the answer grammar the reasoning model was trained on."
+    ))
+
+
+# --- image sources ---------------------------------------------------------------------------------
+
+
+def decode_base64_image(data: str, max_bytes: int) -> bytes:
+    """Decode a ``data:`` URL (``data:image/png;base64,...``) or bare base64 text into bytes.
+
+    Whitespace is ignored, the URL-safe alphabet is accepted and missing padding restored. The size
+    limit is checked on the encoded length before decoding and on the decoded bytes.
+
+    Raises:
+        ImageLoadError: not a base64 data: URL of an image, not base64, empty, or over ``max_bytes``.
+    """
+    text, what = data.strip(), "base64 image"
+    if text[:5].lower() == "data:":
+        header, sep, text = text.partition(",")
+        params = [p.strip().lower() for p in header[5:].split(";")]
+        if not sep or "base64" not in params[1:]:
+            raise ImageLoadError("the data: URL is not of the form data:image/png;base64,<base64 data>")
+        if params[0] and not (params[0].startswith("image/") or params[0] == "application/octet-stream"):
+            raise ImageLoadError(f"the data: URL has media type {params[0]!r}, not an image type")
+        what = "data: URL"
+    max_chars = 4 * math.ceil(max_bytes / 3) + 4
+    too_large = f"the {what} is larger than the limit of {max_bytes:,} bytes; send a smaller or JPEG-compressed image"
+    if len(text) > 2 * max_chars + 1024:  # cheap bound before touching the text
+        raise ImageLoadError(too_large)
+    compact = _WHITESPACE_RE.sub("", text)
+    if not compact:
+        raise ImageLoadError(f"the {what} is empty")
+    if len(compact) > max_chars:
+        raise ImageLoadError(too_large)
+    standard = compact.rstrip("=").replace("-", "+").replace("_", "/")
+    if not _BASE64_RE.match(compact) or len(standard) % 4 == 1:
+        raise ImageLoadError(f"the {what} is not valid base64 (bad characters, or cut off)")
+    try:
+        raw = base64.b64decode(standard + "=" * (-len(standard) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ImageLoadError(f"the {what} is not valid base64") from None
+    if len(raw) > max_bytes:
+        raise ImageLoadError(too_large)
+    return raw
+
+
+def _looks_like_base64(text: str) -> bool:
+    compact = _WHITESPACE_RE.sub("", text)
+    return len(compact) >= _MIN_BASE64_CHARS and bool(_BASE64_RE.match(compact)) and not os.path.isfile(text)
+
+
+# --- the summary the model reads -------------------------------------------------------------------
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: max(0, limit - 1)].rstrip() + "…"
+
+
+def summarize_result(result: SegmentationResult, *, reasoning_chars: int = 600) -> str:
+    """The compact text a chat model reads: objects with boxes, points, scores and areas, reasoning,
+    and the parse status and issues when nothing was found."""
+    w, h = result.image_size
+    lines: list[str] = []
+    if result.objects:
+        lines.append(f"Found {len(result.objects)} object(s) for the query {result.query!r} in the {w}x{h} image.")
+        lines.append("Coordinates are original-image pixels, origin top-left, x right, y down; "
+                     "box = [x1, y1, x2, y2] inclusive; point = (x, y).")
+        for i, obj in enumerate(result.objects):
+            parts = [f"#{i}:", f"box {list(obj.box) if obj.box is not None else 'none'};"]
+            if obj.points:
+                pts = ", ".join(f"({x}, {y})" for x, y in obj.points)
+                parts.append(f"point{'s' if len(obj.points) > 1 else ''} {pts};")
+            parts.append(f"score {obj.score:.2f};" if math.isfinite(obj.score) else "score n/a;")
+            if obj.mask is not None:
+                parts.append(f"area {obj.area} px ({100.0 * obj.area / max(1, w * h):.1f}% of the image)")
+            else:
+                parts.append("no mask")
+            if obj.label:
+                parts.append(f"; label {_clip(obj.label, 80)!r}")
+            lines.append(" ".join(parts).replace(" ;", ";"))
+    else:
+        why = _STATUS_WORDS.get(result.parse_status, result.parse_status.value)
+        lines.append(f"No object found for the query {result.query!r} in the {w}x{h} image "
+                     f"(parse status {result.parse_status.value}: {why}).")
+        if result.parse_issues:
+            issues = "; ".join(_clip(s, 160) for s in result.parse_issues[:5])
+            more = f" (+{len(result.parse_issues) - 5} more)" if len(result.parse_issues) > 5 else ""
+            lines.append(f"Issues: {issues}{more}.")
+    lines.append(f"Reasoning: {_clip(result.reasoning, reasoning_chars) if result.reasoning.strip() else '(none)'}")
+    if not result.objects:
+        lines.append("Try a more concrete query (name the object and where it is), or the object may not be "
+                     "in the image.")
+    return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def _tool_errors(roots: tuple[Path, ...] | None) -> Iterator[None]:
+    """Turn this package's input errors into ``ToolException`` with what to do next; bugs propagate."""
+    try:
+        yield
+    except OperationCancelled:
+        raise
+    except SegZeroError as exc:
+        text = str(exc).rstrip(".")
+        if isinstance(exc, ImageTooLargeError):
+            hint = "Send a smaller (downscaled) image."
+        elif isinstance(exc, ImageLoadError):
+            where = f" inside {', '.join(map(str, roots))}" if roots else ""
+            hint = _IMAGE_HINT.format(roots=where)
+        elif isinstance(exc, QueryError):
+            hint = "Call the tool again with a short, non-empty `query` that says what to segment."
+        else:
+            hint = "Fix the arguments and call the tool again."
+        raise ToolException(f"{text}. {hint}") from exc
+
+
+def _validation_message(error: ValidationError) -> str:
+    problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in error.errors())
+    return f"Invalid arguments for {TOOL_NAME}: {problems}. Fix them and call the tool again."
+
+
+# --- the tool --------------------------------------------------------------------------------------
+
+
+class SegmentByReasoningTool(BaseTool):
+    """Reasoning segmentation as a LangChain tool, backed by one (shared) :class:`SegZeroPipeline`.
+
+    Attributes:
+        pipeline: a loaded :class:`~segzero_tool.pipeline.SegZeroPipeline` (not serialised); one
+            pipeline can serve many tools and agents.
+        allowed_roots: local paths must resolve (after ``~``, ``..`` and symlinks) inside one of these
+            folders; ``None`` allows any readable path.
+        include_image: also put the overlay picture (masks, boxes, points) into the content as a
+            standard image block, for multimodal chat models.
+        overlay_max_side: longest side of that picture in pixels.
+        overlay_format: ``jpeg`` (smaller) or ``png``.
+        max_image_bytes: largest image accepted, as a file or as decoded base64.
+        reasoning_chars: the reasoning text in the content is cut to this many characters.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    name: str = TOOL_NAME
+    description: str = DESCRIPTION
+    args_schema: type[BaseModel] = SegmentArgs
+    response_format: Literal["content", "content_and_artifact"] = "content_and_artifact"
+    handle_tool_error: bool | str | Callable[..., Any] | None = True
+    handle_validation_error: bool | str | Callable[..., Any] | None = _validation_message
+
+    pipeline: Any = Field(exclude=True, repr=False)
+    allowed_roots: tuple[Path, ...] | None = None
+    include_image: bool = False
+    overlay_max_side: int = Field(768, ge=16)
+    overlay_format: Literal["jpeg", "png"] = "jpeg"
+    max_image_bytes: int = Field(25_000_000, gt=0)
+    reasoning_chars: int = Field(600, ge=0)
+
+    @field_validator("pipeline")
+    @classmethod
+    def _check_pipeline(cls, value: Any) -> Any:
+        if not (callable(getattr(value, "segment", None)) and callable(getattr(value, "asegment", None))):
+            raise ValueError(f"pipeline must be a SegZeroPipeline (with segment/asegment), got {type(value).__name__}")
+        return value
+
+    @field_validator("allowed_roots")
+    @classmethod
+    def _resolve_roots(cls, value: tuple[Path, ...] | None) -> tuple[Path, ...] | None:
+        if value is None:
+            return None
+        return tuple(Path(os.path.realpath(Path(r).expanduser())) for r in value)
+
+    # --- construction ----------------------------------------------------------------------
+
+    @classmethod
+    def from_pipeline(cls, pipeline: Any, **kwargs: Any) -> SegmentByReasoningTool:
+        """A tool over an already loaded pipeline; ``kwargs`` set the tool's fields."""
+        return cls(pipeline=pipeline, **kwargs)
+
+    @classmethod
+    def from_settings(cls, settings: PipelineSettings | Mapping[str, Any] | None = None,
+                      **kwargs: Any) -> SegmentByReasoningTool:
+        """Load the models that ``settings`` name (backend names, model ids or folders) and wrap them.
+
+        Args:
+            settings: a :class:`PipelineSettings`; a mapping of its fields (``{"preset": "light",
+                "device": "cpu"}``), applied over the defaults; or ``None`` for the defaults updated
+                by the ``SEGZERO_*`` environment variables.
+            **kwargs: the tool's fields (``allowed_roots``, ``include_image``, ...).
+        """
+        if settings is None:
+            resolved = PipelineSettings.resolve()
+        elif isinstance(settings, PipelineSettings):
+            resolved = settings
+        elif isinstance(settings, Mapping):
+            resolved = PipelineSettings().merged(settings, "tool settings")
+        else:
+            raise TypeError(f"settings must be PipelineSettings, a mapping or None, got {type(settings).__name__}")
+        return cls.from_pipeline(resolved.build_pipeline(), **kwargs)
+
+    # --- shared steps (sync and async) -----------------------------------------------------
+
+    def _resolve_path(self, text: str) -> Path:
+        if text[:5].lower() == "file:":
+            parts = urlsplit(text)
+            if parts.netloc not in ("", "localhost"):
+                raise ImageLoadError(f"the file URL names the host {parts.netloc!r}; only local files can be read")
+            text = unquote(parts.path)
+        given = Path(text).expanduser()
+        if self.allowed_roots is None:
+            return given
+        bases = [Path.cwd()] if given.is_absolute() else [Path.cwd(), *self.allowed_roots]
+        candidates = [Path(os.path.realpath(base / given)) for base in bases]
+        inside = [c for c in candidates if any(c.is_relative_to(r) for r in self.allowed_roots)]
+        if not inside:
+            raise ImageLoadError(f"{text!r} is outside the folders this tool may read")
+        return next((c for c in inside if c.is_file()), inside[0])
+
+    def _load(self, image: str, query: str) -> LoadedImage:
+        """Check the query, then resolve, bound and decode the image (blocking: a thread in async)."""
+        validate_query(query, getattr(self.pipeline, "max_query_chars", DEFAULT_MAX_QUERY_CHARS))
+        max_pixels = getattr(self.pipeline, "max_pixels", DEFAULT_MAX_PIXELS)
+        if not isinstance(image, str) or not image.strip():
+            raise ImageLoadError("`image` is empty")
+        text = image.strip()
+        scheme = _SCHEME_RE.match(text)
+        source: bytes | Path
+        if scheme and text[scheme.end():].startswith("//") and scheme.group(1).lower() != "file":
+            raise ImageLoadError(f"{scheme.group(1).lower()}: URLs are not fetched by this tool; download the "
+                                 "image and pass its local path, or pass it as a data: URL or base64")
+        if text[:5].lower() == "data:" or (not scheme and _looks_like_base64(text)):
+            source = decode_base64_image(text, self.max_image_bytes)
+        else:
+            source = self._resolve_path(text)
+            if source.is_file() and source.stat().st_size > self.max_image_bytes:
+                raise ImageLoadError(f"{text}: the file has {source.stat().st_size:,} bytes, more than the limit "
+                                     f"of {self.max_image_bytes:,}")
+        return load_image(source, max_pixels=max_pixels)
+
+    def _respond(self, result: SegmentationResult) -> tuple[str | list[Any], SegmentationResult]:
+        """``(content, artifact)``: the summary (plus the overlay as an image block) and the result."""
+        text = summarize_result(result, reasoning_chars=self.reasoning_chars)
+        if not self.include_image:
+            return text, result
+        buf = io.BytesIO()
+        picture = result.overlay(max_side=self.overlay_max_side)
+        if self.overlay_format == "png":
+            picture.save(buf, format="PNG", optimize=True)
+        else:
+            picture.save(buf, format="JPEG", quality=85)
+        data = base64.b64encode(buf.getvalue()).decode("ascii")
+        block = create_image_block(base64=data, mime_type=f"image/{self.overlay_format}")
+        return [{"type": "text", "text": text}, block], result
+
+    def _options(self, max_objects: int | None, prompt_format: str | None) -> dict[str, Any]:
+        """Per-call pipeline options; ``max_objects`` never exceeds the pipeline's own limit."""
+        options: dict[str, Any] = {}
+        if max_objects is not None:
+            options["max_objects"] = min(max_objects, getattr(self.pipeline, "max_objects", max_objects))
+        if prompt_format is not None:
+            options["prompt_format"] = prompt_format
+        return options
+
+    # --- BaseTool ---------------------------------------------------------------------------
+
+    def _run(self, image: str, query: str, max_objects: int | None = None, prompt_format: str | None = None,
+             run_manager: CallbackManagerForToolRun | None = None) -> tuple[str | list[Any], SegmentationResult]:
+        with _tool_errors(self.allowed_roots):
+            loaded = self._load(image, query)
+            result = self.pipeline.segment(loaded, query, **self._options(max_objects, prompt_format))
+        return self._respond(result)
+
+    async def _arun(self, image: str, query: str, max_objects: int | None = None, prompt_format: str | None = None,
+                    run_manager: AsyncCallbackManagerForToolRun | None = None,
+                    ) -> tuple[str | list[Any], SegmentationResult]:
+        token = CancelToken()  # stops the worker threads when this call is cancelled
+        try:
+            with _tool_errors(self.allowed_roots), cancellation(token):
+                loaded = await asyncio.to_thread(self._load, image, query)
+                result = await self.pipeline.asegment(loaded, query, **self._options(max_objects, prompt_format))
+        except asyncio.CancelledError:
+            token.cancel("the tool call was cancelled")
+            raise
+        if self.include_image:
+            return await asyncio.to_thread(self._respond, result)
+        return self._respond(result)
+
+
+__all__ = ["SegmentArgs", "SegmentByReasoningTool", "decode_base64_image", "summarize_result", "DESCRIPTION"]
