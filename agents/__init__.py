@@ -24,6 +24,9 @@ _EXPORTS: dict[str, str] = {
     "object_geometry": "geometry",
     "result_geometry": "geometry",
     "deproject": "geometry",
+    "build_segmentation_agent": "chat_agent",
+    "build_planner_graph": "planner",
+    "TaskSpec": "planner",
 }
 
 __all__ = sorted(_EXPORTS)
