@@ -134,7 +134,6 @@ class SegZeroPipeline:
         self.max_objects = int(max_objects)
         self.max_pixels = max_pixels
         self.max_query_chars = int(max_query_chars)
-        self._reason_lock = threading.Lock()
         self._segment_lock = threading.Lock()
 
     # --- construction ----------------------------------------------------------------------
@@ -360,8 +359,9 @@ class SegZeroPipeline:
             return []
         check_cancelled()
         t0 = time.perf_counter()
-        with self._reason_lock:
-            outputs = self.reasoner.generate(requests)
+        # No lock here: backends that cannot run concurrently serialise themselves (the transformers
+        # reasoner holds a per-model lock), while remote backends serve many calls at once.
+        outputs = self.reasoner.generate(requests)
         check_cancelled()
         if len(outputs) != len(requests):
             raise RuntimeError(
