@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
+from segzero_tool.cli import REMOTE_REASONER_FIELDS, add_remote_reasoner_options
 from segzero_tool.settings import PipelineSettings, SettingsError
 
 from .security import InputPolicy
@@ -75,7 +76,7 @@ _INT_FIELDS = frozenset({"port", "max_redirects", "max_pixels", "max_concurrency
 _BOOL_FIELDS = frozenset({"allow_urls", "allow_private_urls", "lazy"})
 #: Flags shared with ``segzero segment`` that set :class:`PipelineSettings` fields.
 _PIPELINE_FLAGS = ("preset", "reasoner", "segmenter", "reasoner_backend", "segmenter_backend", "prompt_format",
-                   "device", "dtype", "frame_size", "max_new_tokens")
+                   "device", "dtype", "frame_size", "max_new_tokens", *REMOTE_REASONER_FIELDS)
 
 
 def parse_bool(value: str, name: str) -> bool:
@@ -453,6 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--frame-size", type=int, help="reasoning frame side in pixels (default 840)")
     m.add_argument("--max-new-tokens", type=int, help="generation budget (default: the model's reference value)")
     m.add_argument("--config", help="TOML or JSON model settings file (flags > SEGZERO_* env > file > defaults)")
+    add_remote_reasoner_options(p)
 
     o = p.add_argument_group("other")
     o.add_argument("--lazy", action=argparse.BooleanOptionalAction, default=None,

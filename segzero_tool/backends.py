@@ -1,6 +1,7 @@
 """Choosing a backend by short name or import path (``package.module:Class``).
 
-Reasoner backends: ``transformers`` (in-process, the default). Segmenter backends: ``transformers``
+Reasoner backends: ``transformers`` (in-process, the default), ``openai`` (any OpenAI-compatible
+server, vLLM first of all) and ``vllm`` (vLLM in-process, optional extra). Segmenter backends: ``transformers``
 (SAM2 via ``Sam2Model``, the default) and ``sam2`` (Meta's package, optional extra). Any other value
 of the form ``package.module:Class`` imports that class, which must subclass
 :class:`~segzero_tool.reasoners.base.Reasoner` or :class:`~segzero_tool.segmenters.base.Segmenter`.
@@ -19,6 +20,8 @@ from .segmenters.base import Segmenter
 
 REASONER_BACKENDS: dict[str, str] = {
     "transformers": "segzero_tool.reasoners.transformers:TransformersReasoner",
+    "openai": "segzero_tool.reasoners.openai_compat:OpenAICompatReasoner",
+    "vllm": "segzero_tool.reasoners.vllm_inprocess:VLLMReasoner",
 }
 SEGMENTER_BACKENDS: dict[str, str] = {
     "transformers": "segzero_tool.segmenters.transformers_sam2:TransformersSam2Segmenter",

@@ -3,6 +3,7 @@
     segzero segment IMAGE QUERY [--out DIR] [--reasoner ...] [--segmenter ...] [--json]
     segzero models
     segzero make-tiny-models DIR
+    segzero serve-reasoner [--model visionreasoner-7b] [--tensor-parallel N] [--data-parallel N] [--print]
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--preset", help="default (VisionReasoner-7B + SAM 2.1 large), light or paper")
     g.add_argument("--reasoner", help="registry name, hub id or local folder (default: the preset's)")
     g.add_argument("--segmenter", help="registry name, hub id or local folder (default: the preset's)")
-    g.add_argument("--reasoner-backend", help="transformers (default) or package.module:Class")
+    g.add_argument("--reasoner-backend",
+                   help="transformers (default), openai (a vLLM / OpenAI-compatible server), vllm (in-process), "
+                        "or package.module:Class")
     g.add_argument("--segmenter-backend", help="transformers (default), sam2, or package.module:Class")
     g.add_argument("--prompt-format", choices=["visionreasoner", "segzero", "grounding"],
                    help="answer grammar (default: the reasoner's registry entry, else visionreasoner)")
@@ -36,6 +39,29 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-new-tokens", type=int, help="generation budget (default: the model's reference value)")
     g.add_argument("--max-pixels", type=int, help="refuse larger images (default 100,000,000)")
     g.add_argument("--config", help="TOML or JSON settings file (flags > SEGZERO_* env > file > defaults)")
+    add_remote_reasoner_options(p)
+
+
+#: PipelineSettings fields set by :func:`add_remote_reasoner_options`.
+REMOTE_REASONER_FIELDS = ("reasoner_base_url", "reasoner_api_key_env", "reasoner_model_name", "structured_outputs",
+                          "image_format")
+
+
+def add_remote_reasoner_options(p: argparse.ArgumentParser) -> None:
+    """The flags of the OpenAI-compatible / vLLM reasoner backends (shared with ``segzero-mcp``)."""
+    r = p.add_argument_group("remote reasoner (--reasoner-backend openai)")
+    r.add_argument("--reasoner-base-url", metavar="URL[,URL...]",
+                   help="server base URL; several comma-separated URLs are balanced as replicas "
+                        "(default http://127.0.0.1:8000/v1)")
+    r.add_argument("--reasoner-api-key-env", metavar="NAME",
+                   help="environment variable holding the server's API key (default OPENAI_API_KEY)")
+    r.add_argument("--reasoner-model-name", metavar="NAME",
+                   help="model name the server serves (default: the registry short name, e.g. visionreasoner-7b)")
+    r.add_argument("--structured-outputs", choices=["auto", "regex", "grammar", "off"],
+                   help="force parseable answers (default auto: a regex when the server is vLLM; also for "
+                        "--reasoner-backend vllm)")
+    r.add_argument("--image-format", choices=["png", "jpeg"],
+                   help="how the 840x840 frame is sent (default png, lossless; jpeg: quality 95, faster)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,6 +88,27 @@ def build_parser() -> argparse.ArgumentParser:
                           help="build tiny random models (offline demos and tests; they output garbage)")
     tiny.add_argument("out", help="folder to create; gets reasoner/ and segmenter/ subfolders")
     tiny.add_argument("--seed", type=int, default=0)
+
+    srv = sub.add_parser("serve-reasoner", help="print and run the recommended `vllm serve` command for a model",
+                         description="Print the recommended `vllm serve` command for a registry model and run it "
+                                     "(needs vLLM: pip install \"segzero-tool[vllm]\"). More vllm flags go after --.")
+    srv.add_argument("--model", default="visionreasoner-7b",
+                     help="registry name, hub id or local folder (default visionreasoner-7b)")
+    srv.add_argument("--tensor-parallel", type=int, default=1, metavar="N", help="GPUs per model copy (default 1)")
+    srv.add_argument("--data-parallel", type=int, default=1, metavar="N",
+                     help="model copies behind one endpoint (default 1)")
+    srv.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; 0.0.0.0 for others)")
+    srv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    srv.add_argument("--gpu-memory-utilization", type=float, default=0.9, metavar="F",
+                     help="share of GPU memory vLLM may use (default 0.9)")
+    srv.add_argument("--max-model-len", type=int, metavar="N",
+                     help="context length (default: 900 visual + 768 text tokens + the model's budget, to 1024s)")
+    srv.add_argument("--dtype", default="bfloat16", help="bfloat16 (default), float16, float32 or auto")
+    srv.add_argument("--frame-size", type=int, default=840, help="reasoning frame side, sets max_pixels (default 840)")
+    srv.add_argument("--served-model-name", metavar="NAME",
+                     help="name clients use (default: the registry short name, plus the hub id as an alias)")
+    srv.add_argument("--print", dest="print_only", action="store_true", help="only print the command")
+    srv.add_argument("vllm_args", nargs=argparse.REMAINDER, help="more `vllm serve` flags, after --")
     return parser
 
 
@@ -146,6 +193,25 @@ def _cmd_tiny(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve_reasoner(args: argparse.Namespace) -> int:
+    from .serve import build_serve_command, serve
+
+    extra = list(args.vllm_args)
+    if extra and extra[0] == "--":
+        extra = extra[1:]
+    try:
+        argv = build_serve_command(
+            args.model, host=args.host, port=args.port, tensor_parallel=args.tensor_parallel,
+            data_parallel=args.data_parallel, gpu_memory_utilization=args.gpu_memory_utilization,
+            max_model_len=args.max_model_len, dtype=args.dtype, frame_size=args.frame_size,
+            served_model_name=args.served_model_name, extra_args=extra,
+        )
+    except ValueError as exc:
+        print(f"segzero: error: {exc}", file=sys.stderr)
+        return 2
+    return serve(argv, print_only=args.print_only)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -153,7 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "urllib3", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    handlers = {"segment": _cmd_segment, "models": _cmd_models, "make-tiny-models": _cmd_tiny}
+    handlers = {"segment": _cmd_segment, "models": _cmd_models, "make-tiny-models": _cmd_tiny,
+                "serve-reasoner": _cmd_serve_reasoner}
     try:
         return handlers[args.command](args)
     except SegZeroError as exc:

@@ -7,7 +7,8 @@ Config files are TOML or JSON with the field names below, at the top level or un
     reasoner = "visionreasoner-7b"
     segmenter = "sam2.1-hiera-large"
     device = "cuda"
-    reasoner_backend = "transformers"     # or "my_pkg.mod:MyReasoner"
+    reasoner_backend = "transformers"     # or "openai", "vllm", "my_pkg.mod:MyReasoner"
+    reasoner_base_url = "http://gpu-1:8000/v1,http://gpu-2:8000/v1"   # openai backend: replicas
 
 Environment variables are the upper-cased names with a ``SEGZERO_`` prefix, e.g.
 ``SEGZERO_REASONER``, ``SEGZERO_DEVICE``, ``SEGZERO_MAX_OBJECTS``.
@@ -48,6 +49,12 @@ class PipelineSettings:
     max_new_tokens: int | None = None
     max_pixels: int = 100_000_000
     cache_size: int = 8
+    # remote reasoners (``reasoner_backend = "openai"``; ``structured_outputs`` also for "vllm")
+    reasoner_base_url: str | None = None  # one URL or several, comma-separated (replicas)
+    reasoner_api_key_env: str | None = None  # environment variable holding the API key
+    reasoner_model_name: str | None = None  # the name the server serves the model under
+    structured_outputs: str | None = None  # auto, regex, grammar or off
+    image_format: str | None = None  # png or jpeg
 
     ENV_PREFIX = "SEGZERO_"
 
@@ -114,6 +121,32 @@ class PipelineSettings:
         s = cls.from_env(environ, s)
         return s.merged(overrides or {}, "arguments")
 
+    def remote_reasoner_kwargs(self) -> dict[str, Any]:
+        """The remote-reasoner settings as backend keyword arguments (empty when none is set).
+
+        Raises:
+            SettingsError: such a setting is given for a backend that does not take it.
+        """
+        given = {
+            key: value
+            for key, value in (("base_url", self.reasoner_base_url), ("api_key_env", self.reasoner_api_key_env),
+                               ("model_name", self.reasoner_model_name),
+                               ("structured_outputs", self.structured_outputs), ("image_format", self.image_format))
+            if value is not None
+        }
+        backend = self.reasoner_backend.strip().lower()
+        accepted = {"openai": set(given), "vllm": {"structured_outputs"}}.get(backend)
+        if accepted is None and (":" in backend or "." in backend):
+            accepted = set(given)  # a custom backend class takes what it declares
+        wrong = sorted(set(given) - (accepted or set()))
+        if wrong:
+            names = ", ".join(("reasoner_" + k if not k.startswith(("structured", "image")) else k) for k in wrong)
+            raise SettingsError(
+                f"{names} only apply to reasoner_backend 'openai' (structured_outputs also to 'vllm'), "
+                f"not {self.reasoner_backend!r}; add --reasoner-backend openai"
+            )
+        return given
+
     def build_pipeline(self, **extra: Any) -> Any:
         """Load the models these settings name and return a :class:`SegZeroPipeline`."""
         from .pipeline import SegZeroPipeline
@@ -133,5 +166,8 @@ class PipelineSettings:
             kwargs["max_new_tokens"] = self.max_new_tokens
         if self.segmenter_backend == "transformers":
             kwargs["segmenter_kwargs"] = {"cache_size": self.cache_size}
+        remote = self.remote_reasoner_kwargs()
+        if remote:
+            kwargs["reasoner_kwargs"] = remote
         kwargs.update(extra)
         return SegZeroPipeline.from_pretrained(self.reasoner, self.segmenter, **kwargs)

@@ -187,3 +187,14 @@ def test_helpers():
 def test_replace_keeps_pipeline_in_sync():
     s = dataclasses.replace(ServerSettings(pipeline=PipelineSettings(reasoner="r")), max_pixels=123)
     assert s.pipeline.max_pixels == 123 and s.pipeline.reasoner == "r"
+
+
+def test_remote_reasoner_flags_reach_the_pipeline(tmp_path):
+    s = ServerSettings.from_args(
+        ["--reasoner-backend", "openai", "--reasoner-base-url", "http://127.0.0.1:9/v1,http://127.0.0.1:10/v1",
+         "--structured-outputs", "regex", "--image-format", "jpeg", "--allow-root", str(tmp_path)],
+        environ={},
+    )
+    assert s.pipeline.reasoner_backend == "openai"
+    assert s.pipeline.reasoner_base_url == "http://127.0.0.1:9/v1,http://127.0.0.1:10/v1"
+    assert (s.pipeline.structured_outputs, s.pipeline.image_format) == ("regex", "jpeg")
