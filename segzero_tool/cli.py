@@ -3,6 +3,7 @@
     segzero segment IMAGE QUERY [--out DIR] [--reasoner ...] [--segmenter ...] [--json]
     segzero models
     segzero make-tiny-models DIR
+    segzero eval DATASET [--split S] [--limit N] [--batch-size N] [--out RUN_DIR] [--reasoner ...] [--segmenter ...]
     segzero serve-reasoner [--model visionreasoner-7b] [--tensor-parallel N] [--data-parallel N] [--print]
 """
 
@@ -109,6 +110,30 @@ def build_parser() -> argparse.ArgumentParser:
                      help="name clients use (default: the registry short name, plus the hub id as an alias)")
     srv.add_argument("--print", dest="print_only", action="store_true", help="only print the command")
     srv.add_argument("vllm_args", nargs=argparse.REMAINDER, help="more `vllm serve` flags, after --")
+
+    ev = sub.add_parser("eval", help="evaluate on ReasonSeg / RefCOCO / your data: gIoU, cIoU (resumable)",
+                        description="Evaluate the reasoner + segmenter on a dataset: gIoU, cIoU and box accuracy, "
+                                    "overall and by short / long queries. Per-sample records are appended to "
+                                    "RUN_DIR/samples.jsonl as they finish; running the same command again resumes.")
+    ev.add_argument("dataset", metavar="DATASET",
+                    help="a ReasonSeg folder in LISA's layout, a .jsonl file, a hub id (Ricky06662/ReasonSeg_val, "
+                         "needs `datasets`), a downloaded copy of such a hub repository, or a `datasets` "
+                         "save_to_disk folder")
+    ev.add_argument("--split", help="LISA: subfolder (val, test, ...); hub / save_to_disk: split (default test)")
+    ev.add_argument("--limit", type=int, metavar="N", help="evaluate the first N samples only")
+    ev.add_argument("--batch-size", type=int, default=8, metavar="N",
+                    help="samples per batched pipeline call (default 8)")
+    ev.add_argument("--empty-union", choices=["skip", "zero"], default="skip",
+                    help="a sample whose prediction and ground truth are both empty: skip it (Seg-Zero repository, "
+                         "default) or count IoU 0 (VisionReasoner repository)")
+    ev.add_argument("--ignore-as-foreground", action=argparse.BooleanOptionalAction, default=None,
+                    help="LISA folders: count 'ignore' regions as foreground, as the hub copies do (default: yes)")
+    ev.add_argument("--worst", type=int, default=16, metavar="N",
+                    help="contact sheet of the N worst samples (worst.png, worst.html; 0: none; default 16)")
+    ev.add_argument("--out", metavar="RUN_DIR", help="run folder (default eval-runs/<dataset>-<split>-<reasoner>)")
+    ev.add_argument("--force", action="store_true",
+                    help="start over in a run folder made with other settings (old records are moved aside)")
+    _add_model_options(ev)
     return parser
 
 
@@ -212,6 +237,12 @@ def _cmd_serve_reasoner(args: argparse.Namespace) -> int:
     return serve(argv, print_only=args.print_only)
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .eval.command import run_eval_command
+
+    return run_eval_command(args, _settings_from_args(args))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -220,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("httpx", "urllib3", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     handlers = {"segment": _cmd_segment, "models": _cmd_models, "make-tiny-models": _cmd_tiny,
-                "serve-reasoner": _cmd_serve_reasoner}
+                "serve-reasoner": _cmd_serve_reasoner, "eval": _cmd_eval}
     try:
         return handlers[args.command](args)
     except SegZeroError as exc:
