@@ -409,3 +409,44 @@ def _dedupe(items: Iterable[str]) -> list[str]:
             seen.add(s)
             out.append(s)
     return out
+
+
+# --- reference-compatible extraction (training rewards) -----------------------------------------
+#
+# The training rewards reproduce the reference reward code's text handling exactly, quirks included
+# (protocol section 8). They take their text through these helpers so that model text is still only
+# taken apart in this module. None of these change :func:`parse_output`.
+
+#: The single-object reward's JSON locator: the first ``{...}`` without a nested ``}``, anywhere.
+REFERENCE_BRACE_RE = re.compile(r"\{[^}]+\}")
+
+
+def format_matches(text: str) -> bool:
+    """``re.fullmatch`` of :data:`FORMAT_RE` (leading or trailing whitespace fails, as in the reference)."""
+    return isinstance(text, str) and FORMAT_RE.fullmatch(text) is not None
+
+
+def reference_first_brace_object(text: str) -> str | None:
+    """The first ``{[^}]+}`` in ``text`` (inside ``<think>``, outside tags, ...), or ``None``."""
+    if not isinstance(text, str):
+        return None
+    m = REFERENCE_BRACE_RE.search(text)
+    return m.group(0) if m else None
+
+
+def reference_answer_block(text: str) -> str | None:
+    """The inner text of the **first** ``<answer>\\s*(.*?)\\s*</answer>`` block, or ``None``."""
+    if not isinstance(text, str):
+        return None
+    m = ANSWER_RE.search(text)
+    return m.group(1) if m else None
+
+
+def reference_sentence_fragments(text: str) -> list[str]:
+    """The non-repeat reward's split: the whole text on ``"."``, stripped, empties dropped.
+
+    Tags and JSON are part of the text, so ``10.5`` splits a coordinate into two fragments.
+    """
+    if not isinstance(text, str):
+        return []
+    return [s.strip() for s in text.split(".") if s.strip()]

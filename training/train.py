@@ -1,0 +1,379 @@
+"""``segzero-train``: GRPO on Qwen2-VL / Qwen2.5-VL with TRL's ``GRPOTrainer`` and the Seg-Zero / VisionReasoner rewards.
+
+Launch commands (see training/README.md)::
+
+    segzero-train --recipe visionreasoner-7b --dataset Ricky06662/VisionReasoner_multi_object_7k_840
+    accelerate launch --config_file training/accelerate/zero2.yaml -m segzero_tool.training \\
+        --recipe visionreasoner-7b --use-vllm
+    segzero-train --recipe lora-24gb --dataset data/my_set --output-dir runs/lora
+    segzero-train --recipe lora-24gb --dataset data/my_set --output-dir runs/lora --resume
+
+The batch arithmetic is checked before anything heavy is imported or loaded. Checkpoints
+(``output_dir/checkpoint-N``) hold the processor next to the weights, so they load with
+``AutoModelForImageTextToText`` / ``AutoProcessor`` and ``SegZeroPipeline.from_pretrained``; the final model goes
+to ``output_dir/final`` (with LoRA: merged weights there, the adapter in ``output_dir/final-adapter``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from segzero_tool.errors import MissingDependencyError, SegZeroError
+
+from .config import (
+    BatchPlan,
+    BatchSizeError,
+    Recipe,
+    RecipeError,
+    check_grpo_fields,
+    detect_num_processes,
+    grpo_config_kwargs,
+    load_recipe,
+    plan_for,
+    recipe_names,
+)
+
+logger = logging.getLogger("segzero_tool.training")
+
+
+class TrainingSetupError(SegZeroError, RuntimeError):
+    """The run cannot start as asked (``--resume`` without a checkpoint, missing dataset, ...)."""
+
+
+# --- command line --------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="segzero-train",
+        description="GRPO training of a Qwen2-VL / Qwen2.5-VL reasoner with the Seg-Zero / VisionReasoner rewards.",
+    )
+    p.add_argument("--recipe", required=True,
+                   help=f"recipe YAML path or shipped name ({', '.join(recipe_names())})")
+    p.add_argument("--model", help="hub id or folder of the starting checkpoint")
+    p.add_argument("--dataset", help="training set: hub id or save_to_disk folder")
+    p.add_argument("--dataset-kind", choices=("auto", "segzero", "visionreasoner"))
+    p.add_argument("--dataset-limit", type=int, help="use the first N rows only")
+    p.add_argument("--rewards", choices=("segzero", "segzero-soft", "visionreasoner"))
+    p.add_argument("--output-dir")
+    p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (total, also on --resume)")
+    p.add_argument("--save-steps", type=int)
+    p.add_argument("--per-device-batch-size", dest="per_device_train_batch_size", type=int,
+                   help="completions per device per micro-batch (TRL's unit)")
+    p.add_argument("--gradient-accumulation-steps", type=int, help="default: derived from the recipe")
+    p.add_argument("--num-generations", type=int, help="group size")
+    p.add_argument("--prompts-per-step", type=int, help="prompts per optimizer step")
+    p.add_argument("--num-processes", type=int,
+                   help="data-parallel processes (default: WORLD_SIZE from accelerate/torchrun, else 1)")
+    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--beta", type=float, help="KL coefficient")
+    p.add_argument("--max-completion-length", type=int)
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --output-dir")
+    p.add_argument("--use-vllm", action="store_true", default=None, help="generate with vLLM (when installed)")
+    p.add_argument("--vllm-mode", choices=("colocate", "server"))
+    p.add_argument("--vllm-server-base-url", help="server mode: URL of `trl vllm-serve`")
+    p.add_argument("--lora", action="store_true", default=None, help="train a LoRA adapter")
+    p.add_argument("--merge-lora", action=argparse.BooleanOptionalAction, default=None,
+                   help="with LoRA, write merged weights to OUTPUT_DIR/final (default on)")
+    p.add_argument("--report-to", choices=("tensorboard", "wandb", "all", "none"))
+    p.add_argument("--eval-dataset", help="held-out set for segzero_tool.eval (hub id, folder, .jsonl)")
+    p.add_argument("--eval-split")
+    p.add_argument("--eval-steps", type=int, help="evaluate every N optimizer steps (0: never)")
+    p.add_argument("--eval-limit", type=int, help="evaluate the first N samples")
+    p.add_argument("--eval-segmenter", help="segmenter for evaluation: registry name, folder, or 'box'")
+    p.add_argument("--cpu", action="store_true", help="train on the CPU (tests; fp32, no vLLM)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+_OVERRIDE_KEYS = (
+    "model", "dataset", "dataset_kind", "dataset_limit", "rewards", "output_dir", "max_steps", "save_steps",
+    "per_device_train_batch_size", "gradient_accumulation_steps", "num_generations", "prompts_per_step",
+    "learning_rate", "beta", "max_completion_length", "use_vllm", "vllm_mode", "vllm_server_base_url", "lora",
+    "merge_lora", "report_to", "eval_dataset", "eval_split", "eval_steps", "eval_limit", "eval_segmenter",
+)
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The recipe keys set on the command line (``None`` = not given)."""
+    return {key: getattr(args, key) for key in _OVERRIDE_KEYS}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``segzero-train``; returns the exit status (2 for configuration errors)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        recipe = load_recipe(args.recipe, overrides_from_args(args))
+        plan = plan_for(recipe, detect_num_processes(args.num_processes))
+        run_training(recipe, plan=plan, resume=args.resume, use_cpu=args.cpu)
+    except (RecipeError, BatchSizeError, TrainingSetupError, MissingDependencyError) as exc:
+        print(f"segzero-train: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+# --- the run -------------------------------------------------------------------------------------------
+
+
+def _require_trl() -> None:
+    for module in ("trl", "datasets", "scipy"):
+        if importlib.util.find_spec(module) is None:
+            raise MissingDependencyError(
+                f"training needs {module!r}, which is not installed: pip install 'segzero-tool[train]'")
+
+
+def last_checkpoint(output_dir: str | Path) -> str | None:
+    """The newest ``checkpoint-N`` folder in ``output_dir`` (``None`` when there is none)."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    folder = Path(output_dir)
+    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+
+
+def build_grpo_config(recipe: Recipe, plan: BatchPlan, *, use_cpu: bool = False) -> Any:
+    """``trl.GRPOConfig`` for a validated recipe (vLLM switched off, with a log line, when not importable)."""
+    from trl import GRPOConfig
+
+    kwargs = grpo_config_kwargs(recipe, plan, use_cpu=use_cpu)
+    if kwargs.get("use_vllm") and (use_cpu or importlib.util.find_spec("vllm") is None):
+        why = "--cpu" if use_cpu else "vllm is not installed (pip install 'segzero-tool[vllm]')"
+        logger.warning("use_vllm requested but %s: generating with transformers' generate instead", why)
+        kwargs["use_vllm"] = False
+    if not use_cpu:
+        kwargs.pop("use_cpu")
+    import dataclasses
+
+    if "activation_checkpointing" in {f.name for f in dataclasses.fields(GRPOConfig)}:
+        # transformers >= 5.2x renamed the field (the old name warns)
+        kwargs["activation_checkpointing"] = kwargs.pop("gradient_checkpointing")
+    check_grpo_fields(kwargs)
+    return GRPOConfig(**kwargs)
+
+
+def lora_config(recipe: Recipe) -> Any:
+    """A PEFT ``LoraConfig`` on the language model's projections only (the vision tower stays frozen)."""
+    from peft import LoraConfig
+
+    names = "|".join(recipe.lora_target_modules)
+    return LoraConfig(
+        r=recipe.lora_r, lora_alpha=recipe.lora_alpha, lora_dropout=recipe.lora_dropout, task_type="CAUSAL_LM",
+        # Qwen2.5-VL's vision blocks also have gate/up/down_proj: restrict to the language model.
+        target_modules=rf".*language_model.*\.({names})",
+    )
+
+
+def load_processor(recipe: Recipe) -> Any:
+    """The model's ``AutoProcessor`` with left padding and the recipe's pixel bounds."""
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(recipe.model, padding_side="left")
+    size = dict(getattr(processor.image_processor, "size", None) or {})
+    if recipe.min_pixels is not None and "shortest_edge" in size:
+        size["shortest_edge"] = recipe.min_pixels
+    if recipe.max_pixels is not None and "longest_edge" in size:
+        size["longest_edge"] = recipe.max_pixels
+    if size:
+        processor.image_processor.size = size
+    return processor
+
+
+def run_training(
+    recipe: Recipe,
+    *,
+    plan: BatchPlan | None = None,
+    resume: bool = False,
+    use_cpu: bool = False,
+    train_dataset: Any = None,
+    extra_reward_funcs: Sequence[Callable[..., Any]] = (),
+    callbacks: Sequence[Any] = (),
+) -> Any:
+    """Validate, build and run the ``GRPOTrainer``; save the final model. Returns the trainer.
+
+    Args:
+        recipe: the configuration (``load_recipe`` + overrides).
+        plan: the validated batch plan (default: validated here with ``detect_num_processes()``).
+        resume: continue from the last ``checkpoint-N`` in ``recipe.output_dir``.
+        use_cpu: CPU training (tests): fp32, ``use_cpu=True``, no vLLM.
+        train_dataset: a ready ``datasets.Dataset`` of ``to_grpo_row`` rows instead of ``recipe.dataset``.
+        extra_reward_funcs: more TRL reward functions after the recipe's set (e.g. shaping terms).
+        callbacks: more ``TrainerCallback`` objects.
+
+    Raises:
+        BatchSizeError / RecipeError: before anything is loaded.
+        TrainingSetupError: ``resume`` without a checkpoint, no dataset.
+    """
+    plan = plan or plan_for(recipe, detect_num_processes())  # before any model loads
+    logger.info("batch plan: %s", plan.describe())
+    checkpoint = None
+    if resume:
+        checkpoint = last_checkpoint(recipe.output_dir)
+        if checkpoint is None:
+            raise TrainingSetupError(
+                f"--resume: no checkpoint-N folder in {recipe.output_dir!r}; checkpoints are written every "
+                f"save_steps={recipe.save_steps} steps. Drop --resume to start from the beginning, or point "
+                "--output-dir at the earlier run.")
+        logger.info("resuming from %s", checkpoint)
+    elif last_checkpoint(recipe.output_dir) is not None:
+        logger.warning("%s already holds checkpoints; pass --resume to continue instead of starting over",
+                       recipe.output_dir)
+    if train_dataset is None and not recipe.dataset:
+        raise TrainingSetupError("no training set: pass --dataset (hub id or save_to_disk folder) or set "
+                                 "'dataset:' in the recipe")
+    _require_trl()
+    args = build_grpo_config(recipe, plan, use_cpu=use_cpu)  # raises on TRL's own conflicts, still model-free
+
+    from trl import GRPOTrainer
+
+    from .data import load_training_dataset
+    from .rewards import get_reward_funcs
+
+    if train_dataset is None:
+        train_dataset = load_training_dataset(recipe.dataset, kind=recipe.dataset_kind, split=recipe.dataset_split,
+                                              limit=recipe.dataset_limit, frame_size=recipe.frame_size)
+    reward_funcs = [*get_reward_funcs(recipe.rewards, extra=tuple(recipe.reward_extra),
+                                         mode=recipe.reward_mode), *extra_reward_funcs]
+    logger.info("rewards: %s", ", ".join(getattr(f, "__name__", repr(f)) for f in reward_funcs))
+    processor = load_processor(recipe)
+    trainer = GRPOTrainer(
+        model=recipe.model,
+        reward_funcs=reward_funcs,
+        args=args,
+        train_dataset=train_dataset,
+        processing_class=processor,
+        peft_config=lora_config(recipe) if recipe.lora else None,
+        callbacks=list(callbacks),
+    )
+    if recipe.eval_steps > 0 and recipe.eval_dataset and recipe.eval_segmenter:
+        # first in the list, so the scores it adds to a step's logs reach TensorBoard / W&B too
+        trainer.callback_handler.callbacks.insert(0, make_eval_callback(trainer, recipe, processor))
+    elif recipe.eval_steps > 0:
+        logger.info("periodic evaluation off: it needs eval_dataset and eval_segmenter as well as eval_steps")
+    trainer.train(resume_from_checkpoint=checkpoint if checkpoint else None)
+    save_final(trainer, recipe, processor)
+    return trainer
+
+
+def save_final(trainer: Any, recipe: Recipe, processor: Any) -> Path:
+    """Write ``output_dir/final`` (a full HF model + processor; LoRA: merged, adapter in ``final-adapter``)."""
+    final = Path(recipe.output_dir) / "final"
+    if not recipe.lora:
+        trainer.save_model(str(final))
+        if trainer.args.should_save:
+            processor.save_pretrained(str(final))
+        return final
+    adapter = Path(recipe.output_dir) / "final-adapter"
+    trainer.save_model(str(adapter))
+    if trainer.args.should_save:
+        processor.save_pretrained(str(adapter))
+    if recipe.merge_lora and trainer.args.should_save:
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        merged = model.merge_and_unload()
+        merged.save_pretrained(str(final))
+        processor.save_pretrained(str(final))
+        logger.info("merged LoRA model written to %s", final)
+        return final
+    return adapter
+
+
+# --- periodic evaluation -------------------------------------------------------------------------------
+
+
+class _BoxSegmenter:
+    """Cheap evaluation segmenter: each object's mask is its box (``--eval-segmenter box``)."""
+
+    def __new__(cls) -> Any:
+        import numpy as np
+
+        from segzero_tool.segmenters.base import Segmenter, SegmenterOutput
+
+        class BoxSegmenter(Segmenter):
+            name = "box"
+
+            def segment(self, image: Any, prompts: Any) -> Any:
+                h, w = image.shape[:2]
+                masks = np.zeros((len(prompts), h, w), dtype=bool)
+                for i, prompt in enumerate(prompts):
+                    if prompt.box is not None:
+                        x1, y1, x2, y2 = (int(round(v)) for v in prompt.box)
+                        masks[i, max(y1, 0) : max(y2 + 1, 0), max(x1, 0) : max(x2 + 1, 0)] = True
+                return SegmenterOutput(masks=masks, scores=np.ones(len(prompts), dtype=np.float32))
+
+        return BoxSegmenter()
+
+
+def make_eval_callback(trainer: Any, recipe: Recipe, processor: Any) -> Any:
+    """A ``TrainerCallback`` that runs ``segzero_tool.eval.run_evaluation`` every ``recipe.eval_steps`` steps
+    on the current weights (rank 0 only; skipped under DeepSpeed ZeRO-3, whose weights are sharded).
+
+    Scores go into the step's logs as ``eval/giou`` and ``eval/ciou``; run folders into
+    ``output_dir/eval/step-N``.
+    """
+    from transformers import TrainerCallback
+
+    class PeriodicEvalCallback(TrainerCallback):
+        def __init__(self) -> None:
+            self.pending: dict[str, float] = {}
+            self.dataset: Any = None
+            self.segmenter: Any = None
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if state.global_step % recipe.eval_steps or not state.is_world_process_zero:
+                return control
+            ds_plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
+            if ds_plugin is not None and getattr(ds_plugin, "zero_stage", 0) == 3:
+                logger.warning("periodic evaluation skipped under ZeRO-3: evaluate a checkpoint folder instead")
+                return control
+            self.pending = self.evaluate(state.global_step)
+            control.should_log = True
+            return control
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> Any:
+            if self.pending and logs is not None:
+                logs.update(self.pending)
+                if state.log_history:
+                    state.log_history[-1].update(self.pending)
+                self.pending = {}
+            return control
+
+        def evaluate(self, step: int) -> dict[str, float]:
+            from segzero_tool.eval import load_eval_dataset, run_evaluation
+            from segzero_tool.pipeline import SegZeroPipeline
+            from segzero_tool.reasoners.transformers import TransformersReasoner
+
+            if self.dataset is None:
+                self.dataset = load_eval_dataset(recipe.eval_dataset, split=recipe.eval_split)
+            model = trainer.accelerator.unwrap_model(trainer.model)
+            was_training = model.training
+            fmt = "segzero" if recipe.rewards.startswith("segzero") else "visionreasoner"
+            reasoner = TransformersReasoner(model, processor, model_id=f"step-{step}",
+                                            max_batch_size=recipe.eval_batch_size)
+            if self.segmenter is None and recipe.eval_segmenter == "box":
+                self.segmenter = _BoxSegmenter()
+            segmenter = self.segmenter or recipe.eval_segmenter
+            try:
+                pipe = SegZeroPipeline.from_pretrained(
+                    reasoner, segmenter, prompt_format=fmt, device=str(model.device),
+                    max_new_tokens=recipe.max_completion_length, rounding="segzero" if fmt == "segzero" else None)
+                self.segmenter = pipe.segmenter
+                result = run_evaluation(pipe, self.dataset, Path(recipe.output_dir) / "eval" / f"step-{step}",
+                                        limit=recipe.eval_limit, batch_size=recipe.eval_batch_size,
+                                        progress=False, worst=0)
+            finally:
+                model.train(was_training)
+            overall = result.summary["overall"]
+            logger.info("step %d evaluation: gIoU %.4f cIoU %.4f", step, overall["giou"], overall["ciou"])
+            return {"eval/giou": float(overall["giou"]), "eval/ciou": float(overall["ciou"])}
+
+    return PeriodicEvalCallback()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
