@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from .atomic import atomic_write_bytes
 from .parsing import ParseStatus
 
 if TYPE_CHECKING:
@@ -257,12 +257,12 @@ class SegmentationResult:
         if masks:
             for i, obj in enumerate(self.objects):
                 if obj.mask is not None:
-                    written[f"mask_{i}"] = _atomic_write(out / f"mask_{i}.png", mask_to_png_bytes(obj.mask))
-            written["mask_union"] = _atomic_write(out / "mask_union.png", mask_to_png_bytes(self.union_mask))
+                    written[f"mask_{i}"] = atomic_write_bytes(out / f"mask_{i}.png", mask_to_png_bytes(obj.mask))
+            written["mask_union"] = atomic_write_bytes(out / "mask_union.png", mask_to_png_bytes(self.union_mask))
         if overlay:
-            written["overlay"] = _atomic_write(out / "overlay.png", _png(self.overlay, overlay_max_side))
+            written["overlay"] = atomic_write_bytes(out / "overlay.png", _png(self.overlay, overlay_max_side))
         payload = self.to_json(mask_encoding).encode("utf-8")
-        written["result"] = _atomic_write(out / "result.json", payload)
+        written["result"] = atomic_write_bytes(out / "result.json", payload)
         return written
 
 
@@ -272,20 +272,3 @@ def _png(render: Callable[..., Image.Image], max_side: int | None) -> bytes:
     buf = io.BytesIO()
     render(max_side=max_side).save(buf, format="PNG", optimize=True)
     return buf.getvalue()
-
-
-def _atomic_write(path: Path, data: bytes) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path

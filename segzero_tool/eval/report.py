@@ -377,7 +377,7 @@ def load_entries(records: Sequence[Mapping[str, Any]], dataset: EvalDataset | No
 def write_contact_sheet(entries: Sequence[SheetEntry], out_dir: str | os.PathLike, *, title: str = "",
                         empty_union: str = "skip") -> dict[str, Path]:
     """Write ``worst.png`` and ``worst.html`` (self-contained) for ``entries``."""
-    from .runner import atomic_write_bytes
+    from ..atomic import atomic_write_bytes
 
     out = Path(out_dir)
     png = out / WORST_PNG
@@ -410,7 +410,7 @@ def write_contact_sheet(entries: Sequence[SheetEntry], out_dir: str | os.PathLik
 
 def write_report(result: EvalResult, dataset: EvalDataset | None = None, *, worst: int = 16) -> dict[str, Path]:
     """Write ``results.json``, ``results.md`` and (``worst > 0``) ``worst.png`` / ``worst.html``."""
-    from .runner import atomic_write_bytes
+    from ..atomic import atomic_write_bytes
 
     run = Path(result.run_dir)
     files: dict[str, Path] = {}

@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -40,6 +39,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..atomic import atomic_write_bytes
 from ..cancel import OperationCancelled
 from ..errors import SegZeroError
 from ..parsing import ParseStatus
@@ -209,22 +209,6 @@ def check_run_dir(run_dir: str | os.PathLike, manifest: Mapping[str, Any], *, fo
 
 
 # --- the records file ------------------------------------------------------------------------------
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
