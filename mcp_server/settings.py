@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
-from segzero_tool.cli import REMOTE_REASONER_FIELDS, add_remote_reasoner_options
+from segzero_tool.cli import REMOTE_REASONER_FIELDS, add_model_selection_options
 from segzero_tool.settings import PipelineSettings, SettingsError
 
 from .security import InputPolicy
@@ -441,20 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="largest overlay picture returned inline (default 800KB)")
     lim.add_argument("--max-objects", type=int, help="most objects per answer (default 50)")
 
-    m = p.add_argument_group("models")
-    m.add_argument("--preset", help="default (VisionReasoner-7B + SAM 2.1 large), light or paper")
-    m.add_argument("--reasoner", help="registry name, hub id or local folder (default: the preset's)")
-    m.add_argument("--segmenter", help="registry name, hub id or local folder (default: the preset's)")
-    m.add_argument("--reasoner-backend", help="transformers (default) or package.module:Class")
-    m.add_argument("--segmenter-backend", help="transformers (default), sam2, or package.module:Class")
-    m.add_argument("--prompt-format", choices=["visionreasoner", "segzero", "grounding"],
-                   help="answer grammar (default: the reasoner's registry entry, else visionreasoner)")
-    m.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
-    m.add_argument("--dtype", help="auto (default: bf16 on CUDA, fp32 on CPU), bf16, fp16 or fp32")
-    m.add_argument("--frame-size", type=int, help="reasoning frame side in pixels (default 840)")
-    m.add_argument("--max-new-tokens", type=int, help="generation budget (default: the model's reference value)")
-    m.add_argument("--config", help="TOML or JSON model settings file (flags > SEGZERO_* env > file > defaults)")
-    add_remote_reasoner_options(p)
+    add_model_selection_options(p)
 
     o = p.add_argument_group("other")
     o.add_argument("--lazy", action=argparse.BooleanOptionalAction, default=None,

@@ -22,7 +22,8 @@ from .errors import SegZeroError
 log = logging.getLogger("segzero_tool")
 
 
-def _add_model_options(p: argparse.ArgumentParser) -> None:
+def add_model_selection_options(p: argparse.ArgumentParser) -> None:
+    """Which models and backends to load (shared with ``segzero-mcp``), plus the remote-reasoner flags."""
     g = p.add_argument_group("models")
     g.add_argument("--preset", help="default (VisionReasoner-7B + SAM 2.1 large), light or paper")
     g.add_argument("--reasoner", help="registry name, hub id or local folder (default: the preset's)")
@@ -36,11 +37,16 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     g.add_argument("--dtype", help="auto (default: bf16 on CUDA, fp32 on CPU), bf16, fp16 or fp32")
     g.add_argument("--frame-size", type=int, help="reasoning frame side in pixels (default 840)")
-    g.add_argument("--max-objects", type=int, help="keep at most this many objects (default 50)")
     g.add_argument("--max-new-tokens", type=int, help="generation budget (default: the model's reference value)")
-    g.add_argument("--max-pixels", type=int, help="refuse larger images (default 100,000,000)")
     g.add_argument("--config", help="TOML or JSON settings file (flags > SEGZERO_* env > file > defaults)")
     add_remote_reasoner_options(p)
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    add_model_selection_options(p)
+    g = p.add_argument_group("limits")
+    g.add_argument("--max-objects", type=int, help="keep at most this many objects (default 50)")
+    g.add_argument("--max-pixels", type=int, help="refuse larger images (default 100,000,000)")
 
 
 #: PipelineSettings fields set by :func:`add_remote_reasoner_options`.
