@@ -377,15 +377,23 @@ def _segmentation_format(text: str) -> float:
     return total
 
 
-def _segmentation_format_fixed(text: str) -> float:
+_NO_JSON = object()
+
+
+def _answer_json(text: str) -> Any:
+    """The decoded first ``<answer>`` block (fixed mode), or ``_NO_JSON``."""
     answer = reference_answer_block(text)
     if answer is None:
-        return 0.0
+        return _NO_JSON
     try:
-        data = json.loads(answer)
+        return json.loads(answer)
     except (json.JSONDecodeError, RecursionError):
-        return 0.0
-    if not isinstance(data, list) or not data:
+        return _NO_JSON
+
+
+def _segmentation_format_fixed(text: str) -> float:
+    data = _answer_json(text)
+    if data is _NO_JSON or not isinstance(data, list) or not data:
         return 0.0
     good = 0
     for item in data:
@@ -486,12 +494,8 @@ def _accuracy_reference(text: str, solution: str) -> float:
 
 def _accuracy_fixed(text: str, solution: str) -> float:
     gt = parse_visionreasoner_solution(solution)[:MAX_OBJECTS]
-    answer = reference_answer_block(text)
-    if answer is None:
-        return 0.0
-    try:
-        data = json.loads(answer)
-    except (json.JSONDecodeError, RecursionError):
+    data = _answer_json(text)
+    if data is _NO_JSON:
         return 0.0
     if isinstance(data, dict):
         data = [data]
