@@ -22,7 +22,7 @@ def __getattr__(name: str) -> Any:  # lazy: importing the package does not impor
 
         return ServerSettings
     if name == "SegZeroService":
-        from .tool import SegZeroService
+        from .service import SegZeroService
 
         return SegZeroService
     if name == "main":

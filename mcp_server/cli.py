@@ -30,8 +30,30 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+MISSING_EXTRA = ("the MCP server needs the 'mcp' extra, which is not installed; install it with: "
+                 'pip install "segzero-tool[mcp]"')
+
+
+def _missing_extra() -> str | None:
+    """The one-line message when the ``mcp`` extra (the MCP SDK, anyio, uvicorn) is missing."""
+    import importlib.util
+
+    for module in ("mcp", "anyio"):
+        try:
+            if importlib.util.find_spec(module) is None:
+                return MISSING_EXTRA
+        except (ImportError, ValueError):
+            return MISSING_EXTRA
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the server until the client disconnects (stdio) or the process is interrupted (HTTP)."""
+    """Run the server until the client disconnects (stdio) or the process is interrupted (HTTP).
+
+    The server answers ``initialize`` at once: the models load in a background thread that starts
+    right away (``--lazy``: on the first call instead), and a call that arrives earlier waits for them
+    with progress notifications.
+    """
     from segzero_tool.errors import SegZeroError
 
     from .settings import ServerSettings
@@ -41,6 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SegZeroError as exc:
         return _fail(str(exc), exc.exit_code)
     _setup_logging(settings.log_level)
+    missing = _missing_extra()
+    if missing is not None:
+        return _fail(missing, 5)
     wire = service = None
     if settings.transport == "stdio":
         from .compat import divert_stdout
@@ -49,14 +74,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         import anyio
 
+        from segzero_tool import __version__
+
         from .compat import SDK_VERSION, serve_stdio
         from .server import create_server, serve_http
-        from .tool import SegZeroService
+        from .service import SegZeroService
 
-        log.info("segzero-mcp (mcp %s), %s transport", SDK_VERSION, settings.transport)
+        log.info("segzero-mcp %s (mcp %s), %s transport", __version__, SDK_VERSION, settings.transport)
         service = SegZeroService(settings)
         if not settings.lazy:
-            service.load()
+            service.start_loading()  # in the background: the protocol is served meanwhile
         server = create_server(settings, service=service)
         if settings.transport == "http":
             anyio.run(serve_http, server, settings)
@@ -68,8 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("segzero-mcp: interrupted", file=sys.stderr)
         return 130
-    except ImportError as exc:  # the mcp extra is missing
-        return _fail(f"{exc}; install the MCP extra: pip install 'segzero-tool[mcp]'", 5)
+    except ImportError as exc:  # a dependency of the mcp extra is missing or broken
+        return _fail(f"{exc}; {MISSING_EXTRA}", 5)
     finally:
         if service is not None:
             service.close()

@@ -29,6 +29,7 @@ after its structured content is validated against ``Model``.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import sys
@@ -63,7 +64,8 @@ __all__ = [
     "SDK_MAJOR", "SDK_VERSION", "Server", "Context", "ToolError", "ResourceError", "ResourceNotFoundError",
     "CallToolResult", "TextContent", "ImageContent", "ResourceLink", "ToolAnnotations",
     "TransportSecuritySettings", "new_server", "tool_result", "lowlevel_server", "streamable_http_app",
-    "serve_stdio", "divert_stdout", "dump",
+    "serve_stdio", "divert_stdout", "dump", "set_server_version", "resource_not_found_as_invalid_params",
+    "RESOURCE_NOT_FOUND_CODE",
 ]
 
 
@@ -135,6 +137,51 @@ async def serve_stdio(server: Any, wire_out: BinaryIO | None = None) -> None:
     low = lowlevel_server(server)
     async with stdio_server(stdin=stdin, stdout=stdout) as (read_stream, write_stream):
         await low.run(read_stream, write_stream, low.create_initialization_options())
+
+
+def set_server_version(server: Any, version: str) -> None:
+    """Report ``version`` as ``serverInfo.version`` (mcp 1.x's FastMCP has no parameter for it and would
+    report the SDK's own version)."""
+    low = lowlevel_server(server)
+    with contextlib.suppress(AttributeError):
+        low.version = version
+
+
+#: JSON-RPC "Invalid params": the code for an unknown resource since SEP-2164 (before it, -32002).
+RESOURCE_NOT_FOUND_CODE = -32602
+
+
+def resource_not_found_as_invalid_params(server: Any, not_found: type[BaseException]) -> None:
+    """Make ``resources/read`` of an unknown resource an error with code -32602 and one clear sentence.
+
+    mcp 2.x does so for :class:`ResourceNotFoundError` (which the resource functions raise); mcp 1.x
+    answers every failed read with code 0 and a wrapped message, so there the low-level handler is
+    replaced by one that translates ``not_found`` (found on the exception chain) and unknown URIs.
+    """
+    if SDK_MAJOR >= 2:
+        return
+    from mcp.shared.exceptions import McpError
+    from mcp.types import ErrorData
+
+    low = lowlevel_server(server)
+    read = server.read_resource
+
+    async def read_resource(uri: Any) -> Any:
+        try:
+            return await read(uri)
+        except McpError:
+            raise
+        except Exception as exc:  # FastMCP raises ValueError / ResourceError, our error on the chain
+            cause: BaseException | None = exc
+            while cause is not None and not isinstance(cause, not_found):
+                cause = cause.__cause__ or cause.__context__
+            if cause is None and "Unknown resource" not in str(exc):
+                raise
+            text = str(cause) if cause is not None else f"unknown resource {str(uri)[:200]!r}; list the server's " \
+                "resources and templates with resources/list and resources/templates/list"
+            raise McpError(ErrorData(code=RESOURCE_NOT_FOUND_CODE, message=text, data={"uri": str(uri)})) from None
+
+    low.read_resource()(read_resource)
 
 
 def dump(obj: Any) -> Any:

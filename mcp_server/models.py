@@ -42,8 +42,11 @@ polygons as requested), union_area, timings_ms and result_id. The text content i
 
 Masks: RLE is COCO run-length encoding, {"size": [height, width], "counts": "<compressed string>"}, \
 column-major (Fortran order), decodable with pycocotools.mask.decode. Polygons are flat lists \
-[x0, y0, x1, y1, ...] of outer contours in pixel coordinates. Full-resolution 0/255 PNG masks are \
-also available as MCP resources (links in the content; read them with resources/read): \
+[x0, y0, x1, y1, ...] of outer contours in pixel coordinates. Results are kept small (the text is a \
+summary of a few thousand characters at most); when inline masks would make a result too large, \
+masks_left_out lists the objects whose masks are only available by URI. Full-resolution 0/255 PNG \
+masks are also available as MCP resources (their URIs are in the text and the structured content; \
+read them with resources/read): \
 segzero://results/{result_id}/mask.png (union of all objects), \
 segzero://results/{result_id}/objects/{index}/mask.png, segzero://results/{result_id}/overlay.png \
 (a picture with masks, boxes and points drawn) and segzero://results/{result_id}/result.json \
@@ -144,6 +147,13 @@ class SegmentedObjectOut(BaseModel):
     mask_uri: str = Field(description="Resource URI of this object's full-resolution 0/255 PNG mask.")
 
 
+class LeftOutMask(BaseModel):
+    """An object whose mask is not inline in this result."""
+
+    index: int = Field(description="The object's index in `objects`.")
+    mask_uri: str = Field(description="Resource URI of its full-resolution 0/255 PNG mask.")
+
+
 class SegmentationOutput(BaseModel):
     """The structured result of ``segment_by_reasoning``."""
 
@@ -169,6 +179,13 @@ class SegmentationOutput(BaseModel):
     union_mask_uri: str = Field(description="Resource URI of the union mask PNG (all objects).")
     overlay_uri: str = Field(description="Resource URI of the overlay picture (PNG).")
     result_uri: str = Field(description="Resource URI of the full result as JSON (RLE masks included).")
+    masks_left_out: list[LeftOutMask] = Field(
+        default_factory=list,
+        description="Objects whose inline mask (rle / polygons) was left out of this result to keep it within the "
+                    "server's result size budget; read each from its mask_uri. Empty when every mask is inline.")
+    masks_left_out_reason: str | None = Field(default=None, description="Why masks were left out, when they were.")
+    notes: list[str] = Field(default_factory=list,
+                             description="Anything else shortened or left out of this result, and where to find it.")
 
 
 def result_uri(result_id: str, part: str) -> str:
@@ -177,7 +194,7 @@ def result_uri(result_id: str, part: str) -> str:
 
 
 __all__ = [
-    "TOOL_NAME", "TOOL_DESCRIPTION", "URI_SCHEME", "CocoRle", "SegmentedObjectOut", "SegmentationOutput",
+    "TOOL_NAME", "TOOL_DESCRIPTION", "URI_SCHEME", "CocoRle", "LeftOutMask", "SegmentedObjectOut", "SegmentationOutput",
     "ImageArg", "QueryArg", "PromptFormatArg", "MaxObjectsArg", "MaskEncodingArg", "IncludeOverlayArg",
     "result_uri",
 ]

@@ -9,7 +9,6 @@ Tests pass a ready pipeline: ``create_server(settings, pipeline=SegZeroPipeline(
 # No ``from __future__ import annotations`` here: both SDKs read the tool's annotations with
 # ``typing.get_type_hints``, so they must be real module-level objects.
 
-import base64
 import contextlib
 import json
 import logging
@@ -35,9 +34,10 @@ from .models import (
     QueryArg,
     SegmentationOutput,
 )
+from .results import image_b64
+from .service import STAGES, SegZeroService, tool_error_message
 from .settings import ServerSettings
 from .store import ResultNotFound
-from .tool import SegZeroService, tool_error_message
 
 log = logging.getLogger("segzero_tool.mcp_server")
 
@@ -45,8 +45,10 @@ INSTRUCTIONS = (
     "segzero: reasoning segmentation. Call segment_by_reasoning(image, query) to find the objects in an image that "
     "answer a question needing reasoning ('what can I drink here?') and get boxes, points and masks in original-image "
     "pixels. Full-resolution masks and an overlay picture of each result are resources under "
-    "segzero://results/{result_id}/."
+    "segzero://results/{result_id}/. The server loads its models in the background after it starts: "
+    "segzero://status says whether they are ready; a call made earlier waits for them with progress."
 )
+STATUS_URI = "segzero://status"
 
 
 def create_server(settings: ServerSettings | None = None, *, pipeline: SegZeroPipeline | None = None,
@@ -66,9 +68,10 @@ def create_server(settings: ServerSettings | None = None, *, pipeline: SegZeroPi
 
     @contextlib.asynccontextmanager
     async def lifespan(_server: Any) -> AsyncIterator[dict[str, Any]]:
-        # mcp 1.x enters the lifespan once per session on streamable HTTP; loading is idempotent.
+        # Never wait for the models here: the session must answer initialize at once. Loading starts in
+        # the background (a no-op when the CLI already started it, or with a ready pipeline).
         if not settings.lazy:
-            await svc.ensure_loaded()
+            svc.start_loading()
         yield {}
 
     server = compat.new_server(
@@ -87,10 +90,7 @@ def create_server(settings: ServerSettings | None = None, *, pipeline: SegZeroPi
         include_overlay: IncludeOverlayArg = False,
     ) -> Annotated[CallToolResult, SegmentationOutput]:
         async def progress(step: float, message: str) -> None:
-            try:
-                await ctx.report_progress(step, 5, message)
-            except Exception as exc:  # progress is best effort; never fail the call for it
-                log.debug("progress notification failed: %r", exc)
+            await ctx.report_progress(step, STAGES, message)
 
         try:
             done = await svc.segment(image, query, prompt_format=prompt_format, max_objects=max_objects,
@@ -98,23 +98,12 @@ def create_server(settings: ServerSettings | None = None, *, pipeline: SegZeroPi
         except SegZeroError as exc:
             log.info("%s refused: %s", TOOL_NAME, exc)
             raise compat.ToolError(tool_error_message(exc)) from None
-        out = done.output
-        content: list[Any] = [compat.TextContent(type="text", text=done.summary)]
+        content: list[Any] = [compat.TextContent(type="text", text=done.text)]
         if done.overlay is not None:
             data, mime = done.overlay
-            content.append(compat.ImageContent(type="image", data=base64.b64encode(data).decode("ascii"),
-                                               mimeType=mime))
-        content.append(_link(out.union_mask_uri, "union mask", "image/png",
-                             "Full-resolution 0/255 PNG mask of all objects (original image size)."))
-        for o in out.objects:
-            content.append(_link(o.mask_uri, f"object {o.index} mask", "image/png",
-                                 f"Full-resolution 0/255 PNG mask of object #{o.index}."))
-        content.append(_link(out.overlay_uri, "overlay", "image/png",
-                             "The image with masks, boxes and points drawn (longest side "
-                             f"<= {settings.overlay_max_side} px)."))
-        content.append(_link(out.result_uri, "result.json", "application/json",
-                             "The whole result as JSON, masks as COCO RLE."))
-        return compat.tool_result(content, out.model_dump(mode="json"))
+            content.append(compat.ImageContent(type="image", data=image_b64(data), mimeType=mime))
+        content.extend(compat.ResourceLink(type="resource_link", **link) for link in done.links)
+        return compat.tool_result(content, done.output.model_dump(mode="json"))
 
     server.tool(
         name=TOOL_NAME, title="Segment by reasoning", description=TOOL_DESCRIPTION,
@@ -122,11 +111,9 @@ def create_server(settings: ServerSettings | None = None, *, pipeline: SegZeroPi
                                            idempotentHint=False, openWorldHint=settings.allow_urls),
     )(segment_by_reasoning)
     _add_resources(server, svc)
+    compat.set_server_version(server, __version__)
+    compat.resource_not_found_as_invalid_params(server, ResultNotFound)
     return server
-
-
-def _link(uri: str, name: str, mime: str, description: str) -> Any:
-    return compat.ResourceLink(type="resource_link", uri=uri, name=name, mimeType=mime, description=description)
 
 
 def _add_resources(server: Any, svc: SegZeroService) -> None:
@@ -155,6 +142,12 @@ def _add_resources(server: Any, svc: SegZeroService) -> None:
                      description="The image with masks in colour, boxes and points drawn (PNG, longest side bounded).")
     async def overlay(result_id: str) -> bytes:
         return await read(store.overlay_png, result_id)
+
+    @server.resource(STATUS_URI, name="status", mime_type="application/json",
+                     description="The server's state: models loading / ready / failed (with the cause), the models "
+                                 "and device, the call queue and the stored results.")
+    async def status() -> str:
+        return json.dumps(svc.status(), ensure_ascii=False)
 
     @server.resource("segzero://results/{result_id}/result.json", name="result_json", mime_type="application/json",
                      description="A whole result as JSON: reasoning, parse status, objects with COCO RLE masks, union.")
@@ -205,8 +198,32 @@ def http_app(server: Any, settings: ServerSettings) -> Any:
     """The SDK's streamable-HTTP ASGI app wrapped in :class:`~.http_guard.HttpGuard` (Host, Origin, token)."""
     from .http_guard import HttpGuard
 
-    return HttpGuard(compat.streamable_http_app(server), token=settings.auth_token,
-                     hosts=allowed_hosts(settings), origins=allowed_origins(settings))
+    app = HealthRoute(compat.streamable_http_app(server), server.segzero, settings.health_path)
+    return HttpGuard(app, token=settings.auth_token, hosts=allowed_hosts(settings), origins=allowed_origins(settings),
+                     max_body_bytes=settings.max_request_bytes)
+
+
+class HealthRoute:
+    """``GET <health_path>`` answers the service's status as JSON (200 when the models are ready, 503
+    while they load or after a failed load, for load balancers); everything else goes to ``app``."""
+
+    def __init__(self, app: Any, service: SegZeroService, path: str = "/health") -> None:
+        self.app, self.service, self.path = app, service, path
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope.get("path") != self.path:
+            await self.app(scope, receive, send)
+            return
+        if scope.get("method") not in ("GET", "HEAD"):
+            body, status = b"use GET", 405
+        else:
+            data = self.service.status()
+            body = json.dumps(data, ensure_ascii=False).encode("utf-8")
+            status = 200 if data["state"] == "ready" else 503
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json" if status != 405 else b"text/plain"),
+                                (b"content-length", str(len(body)).encode()), (b"cache-control", b"no-store")]})
+        await send({"type": "http.response.body", "body": body if scope.get("method") != "HEAD" else b""})
 
 
 async def serve_http(server: Any, settings: ServerSettings) -> None:
@@ -217,9 +234,9 @@ async def serve_http(server: Any, settings: ServerSettings) -> None:
                             log_config=None, access_log=settings.log_level == "DEBUG",
                             log_level=settings.log_level.lower(), lifespan="on", timeout_graceful_shutdown=5)
     userver = uvicorn.Server(config)
-    log.info("starting streamable HTTP on http://%s:%d%s%s", settings.host if ":" not in settings.host
+    log.info("starting streamable HTTP on http://%s:%d%s%s (status: GET %s)", settings.host if ":" not in settings.host
              else f"[{settings.host}]", settings.port, settings.path,
-             " (bearer token required)" if settings.auth_token else "")
+             " (bearer token required)" if settings.auth_token else "", settings.health_path)
     try:
         await userver.serve()
     except SystemExit:  # uvicorn exits when it cannot bind; it has logged why
@@ -229,5 +246,5 @@ async def serve_http(server: Any, settings: ServerSettings) -> None:
                            "log above); pick another with --port")
 
 
-__all__ = ["create_server", "http_app", "serve_http", "transport_security", "allowed_hosts", "allowed_origins",
+__all__ = ["create_server", "http_app", "HealthRoute", "STATUS_URI", "serve_http", "transport_security", "allowed_hosts", "allowed_origins",
            "INSTRUCTIONS"]

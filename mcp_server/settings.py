@@ -43,6 +43,7 @@ ENV_NAMES: dict[str, str] = {
     "host": "SEGZERO_MCP_HOST",
     "port": "SEGZERO_MCP_PORT",
     "path": "SEGZERO_MCP_PATH",
+    "health_path": "SEGZERO_MCP_HEALTH_PATH",
     "auth_token": "SEGZERO_MCP_TOKEN",
     "allowed_hosts": "SEGZERO_MCP_ALLOWED_HOSTS",
     "allowed_origins": "SEGZERO_MCP_ALLOWED_ORIGINS",
@@ -57,7 +58,10 @@ ENV_NAMES: dict[str, str] = {
     "max_concurrency": "SEGZERO_MCP_MAX_CONCURRENCY",
     "max_queue": "SEGZERO_MCP_MAX_QUEUE",
     "max_results": "SEGZERO_MCP_MAX_RESULTS",
+    "max_store_bytes": "SEGZERO_MCP_MAX_STORE_BYTES",
     "max_result_bytes": "SEGZERO_MCP_MAX_RESULT_BYTES",
+    "max_request_bytes": "SEGZERO_MCP_MAX_REQUEST_BYTES",
+    "resource_links": "SEGZERO_MCP_RESOURCE_LINKS",
     "overlay_max_side": "SEGZERO_MCP_OVERLAY_MAX_SIDE",
     "overlay_max_bytes": "SEGZERO_MCP_OVERLAY_MAX_BYTES",
     "max_objects": "SEGZERO_MCP_MAX_OBJECTS",
@@ -70,10 +74,11 @@ _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _SIZE_RE = re.compile(r"^\s*(\d[\d_]*)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
                "ki": 2**10, "kib": 2**10, "mi": 2**20, "mib": 2**20, "gi": 2**30, "gib": 2**30}
-_BYTE_FIELDS = frozenset({"max_download_bytes", "max_base64_bytes", "max_result_bytes", "overlay_max_bytes"})
+_BYTE_FIELDS = frozenset({"max_download_bytes", "max_base64_bytes", "max_store_bytes", "max_result_bytes",
+                          "max_request_bytes", "overlay_max_bytes"})
 _INT_FIELDS = frozenset({"port", "max_redirects", "max_pixels", "max_concurrency", "max_queue", "max_results",
                          "overlay_max_side", "max_objects"}) | _BYTE_FIELDS
-_BOOL_FIELDS = frozenset({"allow_urls", "allow_private_urls", "lazy"})
+_BOOL_FIELDS = frozenset({"allow_urls", "allow_private_urls", "lazy", "resource_links"})
 #: Flags shared with ``segzero segment`` that set :class:`PipelineSettings` fields.
 _PIPELINE_FLAGS = ("preset", "reasoner", "segmenter", "reasoner_backend", "segmenter_backend", "prompt_format",
                    "device", "dtype", "frame_size", "max_new_tokens", *REMOTE_REASONER_FIELDS)
@@ -136,6 +141,7 @@ class ServerSettings:
         host: HTTP bind address (loopback by default).
         port: HTTP port (0 picks a free one).
         path: HTTP endpoint path.
+        health_path: HTTP path of the status route (``GET``: JSON; 200 when ready, 503 otherwise).
         auth_token: bearer token required on HTTP when set.
         allowed_hosts: extra ``Host`` header values accepted on HTTP (loopback names always are).
         allowed_origins: ``Origin`` header values accepted on HTTP.
@@ -150,7 +156,13 @@ class ServerSettings:
         max_concurrency: segmentations running at once.
         max_queue: calls allowed to wait beyond those; more get a "busy" error.
         max_results: results kept for reading back by id.
-        max_result_bytes: bytes kept for those results.
+        max_store_bytes: memory for those kept results.
+        max_result_bytes: budget of one tool result as sent to the client (text, structured content and
+            any inline picture together); inline masks that do not fit are left out and named by URI.
+        max_request_bytes: largest HTTP request body; larger ones are refused (413) before being read.
+        resource_links: also put ``resource_link`` content blocks (mask, overlay and JSON URIs) into
+            tool results. Off by default: some clients turn them into file blocks that chat-model
+            APIs refuse; the URIs are always in the text and the structured content.
         overlay_max_side: longest side of overlay pictures.
         overlay_max_bytes: largest overlay picture returned inline.
         max_objects: most objects per answer (copied into ``pipeline``).
@@ -163,6 +175,7 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8765
     path: str = "/mcp"
+    health_path: str = "/health"
     auth_token: str | None = None
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
@@ -177,7 +190,10 @@ class ServerSettings:
     max_concurrency: int = 2
     max_queue: int = 16
     max_results: int = 64
-    max_result_bytes: int = 256_000_000
+    max_store_bytes: int = 256_000_000
+    max_result_bytes: int = 512 * 1024
+    max_request_bytes: int = 40_000_000
+    resource_links: bool = False
     overlay_max_side: int = 1024
     overlay_max_bytes: int = 800_000
     max_objects: int = 50
@@ -194,6 +210,8 @@ class ServerSettings:
             raise SettingsError(f"port must be between 0 and 65535, got {self.port}")
         if not self.path.startswith("/"):
             raise SettingsError(f"path must start with '/', e.g. /mcp; got {self.path!r}")
+        if not self.health_path.startswith("/") or self.health_path == self.path:
+            raise SettingsError(f"health path must start with '/' and differ from the MCP path, got {self.health_path!r}")
         token = self.auth_token.strip() if self.auth_token is not None else None
         set_(self, "auth_token", token or None)
         set_(self, "allowed_hosts", tuple(self.allowed_hosts))
@@ -202,7 +220,7 @@ class ServerSettings:
         if not self.url_timeout_s > 0:
             raise SettingsError(f"url timeout must be a positive number of seconds, got {self.url_timeout_s}")
         for name in ("max_download_bytes", "max_base64_bytes", "max_pixels", "max_concurrency", "max_results",
-                     "max_result_bytes", "overlay_max_side", "overlay_max_bytes", "max_objects"):
+                     "max_store_bytes", "max_result_bytes", "max_request_bytes", "overlay_max_side", "overlay_max_bytes", "max_objects"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         for name in ("max_queue", "max_redirects"):
@@ -212,6 +230,8 @@ class ServerSettings:
         if level not in _LOG_LEVELS:
             raise SettingsError(f"log level must be one of {', '.join(_LOG_LEVELS)}, got {self.log_level!r}")
         set_(self, "log_level", level)
+        if self.max_result_bytes < 64 * 1024:
+            raise SettingsError(f"max-result-bytes must be at least 64KiB (65536), got {self.max_result_bytes}")
         if self.pipeline.max_pixels != self.max_pixels or self.pipeline.max_objects != self.max_objects:
             set_(self, "pipeline", replace(self.pipeline, max_pixels=self.max_pixels, max_objects=self.max_objects))
 
@@ -321,9 +341,9 @@ class ServerSettings:
         }
         if args.transport is not None:
             updates["transport"] = args.transport
-        for name in ("host", "port", "path", "url_timeout_s", "max_redirects", "max_pixels", "max_concurrency",
+        for name in ("host", "port", "path", "health_path", "url_timeout_s", "max_redirects", "max_pixels", "max_concurrency",
                      "max_queue", "max_results", "overlay_max_side", "max_objects", "allow_urls",
-                     "allow_private_urls", "lazy", "log_level", *_BYTE_FIELDS):
+                     "allow_private_urls", "lazy", "resource_links", "log_level", *_BYTE_FIELDS):
             value = getattr(args, name)
             if value is not None:
                 updates[name] = value
@@ -404,6 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--host", help="HTTP bind address (default 127.0.0.1)")
     t.add_argument("--port", type=int, help="HTTP port (default 8765; 0 picks a free one)")
     t.add_argument("--path", help="HTTP endpoint path (default /mcp)")
+    t.add_argument("--health-path", help="HTTP status route: GET answers JSON with the loading state, models, "
+                                         "device and queue; 200 when ready, 503 while loading (default /health)")
     tok = t.add_mutually_exclusive_group()
     tok.add_argument("--auth-token", help="bearer token required on HTTP (prefer --auth-token-env: flags are "
                                           "visible to other users in the process list)")
@@ -434,8 +456,17 @@ def build_parser() -> argparse.ArgumentParser:
     lim.add_argument("--max-concurrency", type=int, help="segmentations running at once (default 2)")
     lim.add_argument("--max-queue", type=int, help="calls waiting beyond those before 'busy' errors (default 16)")
     lim.add_argument("--max-results", type=int, help="results kept for reading back by id (default 64)")
-    lim.add_argument("--max-result-bytes", type=_size, metavar="BYTES",
+    lim.add_argument("--max-store-bytes", type=_size, metavar="BYTES",
                      help="memory for kept results (default 256MB)")
+    lim.add_argument("--max-result-bytes", type=_size, metavar="BYTES",
+                     help="budget of one tool result as sent to the client: text, structured content and inline "
+                          "picture together; masks that do not fit are left out and named by resource URI "
+                          "(default 512KiB)")
+    lim.add_argument("--max-request-bytes", type=_size, metavar="BYTES",
+                     help="largest HTTP request body, refused with 413 before it is read (default 40MB)")
+    lim.add_argument("--resource-links", action=argparse.BooleanOptionalAction, default=None,
+                     help="also return resource_link content blocks (off by default: some clients turn them "
+                          "into file blocks that chat-model APIs refuse; the URIs are always in the text)")
     lim.add_argument("--overlay-max-side", type=int, help="longest side of overlay pictures (default 1024)")
     lim.add_argument("--overlay-max-bytes", type=_size, metavar="BYTES",
                      help="largest overlay picture returned inline (default 800KB)")

@@ -22,6 +22,7 @@ from .cancel import check_cancelled
 from .frame import DEFAULT_FRAME_SIZE, ReasoningFrame, Rounding, point_in_box
 from .images import DEFAULT_MAX_PIXELS, ImageInput, LoadedImage, load_image
 from .parsing import FrameObject, ParsedOutput, ParseStatus, parse_output
+from .progress import report
 from .prompts import DEFAULT_MAX_QUERY_CHARS, PromptFormat, build_prompt, validate_query
 from .reasoners.base import DEFAULT_MAX_NEW_TOKENS, Reasoner, ReasonerOutput, ReasonerRequest
 from .registry import get_preset, resolve_model
@@ -89,6 +90,15 @@ def project_objects(parsed: ParsedOutput, frame: ReasoningFrame) -> tuple[list[S
         ))
         issues.extend(f"object {i}: {s}" for s in obj_issues if s not in fo.issues)
     return objects, issues
+
+
+def backend_label(backend: str, model: str, cls: type) -> str:
+    """How a model being loaded is named in logs and progress: ``Ricky06662/VisionReasoner-7B
+    (transformers backend)`` for built-in backends; a plugin by its own class, with the model
+    argument it receives (``my_pkg.mod:MyReasoner (model argument: ...)``)."""
+    if ":" not in backend and "." not in backend:
+        return f"{model} ({backend} backend)"
+    return f"{cls.__module__}:{cls.__qualname__} (model argument: {model})"
 
 
 class SegZeroPipeline:
@@ -188,7 +198,9 @@ class SegZeroPipeline:
             rounding = rounding or entry.rounding
             rcls = resolve_reasoner_class(reasoner_backend)
             kw = {"device": reasoner_device or device, "dtype": dtype, **(reasoner_kwargs or {})}
-            logger.info("loading reasoner %s (%s backend)", entry.hub_id, reasoner_backend)
+            label = backend_label(reasoner_backend, entry.hub_id, rcls)
+            logger.info("loading reasoner %s", label)
+            report("loading", f"loading reasoner {label}")
             reasoner_obj = build_backend(rcls, entry.hub_id, kw)
         segmenter_obj: Segmenter | None
         if not with_segmenter:
@@ -199,7 +211,9 @@ class SegZeroPipeline:
             sentry = resolve_model(segmenter, "segmenter")
             scls = resolve_segmenter_class(segmenter_backend)
             kw = {"device": segmenter_device or device, **(segmenter_kwargs or {})}
-            logger.info("loading segmenter %s (%s backend)", sentry.hub_id, segmenter_backend)
+            label = backend_label(segmenter_backend, sentry.hub_id, scls)
+            logger.info("loading segmenter %s", label)
+            report("loading", f"loading segmenter {label}")
             segmenter_obj = build_backend(scls, sentry.hub_id, kw)
         return cls(
             reasoner_obj,

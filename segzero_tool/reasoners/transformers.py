@@ -28,6 +28,7 @@ from ..cancel import check_cancelled, current_token
 from ..devices import resolve_device, resolve_dtype
 from ..errors import MissingDependencyError, ModelLoadError
 from ..hub import local_folder, progress_bars
+from ..progress import current_sink, report
 from .base import Reasoner, ReasonerOutput, ReasonerRequest
 
 logger = logging.getLogger(__name__)
@@ -220,7 +221,7 @@ class TransformersReasoner(Reasoner):
                 use_cache=True,
                 eos_token_id=self._eos_ids,
                 pad_token_id=self._pad_id,
-                stopping_criteria=_cancel_criteria(),
+                stopping_criteria=_stopping_criteria(max(budgets), inputs["input_ids"].shape[1]),
             )
         check_cancelled()  # a cancelled generate stops early; its partial text is not an answer
         new_tokens = sequences[:, inputs["input_ids"].shape[1] :].tolist()  # (batch, new) ints
@@ -362,19 +363,26 @@ def _load_errors(source: str) -> Iterator[None]:
         ) from exc
 
 
-def _cancel_criteria() -> Any:
-    """A ``StoppingCriteriaList`` that ends generation when the current call is cancelled (or ``None``)."""
+def _stopping_criteria(budget: int, prompt_width: int) -> Any:
+    """``StoppingCriteria`` for the current call: stop when it is cancelled, and report tokens generated
+    against the budget to the current progress sink (see :mod:`segzero_tool.progress`). ``None`` when
+    the call has neither a cancel token nor a progress sink."""
     token = current_token()
-    if token is None:
+    sink = current_sink()
+    if token is None and sink is None:
         return None
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList
 
-    class _Cancelled(StoppingCriteria):
+    class _Watch(StoppingCriteria):
         def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-            return torch.full((input_ids.shape[0],), token.cancelled, dtype=torch.bool, device=input_ids.device)
+            if sink is not None:
+                done = int(input_ids.shape[1]) - prompt_width
+                report("reasoning", f"generated {done}/{budget} tokens", done, budget)
+            cancelled = token is not None and token.cancelled
+            return torch.full((input_ids.shape[0],), cancelled, dtype=torch.bool, device=input_ids.device)
 
-    return StoppingCriteriaList([_Cancelled()])
+    return StoppingCriteriaList([_Watch()])
 
 
 def _eos_token_ids(model: Any, processor: Any) -> list[int]:

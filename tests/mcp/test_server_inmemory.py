@@ -73,9 +73,9 @@ async def test_call_with_local_path_and_tiny_sam2(make_server, kit, image_root, 
         assert out["mask_uris"] == [f"segzero://results/{rid}/objects/{i}/mask.png" for i in range(2)]
         text = _text(res)
         assert "Found 2 object(s)" in text and "The cup holds coffee." in text and rid in text
-        links = [c["uri"] for c in res["content"] if c["type"] == "resource_link"]
-        assert links == [out["union_mask_uri"], *out["mask_uris"], out["overlay_uri"], out["result_uri"]]
-        assert not [c for c in res["content"] if c["type"] == "image"]
+        for uri in (out["union_mask_uri"], *out["mask_uris"], out["overlay_uri"], out["result_uri"]):
+            assert uri in text  # every URI is in the text (and the structured content)
+        assert [c["type"] for c in res["content"]] == ["text"]  # no resource links unless asked for
         union = _png(await client.read(out["union_mask_uri"]))
         assert union.shape == (400, 600) and set(np.unique(union)) <= {0, 255}
         expected = np.logical_or(*[rle_decode(o["rle"]) for o in out["objects"]])
@@ -87,9 +87,20 @@ async def test_call_with_local_path_and_tiny_sam2(make_server, kit, image_root, 
         (doc,) = await client.read(out["result_uri"])
         data = json.loads(doc["text"])
         assert data["parse_status"] == "ok" and len(data["objects"]) == 2 and "rle" in data["union"]
-    messages = {m for _, m in progress}  # (2.x may run progress callbacks concurrently: order not checked)
-    assert {"loading image", "reasoning", "segmenting 2 object(s)", "encoding"} <= messages, progress
-    assert any(m.startswith("queued (0 running, 0 waiting)") for m in messages), progress
+    messages = {m.split(" (")[0] for _, m in progress}  # (2.x may run callbacks concurrently: order not checked)
+    assert {"loading image", "reasoning", "segmenting 2 object(s)", "encoding", "done"} <= messages, progress
+    assert any(m.startswith("queued: 0 running, 0 waiting") for m in messages), progress
+    values = sorted(v for v, _ in progress)
+    assert len(set(values)) == len(values) and values[-1] == 6  # strictly increasing values, to the total
+
+
+async def test_resource_links_on_request(make_server, kit, image_root):
+    async with kit.connect_memory(make_server(resource_links=True)) as client:
+        res = await client.call({"image": str(image_root / "coffee.png"), "query": "the cup"})
+    out = res["structuredContent"]
+    links = [c["uri"] for c in res["content"] if c["type"] == "resource_link"]
+    assert links == [out["union_mask_uri"], *out["mask_uris"], out["overlay_uri"], out["result_uri"]]
+    assert res["content"][0]["type"] == "text"
 
 
 async def test_polygons_none_and_max_objects(make_server, kit, image_root):
@@ -173,13 +184,32 @@ async def test_unparseable_model_output_is_a_normal_result(make_server, kit, ima
     out = res["structuredContent"]
     assert out["parse_status"] == "no_answer" and out["objects"] == []
     assert out["raw_output"] == "I am not sure what you mean, sorry."
-    assert "could not be used" in _text(res)
+    assert "did not write an answer in the expected format" in _text(res) and "rephras" not in _text(res)
+    assert "--prompt-format" in _text(res)
+
+
+async def test_answer_cut_off_by_the_budget_says_so_and_names_the_flag(make_server, kit, image_root):
+    from segzero_tool.reasoners.base import ReasonerOutput
+
+    class Truncating(kit.ScriptedReasoner):
+        def generate(self, requests):
+            return [ReasonerOutput('<think>' + 'hmm ' * 50, finish_reason="length") for _ in requests]
+
+    async with kit.connect_memory(make_server(reasoner=Truncating("x"))) as client:
+        res = await client.call({"image": str(image_root / "coffee.png"), "query": "the cup"})
+    text = _text(res)
+    assert res["structuredContent"]["truncated"] is True
+    assert "token budget" in text and "--max-new-tokens" in text and "Try a more concrete query" not in text
 
 
 async def test_unknown_result_and_object_are_resource_errors(make_server, kit, image_root):
     async with kit.connect_memory(make_server()) as client:
-        with pytest.raises(kit.McpError, match="unknown or expired result id"):
+        with pytest.raises(kit.McpError, match="unknown or expired result id") as info:
             await client.read("segzero://results/0123456789abcdef/mask.png")
+        assert info.value.error.code == -32602  # SEP-2164: Invalid params
+        with pytest.raises(kit.McpError) as info:
+            await client.read("segzero://nothing/here")
+        assert info.value.error.code == -32602
         rid = (await client.call({"image": str(image_root / "coffee.png"), "query": "q"}))["structuredContent"][
             "result_id"]
         with pytest.raises(kit.McpError, match="no object #7"):

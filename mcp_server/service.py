@@ -1,0 +1,404 @@
+"""The work behind the MCP tool and resources, independent of the SDK.
+
+:class:`SegZeroService` owns the model loader (:mod:`.loader`: background loading, so the server
+answers ``initialize`` at once), the result store and the admission :class:`Gate`;
+:meth:`SegZeroService.segment` is the whole tool call:
+
+    queued -> loading image -> (waiting for the models) -> reasoning -> segmenting -> encoding
+
+Every blocking step runs in a worker thread, so the event loop keeps serving other requests. A
+:class:`~segzero_tool.cancel.CancelToken` is made current for the call; when the client cancels,
+the token is set, the running thread stops at its next check (the transformers reasoner checks after
+every generated token) and the call's slot is released only once that thread has really finished.
+
+While a call runs, a timer sends a progress notification every ``progress_interval_s`` (2 s) in
+every stage, so clients that reset their request timeout on progress keep waiting and a person sees
+that work goes on: tokens generated against the budget while the reasoner writes (when the backend
+tells), model-loading steps while the models load, elapsed seconds otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import functools
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from segzero_tool import __version__
+from segzero_tool.cancel import CancelToken, cancellation
+from segzero_tool.errors import ImageLoadError, ImageTooLargeError, QueryError, SegZeroError
+from segzero_tool.images import load_image
+from segzero_tool.progress import Progress, progress_reporting
+from segzero_tool.prompts import validate_query
+
+from .loader import ModelLoader, ModelLoadFailed
+from .results import Encoded, encode_png, encode_result
+from .security import InputRejected, load_source
+from .settings import ServerSettings
+from .store import ResultNotFound, ResultStore
+
+if TYPE_CHECKING:
+    from segzero_tool.pipeline import SegZeroPipeline
+    from segzero_tool.result import SegmentationResult
+
+log = logging.getLogger("segzero_tool.mcp_server")
+
+ProgressFn = Callable[[float, str], Awaitable[None]]
+#: Progress steps of a call: queued, loading image, loading models, reasoning, segmenting, encoding.
+STAGES = 6
+#: The reasoner's budget flag, as this command spells it.
+BUDGET_HINT = "the server operator can raise it with segzero-mcp --max-new-tokens N"
+#: How the model and its prompt format are chosen, as this command spells it.
+FORMAT_HINT = ("the server operator chooses them with segzero-mcp --reasoner and --prompt-format; a caller can "
+               "also pass prompt_format")
+_OWN_RESOURCE = re.compile(r"^segzero://results/([A-Za-z0-9_-]+)/(mask\.png|overlay\.png|objects/(\d+)/mask\.png)$")
+
+
+class ServerBusy(SegZeroError):
+    """Too many calls are running or waiting; the caller should retry shortly."""
+
+
+class Gate:
+    """At most ``max_running`` calls at once and ``max_waiting`` waiting (FIFO); beyond that
+    :meth:`acquire` raises :class:`ServerBusy` at once instead of letting a queue grow without bound.
+
+    Single event loop only (the server's).
+    """
+
+    def __init__(self, max_running: int, max_waiting: int) -> None:
+        self.max_running = max_running
+        self.max_waiting = max_waiting
+        self.running = 0
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    async def acquire(self) -> None:
+        if self.running < self.max_running and not self._waiters:
+            self.running += 1
+            return
+        if len(self._waiters) >= self.max_waiting:
+            raise ServerBusy(f"busy: {self.running} calls running and {len(self._waiters)} queued (the server's "
+                             "limits); retry in a few seconds")
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            await fut  # release() hands its slot over: `running` already counts us
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()  # the slot arrived together with the cancellation: pass it on
+            else:
+                self._waiters.remove(fut)
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return
+        self.running -= 1
+
+
+class CallProgress:
+    """The progress of one call: numbered stages, the latest event from the worker thread (tokens,
+    loading steps) and a timer that re-sends it every ``interval`` seconds.
+
+    Progress values increase strictly (as MCP requires): stage ``k`` covers ``[k, k + 1)``, filled by
+    the event's fraction when it has one (tokens / budget) and by elapsed time otherwise.
+    """
+
+    def __init__(self, send: ProgressFn, interval: float) -> None:
+        self._send = send
+        self.interval = interval
+        self.index = 0
+        self.name = "queued"
+        self.started = time.monotonic()
+        self.latest: Progress | None = None
+        self.last_value = -1.0
+        self.sent = 0
+
+    def sink(self, event: Progress) -> None:
+        """Called from worker threads: only records (cheap, never blocks)."""
+        self.latest = event
+
+    async def stage(self, index: int, name: str) -> None:
+        self.index, self.name, self.latest, self.started = index, name, None, time.monotonic()
+        await self.emit()
+
+    async def emit(self, event: Progress | None = None) -> None:
+        if event is not None:
+            self.latest = event
+        elapsed = time.monotonic() - self.started
+        latest = self.latest
+        fraction = latest.fraction if latest is not None else None
+        if fraction is None:
+            fraction = 1.0 - 1.0 / (1.0 + elapsed / 30.0)
+        value = self.index + min(0.99, fraction * 0.99)
+        if value <= self.last_value:
+            value = self.last_value + 1e-4
+        self.last_value = value
+        detail = f": {latest.message}" if latest is not None and latest.message else ""
+        message = f"{self.name}{detail} ({elapsed:.0f} s)" if elapsed >= 1 else f"{self.name}{detail}"
+        self.sent += 1
+        try:
+            await self._send(round(value, 4), message)
+        except Exception as exc:  # progress is best effort; never fail the call for it
+            log.debug("progress notification failed: %r", exc)
+
+    async def done(self) -> None:
+        self.last_value = max(self.last_value, STAGES - 1e-3)
+        try:
+            await self._send(float(STAGES), "done")
+        except Exception as exc:
+            log.debug("progress notification failed: %r", exc)
+
+    async def run_timer(self) -> None:
+        while True:
+            await anyio.sleep(self.interval)
+            await self.emit()
+
+
+async def run_in_thread(token: CancelToken, fn: Callable[..., Any], *args: Any,
+                        progress: CallProgress | None = None) -> Any:
+    """``fn(*args)`` in a worker thread that sees ``token`` (and the call's progress sink); if the caller
+    is cancelled, set the token, wait (shielded) until the thread has finished, then re-raise."""
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(cancellation(token))
+        if progress is not None:
+            stack.enter_context(progress_reporting(progress.sink, tqdm_bars=False))
+        fut = asyncio.ensure_future(asyncio.to_thread(fn, *args))  # copies the context into the thread
+    try:
+        return await asyncio.shield(fut)
+    except asyncio.CancelledError:
+        token.cancel("the client cancelled the call")
+        with anyio.CancelScope(shield=True):
+            await asyncio.wait([fut])
+        if not fut.cancelled() and fut.exception() is not None:
+            log.debug("cancelled work ended with %r", fut.exception())
+        raise
+
+
+class SegZeroService:
+    """The models (loaded in the background), the result store and the admission gate of one server.
+
+    Args:
+        settings: server settings.
+        pipeline: a ready pipeline (tests); by default it is built from ``settings.pipeline``.
+    """
+
+    #: Seconds between progress notifications while a call runs (MCP clients: at least every 5 s).
+    progress_interval_s = 2.0
+
+    def __init__(self, settings: ServerSettings, pipeline: SegZeroPipeline | None = None) -> None:
+        self.settings = settings
+        self.policy = settings.input_policy()
+        self.store = ResultStore(max_results=settings.max_results, max_bytes=settings.max_store_bytes)
+        self.gate = Gate(settings.max_concurrency, settings.max_queue)
+        self.started_at = time.time()
+        describe = describe_models(settings)
+        if pipeline is not None:
+            self.loader = ModelLoader.ready_with(pipeline, describe)
+        else:
+            self.loader = ModelLoader(self._build, describe)
+
+    # --- models --------------------------------------------------------------------------------
+
+    def _build(self) -> SegZeroPipeline:
+        return self.settings.pipeline.build_pipeline(max_pixels=self.settings.max_pixels,
+                                                     max_objects=self.settings.max_objects)
+
+    @property
+    def loaded(self) -> bool:
+        return self.loader.value is not None
+
+    def start_loading(self) -> bool:
+        """Start loading the models in the background (returns at once)."""
+        return self.loader.start()
+
+    def load(self) -> SegZeroPipeline:
+        """Load the models in this thread (blocking; for scripts and benchmarks)."""
+        return self.loader.load_blocking()
+
+    async def ensure_loaded(self, on_wait: Any = None) -> SegZeroPipeline:
+        """The pipeline, waiting for (or starting) the load; see :meth:`ModelLoader.wait`."""
+        return await self.loader.wait(on_wait)
+
+    def close(self) -> None:
+        pipe = self.loader.value
+        if pipe is not None:
+            pipe.close()
+
+    def status(self) -> dict[str, Any]:
+        """What ``segzero://status`` and ``GET /health`` report (JSON-ready)."""
+        from .compat import SDK_VERSION
+
+        p = self.settings.pipeline
+        load = self.loader.status()
+        models: dict[str, Any] = {
+            "preset": p.preset, "reasoner": configured_model(p, "reasoner"), "reasoner_backend": p.reasoner_backend,
+            "segmenter": configured_model(p, "segmenter"), "segmenter_backend": p.segmenter_backend,
+        }
+        device: Any = p.device
+        pipe = self.loader.value
+        if pipe is not None:
+            models["reasoner_loaded"] = getattr(pipe.reasoner, "model_id", None) or type(pipe.reasoner).__name__
+            if pipe.segmenter is not None:
+                models["segmenter_loaded"] = getattr(pipe.segmenter, "model_id", None) or type(pipe.segmenter).__name__
+            found = {str(getattr(m, "device", "")) for m in (pipe.reasoner, pipe.segmenter) if m is not None}
+            found.discard("")
+            if found:
+                device = sorted(found)[0] if len(found) == 1 else sorted(found)
+        return {
+            "server": "segzero-mcp", "version": __version__, "mcp_sdk": SDK_VERSION, "state": load["state"],
+            "models": models, "device": device, "load": load,
+            "queue": {"running": self.gate.running, "waiting": self.gate.waiting,
+                      "max_concurrency": self.gate.max_running, "max_queue": self.gate.max_waiting},
+            "results": self.store.stats(), "uptime_seconds": round(time.time() - self.started_at, 1),
+        }
+
+    # --- resources -----------------------------------------------------------------------------
+
+    async def read_own_resource(self, uri: str) -> bytes:
+        """Bytes of one of this server's image resources (so an earlier result can be an input)."""
+        m = _OWN_RESOURCE.match(uri)
+        if m is None:
+            raise InputRejected(f"{uri[:100]!r} is not an image resource of this server; pass "
+                                "segzero://results/{result_id}/overlay.png (or .../mask.png), a file path, URL, "
+                                "data: URL or base64")
+        rid, part, index = m.groups()
+        if part == "overlay.png":
+            return await anyio.to_thread.run_sync(self.store.overlay_png, rid)
+        return await anyio.to_thread.run_sync(self.store.mask_png, rid, None if index is None else int(index))
+
+    # --- the tool ------------------------------------------------------------------------------
+
+    async def segment(self, image: str, query: str, *, prompt_format: str | None = None,
+                      max_objects: int | None = None, mask_encoding: str = "rle", include_overlay: bool = False,
+                      progress: ProgressFn | None = None) -> Encoded:
+        """Run one tool call.
+
+        Raises:
+            SegZeroError: bad input (:class:`InputRejected`, ``ImageLoadError``, ``QueryError``),
+                :class:`ServerBusy`, a failed model load; the message says what to do.
+            asyncio.CancelledError: the call was cancelled (its work has stopped).
+        """
+        calls = CallProgress(progress or _no_progress, self.progress_interval_s)
+        validate_query(query)  # cheap checks first: nothing waits in the queue for a bad query
+        if not isinstance(image, str) or not image.strip():
+            raise InputRejected("the image is empty; pass a file path, an http(s) URL, a data: URL or base64")
+        n_objects = min(max_objects or self.settings.max_objects, self.settings.max_objects)
+        token = CancelToken()
+        timer = asyncio.ensure_future(calls.run_timer())
+        try:
+            await calls.emit(Progress("queued", f"{self.gate.running} running, {self.gate.waiting} waiting"))
+            await self.gate.acquire()
+            try:
+                await calls.stage(1, "loading image")
+                source = await load_source(image, self.policy, read_resource=self.read_own_resource)
+                loaded = await run_in_thread(token, functools.partial(load_image, max_pixels=self.settings.max_pixels), source)
+                if not self.loaded:
+                    await calls.stage(2, "loading models")
+
+                    async def waiting(event: Progress | None, elapsed: float) -> None:
+                        calls.latest = event
+
+                    pipe = await self.loader.wait(waiting)
+                else:
+                    pipe = self.loader.value
+                await calls.stage(3, "reasoning")
+                result = await run_in_thread(token, _reason, pipe, loaded, query, prompt_format, n_objects,
+                                             progress=calls)
+                if pipe.segmenter is not None and result.objects:
+                    await calls.stage(4, f"segmenting {len(result.objects)} object(s)")
+                    await run_in_thread(token, pipe.add_masks, result, progress=calls)
+                await calls.stage(5, "encoding")
+                encoded = await run_in_thread(token, self._encode, result, mask_encoding, include_overlay)
+            finally:
+                self.gate.release()
+        finally:
+            timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await timer
+        await calls.done()
+        return encoded
+
+    def _encode(self, result: SegmentationResult, mask_encoding: str, include_overlay: bool) -> Encoded:
+        s = self.settings
+        picture = result.overlay(max_side=s.overlay_max_side)
+        png = encode_png(picture)
+        rid = self.store.put(result, overlay_png=png)
+        try:  # the store already holds the RLE form; reuse it unless a concurrent put evicted it already
+            stored = self.store.get(rid).result_dict
+        except ResultNotFound:
+            stored = None
+        return encode_result(result, rid, mask_encoding=mask_encoding, max_bytes=s.max_result_bytes,
+                             picture=picture if include_overlay else None, picture_png=png,
+                             overlay_max_bytes=s.overlay_max_bytes, stored=stored, resource_links=s.resource_links,
+                             budget_hint=BUDGET_HINT, format_hint=FORMAT_HINT, overlay_max_side=s.overlay_max_side)
+
+
+def configured_model(p: Any, kind: str) -> str:
+    """The model a :class:`PipelineSettings` names for ``kind`` (its own, else its preset's)."""
+    value = getattr(p, kind)
+    if value:
+        return str(value)
+    from segzero_tool.registry import get_preset
+
+    try:
+        return str(getattr(get_preset(p.preset), kind))
+    except SegZeroError:
+        return f"{p.preset} preset"
+
+
+def describe_models(settings: ServerSettings) -> str:
+    """``reasoner X (backend), segmenter Y (backend), device D`` for logs; plugins by class path."""
+    p = settings.pipeline
+
+    def one(kind: str, backend: str) -> str:
+        model = configured_model(p, kind)
+        if ":" in backend or "." in backend:
+            return f"{kind} {backend} (model argument: {model})"
+        return f"{kind} {model} ({backend} backend)"
+
+    return f"{one('reasoner', p.reasoner_backend)}, {one('segmenter', p.segmenter_backend)}, device {p.device}"
+
+
+def tool_error_message(exc: SegZeroError) -> str:
+    """An actionable one-paragraph message for a tool error; names only what the caller (an agent)
+    or the server's operator (segzero-mcp flags) can change."""
+    msg = " ".join(str(exc).split())
+    if isinstance(exc, (ServerBusy, InputRejected, ResultNotFound, ModelLoadFailed)):
+        return msg
+    if isinstance(exc, ImageTooLargeError):
+        return (f"the image could not be used: {msg}. Send a downscaled image, or ask the server operator to raise "
+                "segzero-mcp --max-pixels.")
+    if isinstance(exc, ImageLoadError):
+        return (f"the image could not be used: {msg}. Send a PNG, JPEG or WebP image (file path, URL, data: URL or "
+                "base64 of the complete file).")
+    if isinstance(exc, QueryError):
+        return f"bad query: {msg}"
+    return f"the segmentation failed: {msg}"
+
+
+async def _no_progress(progress: float, message: str) -> None:
+    return None
+
+
+def _reason(pipe: SegZeroPipeline, loaded: Any, query: str, prompt_format: str | None,
+            max_objects: int) -> SegmentationResult:
+    """The reasoner's part: objects with boxes and points, no masks yet."""
+    return pipe.segment(loaded, query, prompt_format=prompt_format, max_objects=max_objects, compute_masks=False)
+
+
+__all__ = ["SegZeroService", "Gate", "ServerBusy", "CallProgress", "run_in_thread", "tool_error_message",
+           "describe_models", "STAGES"]
