@@ -261,7 +261,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handlers[args.command](args)
     except SegZeroError as exc:
-        print("segzero: error: " + " ".join(str(exc).split()), file=sys.stderr)
+        from .errors import ImageTooLargeError
+
+        hint = " (or raise --max-pixels)" if isinstance(exc, ImageTooLargeError) and args.command == "segment" else ""
+        print("segzero: error: " + " ".join(str(exc).split()) + hint, file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("segzero: interrupted", file=sys.stderr)

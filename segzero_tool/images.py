@@ -64,7 +64,7 @@ def _check_pixels(w: int, h: int, max_pixels: int | None, source: str) -> None:
     if max_pixels is not None and w * h > max_pixels:
         raise ImageTooLargeError(
             f"{source}: the image has {w}x{h} = {w * h:,} pixels, more than the limit of {max_pixels:,}; "
-            "downscale it or raise max_pixels"
+            "downscale it"
         )
 
 

@@ -120,7 +120,9 @@ def _hook_tqdm() -> None:
             if sink is not None:
                 desc = (getattr(self, "desc", "") or "working").strip().rstrip(":")
                 total = getattr(self, "total", None)
-                done = getattr(self, "n", None)
+                # counted here too: a disabled bar (hidden output) does not count its own updates
+                done = getattr(self, "_segzero_done", 0) + (n if n is not None else 1)
+                self._segzero_done = done
                 text = f"{desc}: {done:g}/{total:g}" if total else f"{desc}: {done:g}"
                 try:
                     sink(Progress("loading", text, done, total))

@@ -117,7 +117,7 @@ def validate_query(query: object, max_chars: int = DEFAULT_MAX_QUERY_CHARS) -> s
     if len(query) > max_chars:
         raise QueryError(
             f"the query has {len(query)} characters, more than the limit of {max_chars}; "
-            "shorten it or raise max_query_chars"
+            f"shorten it to at most {max_chars} characters"
         )
     return query
 

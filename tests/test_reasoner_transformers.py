@@ -207,3 +207,30 @@ def test_import_does_not_import_torch() -> None:
         [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_progress_reports_tokens_against_the_budget(reasoner: TransformersReasoner) -> None:
+    from segzero_tool.progress import progress_reporting
+
+    events = []
+    with progress_reporting(events.append):
+        (out,) = reasoner.generate([ReasonerRequest(Image.new("RGB", (56, 56)), "describe", max_new_tokens=12)])
+    tokens = [e for e in events if e.stage == "reasoning"]
+    assert tokens and all(e.total == 12 for e in tokens)
+    assert [e.done for e in tokens] == sorted(e.done for e in tokens) and tokens[-1].done <= 12
+    assert tokens[-1].message == f"generated {tokens[-1].done:g}/12 tokens"
+    assert tokens[-1].done >= out.completion_tokens - 1
+    from segzero_tool.reasoners.transformers import _stopping_criteria
+
+    assert _stopping_criteria(4, 10) is None  # no sink and no cancel token: nothing runs per token
+
+
+def test_progress_sink_errors_never_break_generation(reasoner: TransformersReasoner) -> None:
+    from segzero_tool.progress import progress_reporting
+
+    def broken(event):
+        raise RuntimeError("sink down")
+
+    with progress_reporting(broken):
+        (out,) = reasoner.generate([ReasonerRequest(Image.new("RGB", (56, 56)), "describe", max_new_tokens=5)])
+    assert out.completion_tokens is not None
