@@ -112,13 +112,14 @@ def _hook_tqdm() -> None:
 
         def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
             self._segzero_sink = _current.get()
+            self._segzero_desc = kwargs.get("desc") or (args[1] if len(args) > 1 else None)
             original_init(self, *args, **kwargs)
 
         def update(self, n=1):  # type: ignore[no-untyped-def]
             out = original_update(self, n)
             sink = getattr(self, "_segzero_sink", None)
             if sink is not None:
-                desc = (getattr(self, "desc", "") or "working").strip().rstrip(":")
+                desc = (getattr(self, "_segzero_desc", None) or "working").strip().rstrip(":")
                 total = getattr(self, "total", None)
                 # counted here too: a disabled bar (hidden output) does not count its own updates
                 done = getattr(self, "_segzero_done", 0) + (n if n is not None else 1)
