@@ -11,6 +11,13 @@
 The tool uses ``response_format="content_and_artifact"``: the content is a compact text summary
 (plus, with ``include_image=True``, the overlay picture as a standard image content block for
 multimodal chat models); the artifact is the :class:`~segzero_tool.result.SegmentationResult`.
+Images go through the core intake (:mod:`segzero_tool.sources`) under one
+:class:`~segzero_tool.sources.ImagePolicy` built from the tool's fields: local paths must lie inside
+``allowed_roots`` (default: the working directory when the tool is built), ``data:`` URLs and base64
+are size-checked, and http(s) URLs are fetched only with ``allow_urls=True`` (public addresses only
+unless ``allow_private_urls=True``); the tool description and the ``image`` argument's description
+say which forms the tool takes.
+
 Bad input (missing or corrupt image, a path outside ``allowed_roots``, a bad data: URL, an empty
 query) raises :class:`~langchain_core.tools.ToolException` with a message that tells the model what
 to do; with ``handle_tool_error=True`` (the default) it comes back as a ``ToolMessage`` with
@@ -21,46 +28,62 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import contextlib
 import io
 import math
 import os
-import re
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import unquote, urlsplit
 
 from langchain_core.messages.content import create_image_block
 from langchain_core.tools import BaseTool, ToolException
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from segzero_tool.cancel import CancelToken, OperationCancelled, cancellation
-from segzero_tool.errors import ImageLoadError, ImageTooLargeError, QueryError, SegZeroError
-from segzero_tool.images import DEFAULT_MAX_PIXELS, LoadedImage, load_image
+from segzero_tool.errors import (
+    ImageLoadError,
+    ImageSourceRejected,
+    ImageTooLargeError,
+    QueryError,
+    SegZeroError,
+)
+from segzero_tool.images import DEFAULT_MAX_PIXELS, LoadedImage
 from segzero_tool.parsing import ParseStatus
 from segzero_tool.prompts import DEFAULT_MAX_QUERY_CHARS, validate_query
 from segzero_tool.result import SegmentationResult
 from segzero_tool.settings import PipelineSettings
+from segzero_tool.sources import ImagePolicy, decode_base64_image, load_image_source
 
 if TYPE_CHECKING:
     from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackManagerForToolRun
 
 TOOL_NAME = "segment_by_reasoning"
 
-DESCRIPTION = (
-    "Find and segment the objects in an image that a natural-language request refers to, including "
-    "requests that need reasoning rather than a name (\"what can I drink from?\", \"something to cut "
-    "paper with\", \"the mug nearest the sink\"). A vision-language model reasons about the image, then "
-    "SAM2 draws a pixel mask for each object. Use it to locate, count or measure things, or to get "
-    "targets to point at or pick up. Pass `image` (a local file path, a data: URL or base64; http(s) "
-    "URLs are not downloaded) and `query`. It returns the number of objects and, per object, its index, "
-    "box [x1, y1, x2, y2] (inclusive), point(s) (x, y), mask score (0-1), mask area in pixels and label "
-    "if any, plus the model's reasoning. All coordinates are pixels of the original image, origin at "
-    "the top-left corner, x to the right, y down. When nothing is found it says why; then rephrase the "
-    "query more concretely or check that the object is visible."
-)
+_IMAGE_FORMS = {
+    False: "a local file path, a data: URL or base64; http(s) URLs are not downloaded",
+    True: "a local file path, a public http(s) URL, a data: URL or base64",
+}
+
+
+def tool_description(*, allow_urls: bool = False) -> str:
+    """The model-facing description; the accepted image forms follow ``allow_urls``."""
+    return (
+        "Find and segment the objects in an image that a natural-language request refers to, including "
+        "requests that need reasoning rather than a name (\"what can I drink from?\", \"something to cut "
+        "paper with\", \"the mug nearest the sink\"). A vision-language model reasons about the image, then "
+        "SAM2 draws a pixel mask for each object. Use it to locate, count or measure things, or to get "
+        f"targets to point at or pick up. Pass `image` ({_IMAGE_FORMS[allow_urls]}) and `query`. It returns "
+        "the number of objects and, per object, its index, "
+        "box [x1, y1, x2, y2] (inclusive), point(s) (x, y), mask score (0-1), mask area in pixels and label "
+        "if any, plus the model's reasoning. All coordinates are pixels of the original image, origin at "
+        "the top-left corner, x to the right, y down. When nothing is found it says why; then rephrase the "
+        "query more concretely or check that the object is visible."
+    )
+
+
+DESCRIPTION = tool_description(allow_urls=False)
+DESCRIPTION_WITH_URLS = tool_description(allow_urls=True)
 
 _STATUS_WORDS = {
     ParseStatus.OK: "the answer held no object",
@@ -69,12 +92,8 @@ _STATUS_WORDS = {
     ParseStatus.INVALID_JSON: "the model's answer was not valid JSON",
     ParseStatus.INVALID_OBJECTS: "the model's answer held no usable box or point",
 }
-_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
-_BASE64_RE = re.compile(r"^[A-Za-z0-9+/_\-]+={0,2}$")
-_WHITESPACE_RE = re.compile(r"\s+")
-_MIN_BASE64_CHARS = 64
-_IMAGE_HINT = ("Pass `image` as the path of a readable image file{roots}, a data: URL "
-               "(data:image/png;base64,...) or the base64 of an image file; this tool does not download URLs.")
+_IMAGE_HINT = ("Pass `image` as the path of a readable image file{roots}, {url}a data: URL "
+               "(data:image/png;base64,...) or the base64 of an image file{no_urls}.")
 
 
 class SegmentArgs(BaseModel):
@@ -98,51 +117,13 @@ class SegmentArgs(BaseModel):
     ))
 
 
-# --- image sources ---------------------------------------------------------------------------------
+class SegmentArgsWithUrls(SegmentArgs):
+    """:class:`SegmentArgs` for a tool that fetches URLs (``allow_urls=True``)."""
 
-
-def decode_base64_image(data: str, max_bytes: int) -> bytes:
-    """Decode a ``data:`` URL (``data:image/png;base64,...``) or bare base64 text into bytes.
-
-    Whitespace is ignored, the URL-safe alphabet is accepted and missing padding restored. The size
-    limit is checked on the encoded length before decoding and on the decoded bytes.
-
-    Raises:
-        ImageLoadError: not a base64 data: URL of an image, not base64, empty, or over ``max_bytes``.
-    """
-    text, what = data.strip(), "base64 image"
-    if text[:5].lower() == "data:":
-        header, sep, text = text.partition(",")
-        params = [p.strip().lower() for p in header[5:].split(";")]
-        if not sep or "base64" not in params[1:]:
-            raise ImageLoadError("the data: URL is not of the form data:image/png;base64,<base64 data>")
-        if params[0] and not (params[0].startswith("image/") or params[0] == "application/octet-stream"):
-            raise ImageLoadError(f"the data: URL has media type {params[0]!r}, not an image type")
-        what = "data: URL"
-    max_chars = 4 * math.ceil(max_bytes / 3) + 4
-    too_large = f"the {what} is larger than the limit of {max_bytes:,} bytes; send a smaller or JPEG-compressed image"
-    if len(text) > 2 * max_chars + 1024:  # cheap bound before touching the text
-        raise ImageLoadError(too_large)
-    compact = _WHITESPACE_RE.sub("", text)
-    if not compact:
-        raise ImageLoadError(f"the {what} is empty")
-    if len(compact) > max_chars:
-        raise ImageLoadError(too_large)
-    standard = compact.rstrip("=").replace("-", "+").replace("_", "/")
-    if not _BASE64_RE.match(compact) or len(standard) % 4 == 1:
-        raise ImageLoadError(f"the {what} is not valid base64 (bad characters, or cut off)")
-    try:
-        raw = base64.b64decode(standard + "=" * (-len(standard) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        raise ImageLoadError(f"the {what} is not valid base64") from None
-    if len(raw) > max_bytes:
-        raise ImageLoadError(too_large)
-    return raw
-
-
-def _looks_like_base64(text: str) -> bool:
-    compact = _WHITESPACE_RE.sub("", text)
-    return len(compact) >= _MIN_BASE64_CHARS and bool(_BASE64_RE.match(compact)) and not os.path.isfile(text)
+    image: str = Field(description=(
+        "The image to look at: a local file path (e.g. 'photos/kitchen.jpg'), a public http(s) URL of an "
+        "image file, a data: URL ('data:image/png;base64,...') or the raw base64 of an image file."
+    ))
 
 
 # --- the summary the model reads -------------------------------------------------------------------
@@ -190,8 +171,15 @@ def summarize_result(result: SegmentationResult, *, reasoning_chars: int = 600) 
     return "\n".join(lines)
 
 
+def _image_hint(policy: ImagePolicy) -> str:
+    """What the model may pass as ``image`` under ``policy``."""
+    where = f" inside {', '.join(map(str, policy.allowed_roots))}" if policy.allowed_roots else ""
+    return _IMAGE_HINT.format(roots=where, url="a public http(s) URL, " if policy.allow_urls else "",
+                              no_urls="" if policy.allow_urls else "; this tool does not download URLs")
+
+
 @contextlib.contextmanager
-def _tool_errors(roots: tuple[Path, ...] | None) -> Iterator[None]:
+def _tool_errors(policy: ImagePolicy) -> Iterator[None]:
     """Turn this package's input errors into ``ToolException`` with what to do next; bugs propagate."""
     try:
         yield
@@ -199,11 +187,12 @@ def _tool_errors(roots: tuple[Path, ...] | None) -> Iterator[None]:
         raise
     except SegZeroError as exc:
         text = str(exc).rstrip(".")
+        if isinstance(exc, ImageSourceRejected):  # the intake's messages already say what to do
+            raise ToolException(f"{text}.") from exc
         if isinstance(exc, ImageTooLargeError):
             hint = "Send a smaller (downscaled) image."
         elif isinstance(exc, ImageLoadError):
-            where = f" inside {', '.join(map(str, roots))}" if roots else ""
-            hint = _IMAGE_HINT.format(roots=where)
+            hint = _image_hint(policy)
         elif isinstance(exc, QueryError):
             hint = "Call the tool again with a short, non-empty `query` that says what to segment."
         else:
@@ -226,12 +215,17 @@ class SegmentByReasoningTool(BaseTool):
         pipeline: a loaded :class:`~segzero_tool.pipeline.SegZeroPipeline` (not serialised); one
             pipeline can serve many tools and agents.
         allowed_roots: local paths must resolve (after ``~``, ``..`` and symlinks) inside one of these
-            folders; ``None`` allows any readable path.
+            folders; by default (or ``None``) the working directory when the tool is built. ``()``
+            refuses every local path; ``("/",)`` allows any readable file.
+        allow_urls: also fetch http(s) URLs (off by default); the description and the ``image``
+            argument's description then say so. Only public addresses unless ``allow_private_urls``.
+        allow_private_urls: also fetch from loopback, private, link-local and reserved addresses.
+        url_timeout_s: a whole download (lookup, redirects, body) must finish within this time.
         include_image: also put the overlay picture (masks, boxes, points) into the content as a
             standard image block, for multimodal chat models.
         overlay_max_side: longest side of that picture in pixels.
         overlay_format: ``jpeg`` (smaller) or ``png``.
-        max_image_bytes: largest image accepted, as a file or as decoded base64.
+        max_image_bytes: largest image accepted, as a file, as decoded base64 or as a download.
         reasoning_chars: the reasoning text in the content is cut to this many characters.
     """
 
@@ -245,7 +239,10 @@ class SegmentByReasoningTool(BaseTool):
     handle_validation_error: bool | str | Callable[..., Any] | None = _validation_message
 
     pipeline: Any = Field(exclude=True, repr=False)
-    allowed_roots: tuple[Path, ...] | None = None
+    allowed_roots: tuple[Path, ...] | None = Field(default_factory=lambda: (Path(os.path.realpath(Path.cwd())),))
+    allow_urls: bool = False
+    allow_private_urls: bool = False
+    url_timeout_s: float = Field(15.0, gt=0, allow_inf_nan=False)
     include_image: bool = False
     overlay_max_side: int = Field(768, ge=16)
     overlay_format: Literal["jpeg", "png"] = "jpeg"
@@ -259,12 +256,39 @@ class SegmentByReasoningTool(BaseTool):
             raise ValueError(f"pipeline must be a SegZeroPipeline (with segment/asegment), got {type(value).__name__}")
         return value
 
+    @field_validator("allowed_roots", mode="before")
+    @classmethod
+    def _one_root(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, (str, os.PathLike)) else value
+
     @field_validator("allowed_roots")
     @classmethod
-    def _resolve_roots(cls, value: tuple[Path, ...] | None) -> tuple[Path, ...] | None:
-        if value is None:
-            return None
+    def _resolve_roots(cls, value: tuple[Path, ...] | None) -> tuple[Path, ...]:
+        if value is None:  # the working directory, like the MCP server
+            value = (Path.cwd(),)
         return tuple(Path(os.path.realpath(Path(r).expanduser())) for r in value)
+
+    @model_validator(mode="after")
+    def _describe_image_forms(self) -> SegmentByReasoningTool:
+        """The description and the ``image`` argument match ``allow_urls`` (unless set by the caller)."""
+        if self.description in (DESCRIPTION, DESCRIPTION_WITH_URLS):
+            self.description = DESCRIPTION_WITH_URLS if self.allow_urls else DESCRIPTION
+        if self.args_schema in (SegmentArgs, SegmentArgsWithUrls):
+            self.args_schema = SegmentArgsWithUrls if self.allow_urls else SegmentArgs
+        return self
+
+    @property
+    def image_policy(self) -> ImagePolicy:
+        """The core intake policy these fields describe (see :mod:`segzero_tool.sources`)."""
+        return ImagePolicy(
+            allowed_roots=self.allowed_roots or (), allow_urls=self.allow_urls,
+            allow_private_urls=self.allow_private_urls, url_timeout_s=self.url_timeout_s,
+            max_download_bytes=self.max_image_bytes, max_base64_bytes=self.max_image_bytes,
+            max_file_bytes=self.max_image_bytes, reader="this tool",
+            roots_hint="ask the user to add the folder to the tool's allowed_roots",
+            urls_hint="ask the user to build the tool with allow_urls=True",
+            private_urls_hint="ask the user to build the tool with allow_private_urls=True",
+        )
 
     # --- construction ----------------------------------------------------------------------
 
@@ -296,42 +320,14 @@ class SegmentByReasoningTool(BaseTool):
 
     # --- shared steps (sync and async) -----------------------------------------------------
 
-    def _resolve_path(self, text: str) -> Path:
-        if text[:5].lower() == "file:":
-            parts = urlsplit(text)
-            if parts.netloc not in ("", "localhost"):
-                raise ImageLoadError(f"the file URL names the host {parts.netloc!r}; only local files can be read")
-            text = unquote(parts.path)
-        given = Path(text).expanduser()
-        if self.allowed_roots is None:
-            return given
-        bases = [Path.cwd()] if given.is_absolute() else [Path.cwd(), *self.allowed_roots]
-        candidates = [Path(os.path.realpath(base / given)) for base in bases]
-        inside = [c for c in candidates if any(c.is_relative_to(r) for r in self.allowed_roots)]
-        if not inside:
-            raise ImageLoadError(f"{text!r} is outside the folders this tool may read")
-        return next((c for c in inside if c.is_file()), inside[0])
-
-    def _load(self, image: str, query: str) -> LoadedImage:
-        """Check the query, then resolve, bound and decode the image (blocking: a thread in async)."""
+    def _load(self, image: str, query: str, policy: ImagePolicy) -> LoadedImage:
+        """Check the query, then resolve, bound and decode the image through the core intake
+        (blocking: a thread in async)."""
         validate_query(query, getattr(self.pipeline, "max_query_chars", DEFAULT_MAX_QUERY_CHARS))
-        max_pixels = getattr(self.pipeline, "max_pixels", DEFAULT_MAX_PIXELS)
         if not isinstance(image, str) or not image.strip():
-            raise ImageLoadError("`image` is empty")
-        text = image.strip()
-        scheme = _SCHEME_RE.match(text)
-        source: bytes | Path
-        if scheme and text[scheme.end():].startswith("//") and scheme.group(1).lower() != "file":
-            raise ImageLoadError(f"{scheme.group(1).lower()}: URLs are not fetched by this tool; download the "
-                                 "image and pass its local path, or pass it as a data: URL or base64")
-        if text[:5].lower() == "data:" or (not scheme and _looks_like_base64(text)):
-            source = decode_base64_image(text, self.max_image_bytes)
-        else:
-            source = self._resolve_path(text)
-            if source.is_file() and source.stat().st_size > self.max_image_bytes:
-                raise ImageLoadError(f"{text}: the file has {source.stat().st_size:,} bytes, more than the limit "
-                                     f"of {self.max_image_bytes:,}")
-        return load_image(source, max_pixels=max_pixels)
+            raise ImageSourceRejected(f"`image` is empty. {_image_hint(policy)}")
+        max_pixels = getattr(self.pipeline, "max_pixels", DEFAULT_MAX_PIXELS)
+        return load_image_source(image, policy, max_pixels=max_pixels)
 
     def _respond(self, result: SegmentationResult) -> tuple[str | list[Any], SegmentationResult]:
         """``(content, artifact)``: the summary (plus the overlay as an image block) and the result."""
@@ -361,8 +357,9 @@ class SegmentByReasoningTool(BaseTool):
 
     def _run(self, image: str, query: str, max_objects: int | None = None, prompt_format: str | None = None,
              run_manager: CallbackManagerForToolRun | None = None) -> tuple[str | list[Any], SegmentationResult]:
-        with _tool_errors(self.allowed_roots):
-            loaded = self._load(image, query)
+        policy = self.image_policy
+        with _tool_errors(policy):
+            loaded = self._load(image, query, policy)
             result = self.pipeline.segment(loaded, query, **self._options(max_objects, prompt_format))
         return self._respond(result)
 
@@ -370,9 +367,10 @@ class SegmentByReasoningTool(BaseTool):
                     run_manager: AsyncCallbackManagerForToolRun | None = None,
                     ) -> tuple[str | list[Any], SegmentationResult]:
         token = CancelToken()  # stops the worker threads when this call is cancelled
+        policy = self.image_policy
         try:
-            with _tool_errors(self.allowed_roots), cancellation(token):
-                loaded = await asyncio.to_thread(self._load, image, query)
+            with _tool_errors(policy), cancellation(token):
+                loaded = await asyncio.to_thread(self._load, image, query, policy)
                 result = await self.pipeline.asegment(loaded, query, **self._options(max_objects, prompt_format))
         except asyncio.CancelledError:
             token.cancel("the tool call was cancelled")
@@ -382,4 +380,5 @@ class SegmentByReasoningTool(BaseTool):
         return self._respond(result)
 
 
-__all__ = ["SegmentArgs", "SegmentByReasoningTool", "decode_base64_image", "summarize_result", "DESCRIPTION"]
+__all__ = ["SegmentArgs", "SegmentArgsWithUrls", "SegmentByReasoningTool", "decode_base64_image", "summarize_result",
+           "tool_description", "DESCRIPTION", "DESCRIPTION_WITH_URLS"]

@@ -5,7 +5,11 @@ rebinding, then the optional bearer token.
   attacker's host name);
 * ``Origin``, when present, must match an allowed pattern, else **403**;
 * with a token configured, ``Authorization: Bearer <token>`` is required, else **401** with
-  ``WWW-Authenticate: Bearer`` (compared in constant time).
+  ``WWW-Authenticate: Bearer`` (compared in constant time);
+* with ``max_body_bytes`` set, a request whose ``Content-Length`` is larger is answered **413**
+  before any of its body is read; a body of unknown length (chunked) is counted as it streams
+  through ``receive`` and refused with **413** as soon as it passes the limit (the app then sees
+  ``http.disconnect``; nothing is buffered here). A malformed ``Content-Length`` is answered **400**.
 
 Patterns follow the MCP SDK's ``TransportSecuritySettings`` syntax: an exact value, or ``prefix:*``
 for any port. Lifespan and other non-HTTP scopes pass through untouched.
@@ -45,13 +49,20 @@ class HttpGuard:
         token: the bearer token, or ``None`` for no authentication.
         hosts: allowed ``Host`` patterns.
         origins: allowed ``Origin`` patterns.
+        max_body_bytes: largest request body accepted (``None``: no limit).
     """
 
-    def __init__(self, app: Any, *, token: str | None, hosts: Sequence[str], origins: Sequence[str]) -> None:
+    def __init__(self, app: Any, *, token: str | None, hosts: Sequence[str], origins: Sequence[str],
+                 max_body_bytes: int | None = None) -> None:
+        if max_body_bytes is not None and (isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int)
+                                           or max_body_bytes < 0):
+            raise ValueError(f"max_body_bytes must be a whole number of bytes (0 or more) or None, got "
+                             f"{max_body_bytes!r}")
         self.app = app
         self._token = token.encode("utf-8") if token else None
         self.hosts = [h.lower() for h in hosts]
         self.origins = [o.lower() for o in origins]
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "websocket":  # not served; refuse before anything else
@@ -77,13 +88,76 @@ class HttpGuard:
             await _respond(send, 401, "Unauthorized: send the header 'Authorization: Bearer <token>'",
                            extra=[(b"www-authenticate", b'Bearer realm="segzero-mcp"')])
             return
-        await self.app(scope, receive, send)
+        if self.max_body_bytes is None:
+            await self.app(scope, receive, send)
+            return
+        declared = headers.get("content-length")
+        if declared is not None:
+            text = declared.strip()
+            if not text.isascii() or not text.isdigit():
+                await _respond(send, 400, "Bad Request: the Content-Length header is not a whole number of bytes",
+                               extra=[(b"connection", b"close")])
+                return
+            if int(text) > self.max_body_bytes:
+                log.warning("refused a request body of %s bytes (limit %d; see --max-request-bytes)", text[:20],
+                            self.max_body_bytes)
+                await _respond(send, 413, self._too_large(), extra=[(b"connection", b"close")])
+                return
+        limited = _BodyLimit(self, receive, send)
+        try:
+            await self.app(scope, limited.receive, limited.send)
+        except Exception:
+            if not limited.refused:
+                raise
+            # The app was told the client went away (e.g. Starlette's ClientDisconnect); the 413 is sent.
+            log.debug("the app stopped after its request body was refused", exc_info=True)
+
+    def _too_large(self) -> str:
+        return (f"Request body too large: this server accepts at most {self.max_body_bytes:,} bytes per request "
+                "(its --max-request-bytes setting), so send a smaller or more compressed image.")
 
     def _authorized(self, header: str) -> bool:
         scheme, _, credentials = header.strip().partition(" ")
         given = credentials.strip().encode("utf-8")
         ok = hmac.compare_digest(given, self._token or b"")
         return scheme.lower() == "bearer" and ok
+
+
+class _BodyLimit:
+    """Counts the body as the app reads it; past the limit answers 413 (if the app has not started its
+    response) and tells the app the client went away. The app's own response is then dropped."""
+
+    def __init__(self, guard: HttpGuard, receive: Any, send: Any) -> None:
+        self.guard = guard
+        self._receive = receive
+        self._send = send
+        self.received = 0
+        self.exceeded = False
+        self.refused = False  # the guard sent the 413
+        self.started = False  # the app sent http.response.start
+
+    async def receive(self) -> dict[str, Any]:
+        if self.exceeded:
+            return {"type": "http.disconnect"}
+        message = await self._receive()
+        if message.get("type") == "http.request":
+            self.received += len(message.get("body", b""))
+            limit = self.guard.max_body_bytes
+            if limit is not None and self.received > limit:
+                self.exceeded = True
+                log.warning("refused a streamed request body past %d bytes (see --max-request-bytes)", limit)
+                if not self.started:
+                    self.refused = True
+                    await _respond(self._send, 413, self.guard._too_large(), extra=[(b"connection", b"close")])
+                return {"type": "http.disconnect"}
+        return message
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self.refused:
+            return
+        if message.get("type") == "http.response.start":
+            self.started = True
+        await self._send(message)
 
 
 async def _respond(send: Any, status: int, text: str, extra: list[tuple[bytes, bytes]] | None = None) -> None:

@@ -59,3 +59,11 @@ class ModelLoadError(SegZeroError):
     """Weights or processor files could not be loaded from the hub id or folder."""
 
     exit_code = 7
+
+
+class ImageSourceRejected(SegZeroError, ValueError):
+    """An image source was refused by the intake policy (:mod:`segzero_tool.sources`): a path outside
+    the allowed folders, URLs switched off, a non-public address, bad base64, over a size limit, a
+    value of the wrong type, ... The message says what was wrong and what to do instead."""
+
+    exit_code = 2

@@ -6,10 +6,13 @@ import asyncio
 import base64
 import io
 import os
+import re
 import subprocess
 import sys
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -22,11 +25,18 @@ from langchain_core.tools import ToolException  # noqa: E402
 from segzero_tool import ParseStatus, SegmentationResult  # noqa: E402
 from segzero_tool.agents import SegmentByReasoningTool, decode_base64_image  # noqa: E402
 from segzero_tool.cancel import check_cancelled  # noqa: E402
-from segzero_tool.errors import ImageLoadError  # noqa: E402
+from segzero_tool.errors import ImageSourceRejected  # noqa: E402
 from segzero_tool.reasoners.base import Reasoner, ReasonerOutput  # noqa: E402
 
 pytestmark = pytest.mark.anyio
 QUERY = "What can I have if I'm thirsty?"
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _in_repo(monkeypatch):
+    """Tools read from the working directory by default; the example photo lies under the repository."""
+    monkeypatch.chdir(REPO)
 
 
 def call(tool, **args):
@@ -173,15 +183,20 @@ def test_url_safe_unpadded_base64_decodes():
 @pytest.mark.parametrize(
     ("image", "message"),
     [
-        ("data:image/png,abcd", "not of the form data:image/png;base64"),
+        ("data:image/png,abcd", "only base64 data: URLs are accepted"),
         ("data:text/plain;base64,aGVsbG8=", "media type 'text/plain'"),
         ("data:image/png;base64,", "is empty"),
         ("data:image/png;base64,@@@@", "not valid base64"),
         ("data:image/png;base64,aGVsbG8=", "not a recognised image format"),
         ("A" * 100, "not a recognised image format"),
-        ("https://example.com/cup.png", "https: URLs are not fetched by this tool"),
-        ("ftp://example.com/cup.png", "ftp: URLs are not fetched"),
+        ("A" * 101, "not valid base64 (its length is impossible"),
+        ("https://example.com/cup.png", "fetching URLs is disabled in this tool"),
+        ("ftp://example.com/cup.png", "fetching URLs is disabled in this tool"),
+        ("segzero://results/abc/overlay.png", "cannot be read here"),
         ("   ", "`image` is empty"),
+        ("photos/\x00.png", "NUL character"),
+        ("photo." * 1000, "longer than any file path"),
+        ("file://server/share/a.png", "names the host 'server'"),
     ],
 )
 def test_bad_image_sources_are_tool_errors(tool, image, message):
@@ -190,14 +205,20 @@ def test_bad_image_sources_are_tool_errors(tool, image, message):
     assert "data: URL" in msg.content and msg.artifact is None
 
 
+@pytest.mark.parametrize("image", [None, 3, ["a.png"], {"path": "a.png"}, float("nan")])
+def test_wrong_types_for_image_are_argument_errors(tool, image):
+    msg = tool.invoke(call(tool, image=image, query=QUERY))
+    assert msg.status == "error" and "image" in msg.content and "call the tool again" in msg.content
+
+
 def test_base64_size_limit_is_checked_before_decoding(make_pipeline, coffee):
     tool = SegmentByReasoningTool.from_pipeline(make_pipeline(), max_image_bytes=1000)
     b64 = base64.b64encode(coffee.read_bytes()).decode()
     msg = tool.invoke(call(tool, image="data:image/png;base64," + b64, query=QUERY))
-    assert msg.status == "error" and "larger than the limit of 1,000 bytes" in msg.content
+    assert msg.status == "error" and "larger than this tool's limit of 1,000 bytes" in msg.content
     msg = tool.invoke(call(tool, image=str(coffee), query=QUERY))
-    assert msg.status == "error" and "more than the limit of 1,000" in msg.content
-    with pytest.raises(ImageLoadError, match="larger than the limit"):
+    assert msg.status == "error" and "more than this tool's limit of 1,000" in msg.content
+    with pytest.raises(ImageSourceRejected, match="larger than"):
         decode_base64_image("A" * 10_000_000, 1000)
 
 
@@ -222,15 +243,110 @@ def test_allowed_roots(make_pipeline, coffee, tmp_path, monkeypatch):
     for image in (str(outside), str(root / "escape.png"), str(root / ".." / "outside.png"), "/etc/passwd"):
         msg = tool.invoke(call(tool, image=image, query=QUERY))
         assert msg.status == "error" and "outside the folders this tool may read" in msg.content, image
-        assert str(root) in msg.content  # the hint names the folders
+        assert str(root) in msg.content and "allowed_roots" in msg.content  # names the folders and the fix
     for image in ("nope.png", "outside.png"):  # relative: looked up inside the root only, so "missing"
         missing = tool.invoke(call(tool, image=image, query=QUERY))
         assert missing.status == "error" and "no such file" in missing.content
 
 
-def test_any_path_without_roots(tool, tmp_path, coffee):
+def test_roots_default_to_the_working_directory_at_construction(make_pipeline, tmp_path, coffee, monkeypatch):
     (tmp_path / "c.png").write_bytes(coffee.read_bytes())
-    assert tool.invoke(call(tool, image=str(tmp_path / "c.png"), query=QUERY)).status == "success"
+    tool = SegmentByReasoningTool.from_pipeline(make_pipeline())  # built in the repository
+    assert tool.allowed_roots == (Path(os.path.realpath(REPO)),)
+    monkeypatch.chdir(tmp_path)  # moving later does not widen the roots
+    msg = tool.invoke(call(tool, image=str(tmp_path / "c.png"), query=QUERY))
+    assert msg.status == "error" and "outside the folders this tool may read" in msg.content
+    here = SegmentByReasoningTool.from_pipeline(make_pipeline(), allowed_roots=None)  # None: the cwd too
+    assert here.invoke(call(here, image="c.png", query=QUERY)).status == "success"
+    anywhere = SegmentByReasoningTool.from_pipeline(make_pipeline(), allowed_roots=("/",))
+    assert anywhere.invoke(call(anywhere, image=str(tmp_path / "c.png"), query=QUERY)).status == "success"
+    single = SegmentByReasoningTool.from_pipeline(make_pipeline(), allowed_roots=str(tmp_path))
+    assert single.allowed_roots == (Path(os.path.realpath(tmp_path)),)
+    none = SegmentByReasoningTool.from_pipeline(make_pipeline(), allowed_roots=())
+    msg = none.invoke(call(none, image="c.png", query=QUERY))
+    assert msg.status == "error" and "reads no local files" in msg.content
+
+
+def test_outside_files_look_the_same_whether_they_exist_or_not(make_pipeline, coffee, tmp_path):
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (outside / "real.png").write_bytes(coffee.read_bytes())
+    (root / "link_real.png").symlink_to(outside / "real.png")
+    (root / "link_gone.png").symlink_to(outside / "gone.png")
+    tool = SegmentByReasoningTool.from_pipeline(make_pipeline(), allowed_roots=(root,))
+
+    def masked(image: str) -> str:
+        msg = tool.invoke(call(tool, image=image, query=QUERY))
+        assert msg.status == "error"
+        return msg.content.replace(repr(image), "<PATH>")
+
+    assert masked(str(outside / "real.png")) == masked(str(outside / "gone.png"))
+    assert masked(str(root / "link_real.png")) == masked(str(root / "link_gone.png"))
+    assert masked(str(root / ".." / "outside" / "real.png")) == masked(str(root / ".." / "outside" / "gone.png"))
+
+
+# --- URLs ------------------------------------------------------------------------------------------
+
+
+class _ImageHandler(BaseHTTPRequestHandler):
+    body = b""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server API
+        self.send_response(200 if self.path == "/coffee.png" else 404)
+        body = self.body if self.path == "/coffee.png" else b""
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def image_server(coffee):
+    _ImageHandler.body = coffee.read_bytes()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ImageHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_description_and_schema_follow_allow_urls(make_pipeline):
+    off = SegmentByReasoningTool.from_pipeline(make_pipeline())
+    on = SegmentByReasoningTool.from_pipeline(make_pipeline(), allow_urls=True)
+    image_off = off.tool_call_schema.model_json_schema()["properties"]["image"]["description"]
+    image_on = on.tool_call_schema.model_json_schema()["properties"]["image"]["description"]
+    assert "http(s) URLs are not downloaded" in off.description and "NOT fetched" in image_off
+    assert "not downloaded" not in on.description and "NOT" not in image_on
+    assert "public http(s) URL" in on.description and "http(s) URL" in image_on
+    custom = SegmentByReasoningTool.from_pipeline(make_pipeline(), allow_urls=True, description="Segment things.")
+    assert custom.description == "Segment things."
+
+
+async def test_urls_when_enabled(make_pipeline, image_server, expected_boxes):
+    url = f"{image_server}/coffee.png"
+    default = SegmentByReasoningTool.from_pipeline(make_pipeline())
+    msg = default.invoke(call(default, image=url, query=QUERY))
+    assert msg.status == "error" and "allow_urls=True" in msg.content
+    public_only = SegmentByReasoningTool.from_pipeline(make_pipeline(), allow_urls=True)
+    msg = public_only.invoke(call(public_only, image=url, query=QUERY))
+    assert msg.status == "error" and "non-public address (127.0.0.1" in msg.content
+    assert "allow_private_urls=True" in msg.content
+    tool = SegmentByReasoningTool.from_pipeline(make_pipeline(), allow_urls=True, allow_private_urls=True)
+    msg = tool.invoke(call(tool, image=url, query=QUERY))
+    assert msg.status == "success", msg.content
+    assert [list(o.box) for o in msg.artifact.objects] == expected_boxes
+    msg = await tool.ainvoke(call(tool, image=url, query=QUERY))
+    assert msg.status == "success", msg.content
+    msg = tool.invoke(call(tool, image=f"{image_server}/missing.png", query=QUERY))
+    assert msg.status == "error" and "HTTP 404" in msg.content
+    small = SegmentByReasoningTool.from_pipeline(make_pipeline(), allow_urls=True, allow_private_urls=True,
+                                                 max_image_bytes=1000)
+    msg = small.invoke(call(small, image=url, query=QUERY))
+    assert msg.status == "error" and re.search(r"download limit of 1,000 bytes", msg.content)
 
 
 # --- errors ----------------------------------------------------------------------------------------
@@ -239,16 +355,16 @@ def test_any_path_without_roots(tool, tmp_path, coffee):
 @pytest.mark.parametrize(
     ("kind", "query", "message", "hint"),
     [
-        ("missing", QUERY, "no such file", "readable image file"),
+        ("missing", QUERY, "no such file", "check the name"),
         ("corrupt", QUERY, "not a recognised image format", "readable image file"),
-        ("folder", QUERY, "is a folder", "readable image file"),
+        ("folder", QUERY, "is a folder", "path of one image file"),
         ("ok", "   ", "the query is empty", "non-empty `query`"),
         ("ok", "x" * 5000, "more than the limit of 2000", "non-empty `query`"),
     ],
 )
 def test_bad_input_comes_back_as_error_message(make_pipeline, coffee, tmp_path, kind, query, message, hint):
     pipe = make_pipeline()
-    tool = SegmentByReasoningTool.from_pipeline(pipe)
+    tool = SegmentByReasoningTool.from_pipeline(pipe, allowed_roots=(tmp_path, coffee.parent))
     corrupt = tmp_path / "corrupt.jpg"
     corrupt.write_bytes(b"not an image")
     image = {"missing": tmp_path / "missing.png", "corrupt": corrupt, "folder": tmp_path, "ok": coffee}[kind]
@@ -260,6 +376,8 @@ def test_bad_input_comes_back_as_error_message(make_pipeline, coffee, tmp_path, 
 def test_tool_exception_without_handling(make_pipeline):
     tool = SegmentByReasoningTool.from_pipeline(make_pipeline(), handle_tool_error=False)
     with pytest.raises(ToolException, match="no such file"):
+        tool.invoke({"image": str(REPO / "nonexistent.png"), "query": QUERY})
+    with pytest.raises(ToolException, match="outside the folders"):
         tool.invoke({"image": "/nonexistent/x.png", "query": QUERY})
 
 
@@ -292,8 +410,10 @@ async def test_ainvoke_tool_call_and_plain(tool, coffee, expected_boxes):
 
 
 async def test_ainvoke_errors(tool):
-    msg = await tool.ainvoke(call(tool, image="/nonexistent/x.png", query=QUERY))
+    msg = await tool.ainvoke(call(tool, image=str(REPO / "nonexistent.png"), query=QUERY))
     assert msg.status == "error" and "no such file" in msg.content
+    msg = await tool.ainvoke(call(tool, image="/nonexistent/x.png", query=QUERY))
+    assert msg.status == "error" and "outside the folders" in msg.content
 
 
 async def test_ainvoke_does_not_block_the_event_loop(make_pipeline, coffee, answer):

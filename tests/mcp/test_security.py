@@ -1,8 +1,10 @@
 """Image source checks: local paths inside the roots, base64 / data URLs, and the URL policy.
 
-Network rule: the only real connections go to a server on 127.0.0.1 that these tests start;
+Network rule: the only real connections go to servers on 127.0.0.1 that these tests start;
 every other "host" is answered by an ``httpx.MockTransport`` and a fake resolver, and the
-SSRF tests assert that nothing was requested at all.
+SSRF tests assert that nothing was requested at all. Downloads connect to the checked IP address
+(the request URL names the IP, ``Host`` the original name), so the mock transport records the
+URL as the caller wrote it (from ``Host``) and the address connected to.
 """
 
 from __future__ import annotations
@@ -185,11 +187,21 @@ def test_classify_source(source, kind):
     assert classify_source(source) == kind
 
 
-def test_existing_file_wins_over_base64(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+def test_existing_file_inside_the_roots_wins_over_base64(tmp_path, monkeypatch):
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
     name = "A" * 70
-    (tmp_path / name).write_bytes(PNG)
-    assert classify_source(name) == "path"
+    (root / name).write_bytes(PNG)
+    (outside / ("B" * 70)).write_bytes(PNG)
+    policy = InputPolicy(allowed_roots=(root,))
+    monkeypatch.chdir(root)
+    assert classify_source(name, policy) == "path"
+    assert classify_source(name) == "base64"  # without a policy: the text alone decides
+    assert run(load_source(name, policy)) == (root / name).resolve()
+    # a file outside the roots is never looked up: existing or not, it is base64
+    monkeypatch.chdir(outside)
+    assert classify_source("B" * 70, policy) == classify_source("C" * 70, policy) == "base64"
 
 
 def test_long_dotless_path_under_a_root_still_loads(tree, monkeypatch, tmp_path):
@@ -223,17 +235,27 @@ def test_load_source_dispatch(tree, monkeypatch):
 # --- URL policy: no connections at all -----------------------------------------------------------
 
 
+def logical_url(request: httpx.Request) -> str:
+    """The URL as the caller wrote it: the request goes to the checked IP, ``Host`` keeps the name."""
+    return str(request.url.copy_with(netloc=request.headers["host"].encode("ascii")))
+
+
 class Recorder:
-    """A mock transport that records requests and answers from a routing table."""
+    """A mock transport that records requests (as written, and the address connected to) and answers
+    from a routing table keyed by the URL as written."""
 
     def __init__(self, routes: dict[str, httpx.Response] | None = None) -> None:
         self.routes = routes or {}
         self.requested: list[str] = []
+        self.connected: list[str] = []
+        self.sni: list[str | None] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requested.append(str(request.url))
+        self.requested.append(logical_url(request))
+        self.connected.append(request.url.host)
+        self.sni.append(request.extensions.get("sni_hostname"))
         try:
-            return self.routes[str(request.url)]
+            return self.routes[logical_url(request)]
         except KeyError:
             raise AssertionError(f"unexpected request to {request.url}") from None
 
@@ -321,9 +343,67 @@ PUBLIC = resolver({"public.example": ["93.184.216.34"], "cdn.example": ["93.184.
                    "evil.example": ["10.0.0.5"]})
 
 
-def test_public_url_is_fetched():
+def test_public_url_is_fetched_from_the_checked_address():
     rec = Recorder({"https://public.example/a.png": httpx.Response(200, content=PNG)})
     assert run(fetch_url("https://public.example/a.png", URLS_ON, client=rec.client(), resolve=PUBLIC)) == PNG
+    assert rec.connected == ["93.184.216.34"] and rec.sni == ["public.example"]
+
+
+def test_dns_rebinding_cannot_reach_the_second_answer():
+    """A name server that answers a public address first and a private one second: the host is
+    resolved once, and the connection goes to the first (checked) address."""
+    lookups: list[str] = []
+
+    async def rebinding(host: str) -> list[str]:
+        lookups.append(host)
+        return ["93.184.216.34"] if len(lookups) == 1 else ["127.0.0.1"]
+
+    rec = Recorder({"https://rebind.example:8443/a.png?x=1": httpx.Response(200, content=PNG)})
+    url = "https://rebind.example:8443/a.png?x=1"
+    assert run(fetch_url(url, URLS_ON, client=rec.client(), resolve=rebinding)) == PNG
+    assert lookups == ["rebind.example"]
+    assert rec.connected == ["93.184.216.34"] and rec.sni == ["rebind.example"]
+    assert rec.requested == [url]  # Host: rebind.example:8443
+
+
+def test_each_redirect_hop_is_resolved_once_and_pinned():
+    lookups: list[str] = []
+
+    def counting(host: str) -> list[str]:  # a sync resolver works too
+        lookups.append(host)
+        return {"public.example": ["93.184.216.34"], "cdn.example": ["2606:4700::1111", "93.184.216.35"]}[host]
+
+    rec = Recorder({
+        "http://public.example/a.png": httpx.Response(302, headers={"Location": "http://cdn.example/b.png"}),
+        "http://cdn.example/b.png": httpx.Response(200, content=PNG),
+    })
+    assert run(fetch_url("http://public.example/a.png", URLS_ON, client=rec.client(), resolve=counting)) == PNG
+    assert lookups == ["public.example", "cdn.example"]
+    assert rec.connected == ["93.184.216.34", "2606:4700::1111"] and rec.sni == [None, None]
+
+
+def test_the_next_checked_address_is_tried_when_the_first_does_not_connect():
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.host)
+        if request.url.host == "93.184.216.34":
+            raise httpx.ConnectError("refused", request=request)
+        return httpx.Response(200, content=PNG)
+
+    resolve = resolver({"two.example": ["93.184.216.34", "93.184.216.35"]})
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    assert run(fetch_url("http://two.example/a.png", URLS_ON, client=client, resolve=resolve)) == PNG
+    assert seen == ["93.184.216.34", "93.184.216.35"]
+
+
+def test_resolver_answers_that_are_not_addresses_are_refused():
+    rec = Recorder()
+    bad = resolver({"odd.example": ["internal.corp"]})
+    with pytest.raises(InputRejected, match="not an IP address"):
+        run(fetch_url("http://odd.example/a.png", InputPolicy(allow_urls=True, allow_private_urls=True),
+                      client=rec.client(), resolve=bad))
+    assert rec.requested == []
 
 
 def test_redirects_are_followed_and_rechecked():
@@ -480,10 +560,147 @@ def test_connected_address_is_checked_against_dns_rebinding(local_server):
     client = httpx.AsyncClient(transport=transport)
     resolve = resolver({"public.example": ["93.184.216.34"]})
     policy = InputPolicy(allow_urls=True)
-    # The peer check catches a name that resolved publicly but connected to loopback (DNS rebinding).
+    # The client connects to the checked address (never the name); where the transport ends up
+    # elsewhere anyway (here: loopback), the peer check refuses before the body is read.
     with pytest.raises(InputRejected, match="connected to the non-public address 127.0.0.1"):
         run(fetch_url("http://public.example/img.png", policy, client=client, resolve=resolve))
-    assert backend.connected == ["public.example"]
+    assert backend.connected == ["93.184.216.34"]
+
+
+class _HostEcho(BaseHTTPRequestHandler):
+    """Answers the PNG and remembers the Host header of each request."""
+
+    hosts: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server API
+        type(self).hosts.append(self.headers.get("Host", ""))
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(PNG)))
+        self.end_headers()
+        self.wfile.write(PNG)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def echo_server():
+    _HostEcho.hosts = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _HostEcho)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_real_connection_goes_to_the_first_checked_address(echo_server):
+    """Real sockets: a rebinding resolver (public first, private second) and a network backend that
+    records the address asked for and carries the bytes to the loopback test server. The connection
+    is opened to the first answer, not to the name, and the name server is asked only once."""
+    lookups: list[str] = []
+
+    async def rebinding(host: str) -> list[str]:
+        lookups.append(host)
+        return ["93.184.216.34"] if len(lookups) == 1 else ["127.0.0.1"]
+
+    class Stream(httpcore.AsyncNetworkStream):  # reports the address it was asked for as the peer
+        def __init__(self, inner, host):
+            self.inner, self.host = inner, host
+
+        async def read(self, max_bytes, timeout=None):
+            return await self.inner.read(max_bytes, timeout)
+
+        async def write(self, buffer, timeout=None):
+            await self.inner.write(buffer, timeout)
+
+        async def aclose(self):
+            await self.inner.aclose()
+
+        def get_extra_info(self, info):
+            return (self.host, 80) if info == "server_addr" else self.inner.get_extra_info(info)
+
+    class Pinned(httpcore.AsyncNetworkBackend):
+        def __init__(self) -> None:
+            self.inner = httpcore.AnyIOBackend()
+            self.connected: list[str] = []
+
+        async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+            self.connected.append(host)
+            return Stream(await self.inner.connect_tcp("127.0.0.1", echo_server, timeout=timeout), host)
+
+        async def sleep(self, seconds: float) -> None:
+            await self.inner.sleep(seconds)
+
+    backend = Pinned()
+    transport = httpx.AsyncHTTPTransport()
+    transport._pool = httpcore.AsyncConnectionPool(network_backend=backend)
+    client = httpx.AsyncClient(transport=transport)
+    assert run(fetch_url("http://rebind.example/img.png", URLS_ON, client=client, resolve=rebinding)) == PNG
+    assert backend.connected == ["93.184.216.34"] and lookups == ["rebind.example"]
+    assert _HostEcho.hosts == ["rebind.example"]
+
+
+def _tls_server(tmp_path, name: str):
+    """A loopback HTTPS server whose certificate (from a throwaway CA) names ``name``."""
+    import datetime
+    import ssl
+
+    x509 = pytest.importorskip("cryptography.x509")
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def cert(subject, issuer, key, signer, ca):
+        builder = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+                   .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if not ca:
+            builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(subject)]), critical=False)
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = cert("test CA", "test CA", ca_key, ca_key, True)
+    leaf = cert(name, "test CA", key, ca_key, False)
+    (tmp_path / "leaf.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                         serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(tmp_path / "leaf.pem", tmp_path / "key.pem")
+    client_ctx = ssl.create_default_context(cadata=ca.public_bytes(serialization.Encoding.PEM).decode())
+    _HostEcho.hosts = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _HostEcho)
+    server.socket = server_ctx.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return server, client_ctx
+
+
+@pytest.mark.parametrize("cert_name, ok", [("img.example", True), ("other.example", False)])
+def test_https_to_the_checked_ip_verifies_the_certificate_for_the_host_name(tmp_path, cert_name, ok):
+    """The request goes to 127.0.0.1 (the address the resolver gave), yet TLS verifies the
+    certificate against the URL's host name (sni_hostname), so a wrong certificate is refused."""
+    server, client_ctx = _tls_server(tmp_path, cert_name)
+    try:
+        port = server.server_address[1]
+        policy = InputPolicy(allow_urls=True, allow_private_urls=True)
+        client = httpx.AsyncClient(verify=client_ctx, trust_env=False)
+        url = f"https://img.example:{port}/img.png"
+        if ok:
+            assert run(fetch_url(url, policy, client=client, resolve=resolver({"img.example": ["127.0.0.1"]}))) == PNG
+            assert _HostEcho.hosts == [f"img.example:{port}"]
+        else:
+            with pytest.raises(InputRejected, match="failed .*ConnectError"):
+                run(fetch_url(url, policy, client=client, resolve=resolver({"img.example": ["127.0.0.1"]})))
+            assert _HostEcho.hosts == []
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_localhost_name_refused(local_server):
