@@ -78,9 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         from .compat import SDK_VERSION, serve_stdio
         from .server import create_server, serve_http
-        from .service import SegZeroService
+        from .service import SegZeroService, preflight
 
         log.info("segzero-mcp %s (mcp %s), %s transport", __version__, SDK_VERSION, settings.transport)
+        preflight(settings)  # unknown names and broken plugins exit now, with their codes
         service = SegZeroService(settings)
         if not settings.lazy:
             service.start_loading()  # in the background: the protocol is served meanwhile

@@ -97,7 +97,7 @@ class ModelLoader:
         self.progress = event
 
     def _run(self) -> None:
-        log.info("loading %s ...", self.describe)
+        log.info("loading models in the background: %s ...", self.describe)
         t0 = time.perf_counter()
         try:
             with progress_reporting(self._record):

@@ -347,6 +347,28 @@ class SegZeroService:
                              budget_hint=BUDGET_HINT, format_hint=FORMAT_HINT, overlay_max_side=s.overlay_max_side)
 
 
+def preflight(settings: ServerSettings) -> None:
+    """The checks that need no model: the preset, the registry names, and plugin backend classes
+    (imported now, so that a typo exits at once with its code instead of failing every call later).
+    Built-in backends are not imported here: that would pull in torch before the server answers.
+
+    Raises:
+        SegZeroError: UnknownModelError (exit 4), BackendError (exit 5), SettingsError.
+    """
+    from segzero_tool.backends import REASONER_BACKENDS, SEGMENTER_BACKENDS, resolve_reasoner_class, \
+        resolve_segmenter_class
+    from segzero_tool.registry import get_preset, resolve_model
+
+    p = settings.pipeline
+    preset = get_preset(p.preset)
+    for kind, backend, table, resolve in (("reasoner", p.reasoner_backend, REASONER_BACKENDS, resolve_reasoner_class),
+                                          ("segmenter", p.segmenter_backend, SEGMENTER_BACKENDS,
+                                           resolve_segmenter_class)):
+        if backend.strip().lower() not in table:
+            resolve(backend)  # a plugin: import it now (BackendError names the problem)
+        resolve_model(getattr(p, kind) or getattr(preset, kind), kind)  # type: ignore[arg-type]
+
+
 def configured_model(p: Any, kind: str) -> str:
     """The model a :class:`PipelineSettings` names for ``kind`` (its own, else its preset's)."""
     value = getattr(p, kind)
@@ -400,5 +422,5 @@ def _reason(pipe: SegZeroPipeline, loaded: Any, query: str, prompt_format: str |
     return pipe.segment(loaded, query, prompt_format=prompt_format, max_objects=max_objects, compute_masks=False)
 
 
-__all__ = ["SegZeroService", "Gate", "ServerBusy", "CallProgress", "run_in_thread", "tool_error_message",
+__all__ = ["SegZeroService", "preflight", "Gate", "ServerBusy", "CallProgress", "run_in_thread", "tool_error_message",
            "describe_models", "STAGES"]
