@@ -355,8 +355,12 @@ def preflight(settings: ServerSettings) -> None:
     Raises:
         SegZeroError: UnknownModelError (exit 4), BackendError (exit 5), SettingsError.
     """
-    from segzero_tool.backends import REASONER_BACKENDS, SEGMENTER_BACKENDS, resolve_reasoner_class, \
-        resolve_segmenter_class
+    from segzero_tool.backends import (
+        REASONER_BACKENDS,
+        SEGMENTER_BACKENDS,
+        resolve_reasoner_class,
+        resolve_segmenter_class,
+    )
     from segzero_tool.registry import get_preset, resolve_model
 
     p = settings.pipeline
