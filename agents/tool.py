@@ -30,7 +30,6 @@ import asyncio
 import base64
 import contextlib
 import io
-import math
 import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -49,11 +48,11 @@ from segzero_tool.errors import (
     SegZeroError,
 )
 from segzero_tool.images import DEFAULT_MAX_PIXELS, LoadedImage
-from segzero_tool.parsing import ParseStatus
 from segzero_tool.prompts import DEFAULT_MAX_QUERY_CHARS, validate_query
 from segzero_tool.result import SegmentationResult
 from segzero_tool.settings import PipelineSettings
 from segzero_tool.sources import ImagePolicy, decode_base64_image, load_image_source
+from segzero_tool.summary import TEXT_BUDGET, summarize
 
 if TYPE_CHECKING:
     from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackManagerForToolRun
@@ -85,13 +84,6 @@ def tool_description(*, allow_urls: bool = False) -> str:
 DESCRIPTION = tool_description(allow_urls=False)
 DESCRIPTION_WITH_URLS = tool_description(allow_urls=True)
 
-_STATUS_WORDS = {
-    ParseStatus.OK: "the answer held no object",
-    ParseStatus.NO_OBJECTS: "the model answered that nothing in the image matches",
-    ParseStatus.NO_ANSWER: "the model wrote no answer",
-    ParseStatus.INVALID_JSON: "the model's answer was not valid JSON",
-    ParseStatus.INVALID_OBJECTS: "the model's answer held no usable box or point",
-}
 _IMAGE_HINT = ("Pass `image` as the path of a readable image file{roots}, {url}a data: URL "
                "(data:image/png;base64,...) or the base64 of an image file{no_urls}.")
 
@@ -128,47 +120,17 @@ class SegmentArgsWithUrls(SegmentArgs):
 
 # --- the summary the model reads -------------------------------------------------------------------
 
+#: How a LangChain user raises the token budget / picks the prompt format (named in the summary).
+BUDGET_HINT = "raise max_new_tokens of the pipeline (SegZeroPipeline.from_pretrained(..., max_new_tokens=N))"
+FORMAT_HINT = "check the pipeline's reasoner and prompt_format, or pass prompt_format to the tool"
 
-def _clip(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: max(0, limit - 1)].rstrip() + "…"
 
-
-def summarize_result(result: SegmentationResult, *, reasoning_chars: int = 600) -> str:
-    """The compact text a chat model reads: objects with boxes, points, scores and areas, reasoning,
-    and the parse status and issues when nothing was found."""
-    w, h = result.image_size
-    lines: list[str] = []
-    if result.objects:
-        lines.append(f"Found {len(result.objects)} object(s) for the query {result.query!r} in the {w}x{h} image.")
-        lines.append("Coordinates are original-image pixels, origin top-left, x right, y down; "
-                     "box = [x1, y1, x2, y2] inclusive; point = (x, y).")
-        for i, obj in enumerate(result.objects):
-            parts = [f"#{i}:", f"box {list(obj.box) if obj.box is not None else 'none'};"]
-            if obj.points:
-                pts = ", ".join(f"({x}, {y})" for x, y in obj.points)
-                parts.append(f"point{'s' if len(obj.points) > 1 else ''} {pts};")
-            parts.append(f"score {obj.score:.2f};" if math.isfinite(obj.score) else "score n/a;")
-            if obj.mask is not None:
-                parts.append(f"area {obj.area} px ({100.0 * obj.area / max(1, w * h):.1f}% of the image)")
-            else:
-                parts.append("no mask")
-            if obj.label:
-                parts.append(f"; label {_clip(obj.label, 80)!r}")
-            lines.append(" ".join(parts).replace(" ;", ";"))
-    else:
-        why = _STATUS_WORDS.get(result.parse_status, result.parse_status.value)
-        lines.append(f"No object found for the query {result.query!r} in the {w}x{h} image "
-                     f"(parse status {result.parse_status.value}: {why}).")
-        if result.parse_issues:
-            issues = "; ".join(_clip(s, 160) for s in result.parse_issues[:5])
-            more = f" (+{len(result.parse_issues) - 5} more)" if len(result.parse_issues) > 5 else ""
-            lines.append(f"Issues: {issues}{more}.")
-    lines.append(f"Reasoning: {_clip(result.reasoning, reasoning_chars) if result.reasoning.strip() else '(none)'}")
-    if not result.objects:
-        lines.append("Try a more concrete query (name the object and where it is), or the object may not be "
-                     "in the image.")
-    return "\n".join(lines)
+def summarize_result(result: SegmentationResult, *, reasoning_chars: int = 600, max_chars: int = TEXT_BUDGET) -> str:
+    """The compact text a chat model reads (:func:`segzero_tool.summary.summarize`, shared with the MCP
+    server): objects with boxes, points, scores and areas, the reasoning, and, when nothing was found,
+    the parse status, the issues and what could help; at most ``max_chars`` (8,000) characters."""
+    return summarize(result, max_chars=max_chars, reasoning_chars=reasoning_chars, budget_hint=BUDGET_HINT,
+                     format_hint=FORMAT_HINT)
 
 
 def _image_hint(policy: ImagePolicy) -> str:

@@ -131,7 +131,32 @@ def test_nothing_found_says_why(make_pipeline, coffee):
     msg = tool.invoke(call(tool, image=str(coffee), query=QUERY))
     assert msg.status == "success" and msg.artifact.objects == []
     assert msg.content.startswith(f"No object found for the query {QUERY!r} in the 600x400 image (parse status no_answer")
-    assert "Reasoning: I see no drink." in msg.content and "more concrete query" in msg.content
+    assert "Reasoning: I see no drink." in msg.content
+    # a format problem, not a query problem: no advice to rephrase, but where to look
+    assert "expected format" in msg.content and "prompt_format" in msg.content and "rephras" not in msg.content
+
+
+def test_many_objects_stay_within_the_text_budget(make_pipeline, coffee):
+    import json
+
+    objs = [{"bbox_2d": [i, i, i + 50, i + 40], "point_2d": [i + 25, i + 20], "label": "a very long label " * 5}
+            for i in range(100)]
+    tool = SegmentByReasoningTool.from_pipeline(make_pipeline("<think>" + "hmm " * 2000 + "</think><answer>"
+                                                              + json.dumps(objs) + "</answer>", max_objects=100))
+    msg = tool.invoke(call(tool, image=str(coffee), query=QUERY))
+    assert len(msg.artifact.objects) == 100 and len(msg.content) <= 8000
+    assert "#0:" in msg.content and "more object(s)" in msg.content
+
+
+def test_cut_off_answer_names_the_budget_not_rephrasing(make_pipeline, coffee):
+    from segzero_tool.reasoners.base import ReasonerOutput
+
+    pipe = make_pipeline("x")
+    pipe.reasoner.generate = lambda requests: [ReasonerOutput("<think>hmm hmm", finish_reason="length")]
+    tool = SegmentByReasoningTool.from_pipeline(pipe)
+    msg = tool.invoke(call(tool, image=str(coffee), query=QUERY))
+    assert "token budget" in msg.content and "max_new_tokens" in msg.content
+    assert "more concrete query" not in msg.content
 
 
 def test_nothing_found_lists_the_parse_issues(make_pipeline, coffee):
