@@ -37,7 +37,7 @@ from typing import Any, BinaryIO
 
 import anyio
 from mcp.server.transport_security import TransportSecuritySettings
-from mcp.types import CallToolResult, ImageContent, ResourceLink, TextContent, ToolAnnotations
+from mcp.types import CallToolResult, Completion, ImageContent, ResourceLink, TextContent, ToolAnnotations
 
 try:  # mcp 2.x
     from mcp.server.mcpserver import Context
@@ -62,7 +62,7 @@ except Exception:  # pragma: no cover - not installed as a distribution
 
 __all__ = [
     "SDK_MAJOR", "SDK_VERSION", "Server", "Context", "ToolError", "ResourceError", "ResourceNotFoundError",
-    "CallToolResult", "TextContent", "ImageContent", "ResourceLink", "ToolAnnotations",
+    "CallToolResult", "Completion", "TextContent", "ImageContent", "ResourceLink", "ToolAnnotations",
     "TransportSecuritySettings", "new_server", "tool_result", "lowlevel_server", "streamable_http_app",
     "serve_stdio", "divert_stdout", "dump", "set_server_version", "resource_not_found_as_invalid_params",
     "RESOURCE_NOT_FOUND_CODE",

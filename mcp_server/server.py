@@ -143,6 +143,26 @@ def _add_resources(server: Any, svc: SegZeroService) -> None:
     async def overlay(result_id: str) -> bytes:
         return await read(store.overlay_png, result_id)
 
+    @server.completion()
+    async def complete(ref: Any, argument: Any, context: Any) -> Any:
+        """Completions for the result templates: recent result ids (most recent first), object indices."""
+        uri = getattr(ref, "uri", None)
+        if not isinstance(uri, str) or not uri.startswith("segzero://results/"):
+            return None
+        partial = str(getattr(argument, "value", "") or "")
+        if argument.name == "result_id":
+            values = [rid for rid in reversed(store.ids()) if rid.startswith(partial)][:100]
+        elif argument.name == "index":
+            given = dict(getattr(context, "arguments", None) or {})
+            try:
+                count = store.get(given.get("result_id", "")).n_objects
+            except ResultNotFound:
+                count = 0
+            values = [str(i) for i in range(count) if str(i).startswith(partial)][:100]
+        else:
+            return None
+        return compat.Completion(values=values, total=len(values), hasMore=False)
+
     @server.resource(STATUS_URI, name="status", mime_type="application/json",
                      description="The server's state: models loading / ready / failed (with the cause), the models "
                                  "and device, the call queue and the stored results.")

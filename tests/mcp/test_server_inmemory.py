@@ -270,3 +270,19 @@ async def test_lazy_loads_once_on_first_calls(kit, image_root, tiny_models, monk
         results = await asyncio.gather(client.call(args), client.call(args))
     assert [len(r["structuredContent"]["objects"]) for r in results] == [2, 2]
     assert len(builds) == 1 and builds[0]["max_objects"] == 5
+
+
+async def test_result_ids_and_indices_complete(make_server, kit, image_root):
+    from mcp.types import ResourceTemplateReference
+
+    async with kit.connect_memory(make_server()) as client:
+        rids = [(await client.call({"image": str(image_root / "coffee.png"), "query": "q"}))["structuredContent"][
+            "result_id"] for _ in range(2)]
+        ref = ResourceTemplateReference(type="ref/resource", uri="segzero://results/{result_id}/objects/{index}/mask.png")
+        session = client.session
+        ids = await session.complete(ref, {"name": "result_id", "value": ""})
+        assert ids.completion.values == rids[::-1]  # most recent first
+        one = await session.complete(ref, {"name": "result_id", "value": rids[0][:6]})
+        assert rids[0] in one.completion.values
+        idx = await session.complete(ref, {"name": "index", "value": ""}, context_arguments={"result_id": rids[1]})
+        assert idx.completion.values == ["0", "1"]
