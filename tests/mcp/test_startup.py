@@ -248,3 +248,26 @@ def test_without_the_mcp_extra_one_line_and_exit_5(kit, tmp_path):
     assert proc.returncode == 5, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and 'pip install "segzero-tool[mcp]"' in lines[0] and "Traceback" not in proc.stderr
+
+
+@pytest.mark.anyio
+async def test_progress_reaches_an_sdk_client_over_streamable_http(kit, image_root, tmp_path):
+    folder = slow_folder(tmp_path, kit.ANSWER, load_s=3, answer_s=5)
+    args = ["--reasoner", str(folder), "--reasoner-backend", "slow_plugins:SlowLoadingReasoner",
+            "--segmenter-backend", "scripted:BoxSegmenter", "--device", "cpu", "--allow-root", str(image_root)]
+    server = kit.HttpServer(args, kit.server_env(), image_root, tmp_path / "http.log")
+    seen: list[tuple[float, str | None]] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        seen.append((value, message))
+
+    try:
+        server.wait_ready(60)
+        async with kit.connect_http(server.url) as client:
+            res = await client.call({"image": "coffee.png", "query": "the cup"}, progress=on_progress)
+    finally:
+        server.stop()
+    assert res.get("isError") is not True and len(res["structuredContent"]["objects"]) == 2
+    messages = [m or "" for _, m in seen]
+    assert sum(m.startswith("loading models") for m in messages) >= 1, messages
+    assert sum(m.startswith("reasoning") for m in messages) >= 2, messages
