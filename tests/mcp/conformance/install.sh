@@ -2,6 +2,10 @@
 # Install the MCP conformance suite (npm @modelcontextprotocol/conformance, pinned by package-lock.json
 # here) and a Node >= 22 to run it into .conformance/ at the repository root, or into
 # $SEGZERO_CONFORMANCE_DIR. tests/mcp/test_conformance.py then runs it against `segzero-mcp --http`.
+# The MCP Inspector (npm @modelcontextprotocol/inspector, same lock file) comes with it:
+# tests/mcp/test_inspector_cli.py runs its CLI mode (`.conformance/bin/mcp-inspector --cli ...`) against
+# segzero-mcp over stdio, as a user does. Its one install script (postinstall) does nothing when it is
+# installed as a dependency, so --ignore-scripts loses nothing; its CLI mode needs no browser.
 #
 #   bash tests/mcp/conformance/install.sh        # idempotent: a second run only checks the install
 #
@@ -19,6 +23,8 @@ repo="$(cd "$here/../../.." && pwd)"
 dest="${SEGZERO_CONFORMANCE_DIR:-$repo/.conformance}"
 suite_pkg="@modelcontextprotocol/conformance"
 suite_version="$(sed -n 's/.*"@modelcontextprotocol\/conformance": *"\([^"]*\)".*/\1/p' "$here/package.json" | head -n1)"
+inspector_pkg="@modelcontextprotocol/inspector"
+inspector_version="$(sed -n 's/.*"@modelcontextprotocol\/inspector": *"\([^"]*\)".*/\1/p' "$here/package.json" | head -n1)"
 start=$(date +%s)
 
 say() { echo "conformance install: $*" >&2; }
@@ -52,14 +58,15 @@ fi
 case "$mode" in system | package | patch) ;; *) say "ERROR: SEGZERO_CONFORMANCE_NODE_MODE=$mode (system, package or patch)"; exit 2 ;; esac
 
 lock_sum="$(cat "$here/package.json" "$here/package-lock.json" "$here/install.sh" | cksum | cut -d' ' -f1)"
-stamp="suite=$suite_version lock=$lock_sum mode=$mode os=$os-$arch"
+stamp="suite=$suite_version inspector=$inspector_version lock=$lock_sum mode=$mode os=$os-$arch"
 if [ -f "$dest/.installed" ] && [ "$(cat "$dest/.installed")" = "$stamp" ] \
-        && [ "$("$dest/bin/conformance" --version 2>/dev/null)" = "$suite_version" ]; then
-    say "$suite_pkg $suite_version already installed in $dest (node $("$dest/bin/node" --version), $mode)"
+        && [ "$("$dest/bin/conformance" --version 2>/dev/null)" = "$suite_version" ] \
+        && [ "$("$dest/bin/mcp-inspector" --version 2>/dev/null)" = "$inspector_version" ]; then
+    say "$suite_pkg $suite_version and $inspector_pkg $inspector_version already installed in $dest (node $("$dest/bin/node" --version), $mode)"
     exit 0
 fi
 
-say "installing $suite_pkg $suite_version into $dest (node: $mode)"
+say "installing $suite_pkg $suite_version and $inspector_pkg $inspector_version into $dest (node: $mode)"
 mkdir -p "$dest"
 rm -f "$dest/.installed"
 cp "$here/package.json" "$here/package-lock.json" "$dest/"
@@ -107,10 +114,30 @@ exec "$bin/node" "$bin/../node_modules/@modelcontextprotocol/conformance/dist/in
 EOF
 chmod +x "$dest/bin/conformance"
 
+cat >"$dest/bin/mcp-inspector" <<'EOF'
+#!/bin/sh
+# Written by tests/mcp/conformance/install.sh: the MCP Inspector's launcher (`mcp-inspector --cli ...`)
+# on the Node it installed.
+bin="$(cd "$(dirname "$0")" && pwd)"
+PATH="$bin:$PATH"
+export PATH
+exec "$bin/node" "$bin/../node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js" "$@"
+EOF
+chmod +x "$dest/bin/mcp-inspector"
+
 got="$("$dest/bin/conformance" --version)"
 if [ "$got" != "$suite_version" ]; then
     say "ERROR: $dest/bin/conformance --version printed '$got', expected $suite_version"
     exit 1
 fi
+got="$("$dest/bin/mcp-inspector" --version)"
+if [ "$got" != "$inspector_version" ]; then
+    say "ERROR: $dest/bin/mcp-inspector --version printed '$got', expected $inspector_version"
+    exit 1
+fi
+# The Inspector declares Node >= 22.19 (it ran on Node 20 too when tried, but that is not promised).
+if ! "$dest/bin/node" -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 22 || (a === 22 && b >= 19) ? 0 : 1)'; then
+    say "WARNING: $inspector_pkg wants Node >= 22.19; with node $("$dest/bin/node" --version) its CLI may fail"
+fi
 echo "$stamp" >"$dest/.installed"
-say "installed $suite_pkg $suite_version (node $("$dest/bin/node" --version), $mode) in $(( $(date +%s) - start )) s"
+say "installed $suite_pkg $suite_version and $inspector_pkg $inspector_version (node $("$dest/bin/node" --version), $mode) in $(( $(date +%s) - start )) s"
