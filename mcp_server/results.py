@@ -20,8 +20,6 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from segzero_tool.summary import TEXT_BUDGET, Links, summarize
-
 from .models import SegmentationOutput, result_uri
 
 if TYPE_CHECKING:
@@ -110,6 +108,8 @@ def encode_result(result: SegmentationResult, rid: str, *, mask_encoding: str, m
         budget_hint: how to raise the token budget, for the text (see :func:`summarize`).
         overlay_max_side: for the links' descriptions.
     """
+    from segzero_tool.summary import TEXT_BUDGET, Links, summarize
+
     d = stored if (stored is not None and mask_encoding == "rle") else result.to_dict(mask_encoding)  # type: ignore[arg-type]
     masks: list[Any] = []
     objects: list[dict[str, Any]] = []

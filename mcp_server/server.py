@@ -13,13 +13,12 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
 
 from segzero_tool import __version__
 from segzero_tool.errors import SegZeroError
-from segzero_tool.pipeline import SegZeroPipeline
 
 from . import compat
 from .compat import CallToolResult, Context
@@ -39,6 +38,9 @@ from .service import STAGES, SegZeroService, tool_error_message
 from .settings import ServerSettings
 from .store import ResultNotFound
 
+if TYPE_CHECKING:  # the pipeline (numpy and friends) is imported by the background load, not at start
+    from segzero_tool.pipeline import SegZeroPipeline
+
 log = logging.getLogger("segzero_tool.mcp_server")
 
 INSTRUCTIONS = (
@@ -51,7 +53,7 @@ INSTRUCTIONS = (
 STATUS_URI = "segzero://status"
 
 
-def create_server(settings: ServerSettings | None = None, *, pipeline: SegZeroPipeline | None = None,
+def create_server(settings: ServerSettings | None = None, *, pipeline: "SegZeroPipeline | None" = None,
                   service: SegZeroService | None = None) -> Any:
     """Build the MCP server (a ``FastMCP`` on mcp 1.x, an ``MCPServer`` on mcp 2.x).
 

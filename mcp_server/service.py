@@ -34,7 +34,6 @@ import anyio
 from segzero_tool import __version__
 from segzero_tool.cancel import CancelToken, cancellation
 from segzero_tool.errors import ImageLoadError, ImageTooLargeError, QueryError, SegZeroError
-from segzero_tool.images import load_image
 from segzero_tool.progress import Progress, progress_reporting
 from segzero_tool.prompts import validate_query
 
@@ -305,7 +304,10 @@ class SegZeroService:
             try:
                 await calls.stage(1, "loading image")
                 source = await load_source(image, self.policy, read_resource=self.read_own_resource)
-                loaded = await run_in_thread(token, functools.partial(load_image, max_pixels=self.settings.max_pixels), source)
+                from segzero_tool.images import load_image
+
+                loaded = await run_in_thread(token, functools.partial(load_image, max_pixels=self.settings.max_pixels),
+                                             source)
                 if not self.loaded:
                     await calls.stage(2, "loading models")
 

@@ -18,13 +18,12 @@ import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from segzero_tool.errors import SegZeroError
-from segzero_tool.masks import mask_to_png_bytes, rle_decode
-from segzero_tool.result import SegmentationResult
+
+if TYPE_CHECKING:
+    from segzero_tool.result import SegmentationResult
 
 _ID_CHARS = 16
 
@@ -164,6 +163,10 @@ class ResultStore:
             ResultNotFound: unknown or evicted id.
             MaskNotFound: ``index`` out of range, or the result was computed without masks.
         """
+        import numpy as np
+
+        from segzero_tool.masks import mask_to_png_bytes, rle_decode
+
         entry = self.get(result_id)
         d = entry.result_dict
         objects = d.get("objects", [])

@@ -11,26 +11,44 @@ and transformers load only when a model does.
 
 from __future__ import annotations
 
-from .errors import (
-    BackendError,
-    DeviceError,
-    ImageLoadError,
-    ImageTooLargeError,
-    MissingDependencyError,
-    ModelLoadError,
-    QueryError,
-    SegZeroError,
-    UnknownModelError,
-)
-from .frame import DEFAULT_FRAME_SIZE, ReasoningFrame
-from .images import LoadedImage, load_image
-from .parsing import FrameObject, ParsedOutput, ParseStatus, parse_output
-from .pipeline import SegZeroPipeline
-from .prompts import PromptFormat, build_prompt
-from .reasoners.base import Reasoner, ReasonerOutput, ReasonerRequest
-from .registry import MODELS, PRESETS, resolve_model
-from .result import SegmentationResult, SegmentedObject
-from .segmenters.base import ObjectPrompt, Segmenter, SegmenterOutput
+import importlib
+from typing import Any
+
+#: public name -> submodule that defines it (imported on first use, so that ``import segzero_tool``
+#: stays light: no numpy, PIL, torch or transformers until a name that needs them is used)
+_EXPORTS: dict[str, str] = {
+    "BackendError": "errors",
+    "DeviceError": "errors",
+    "ImageLoadError": "errors",
+    "ImageTooLargeError": "errors",
+    "MissingDependencyError": "errors",
+    "ModelLoadError": "errors",
+    "QueryError": "errors",
+    "SegZeroError": "errors",
+    "UnknownModelError": "errors",
+    "DEFAULT_FRAME_SIZE": "frame",
+    "ReasoningFrame": "frame",
+    "LoadedImage": "images",
+    "load_image": "images",
+    "FrameObject": "parsing",
+    "ParsedOutput": "parsing",
+    "ParseStatus": "parsing",
+    "parse_output": "parsing",
+    "SegZeroPipeline": "pipeline",
+    "PromptFormat": "prompts",
+    "build_prompt": "prompts",
+    "Reasoner": "reasoners.base",
+    "ReasonerOutput": "reasoners.base",
+    "ReasonerRequest": "reasoners.base",
+    "MODELS": "registry",
+    "PRESETS": "registry",
+    "resolve_model": "registry",
+    "SegmentationResult": "result",
+    "SegmentedObject": "result",
+    "ObjectPrompt": "segmenters.base",
+    "Segmenter": "segmenters.base",
+    "SegmenterOutput": "segmenters.base",
+}
 
 __version__ = "0.1.0"
 
@@ -68,3 +86,16 @@ __all__ = [
     "parse_output",
     "resolve_model",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

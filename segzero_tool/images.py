@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any, Union
 import numpy as np
 
 from .errors import ImageLoadError, ImageTooLargeError
+from .limits import DEFAULT_MAX_PIXELS as _DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:
     from PIL import Image
 
-#: Default pixel limit: 100 megapixels (e.g. 12000 x 8333). Configurable everywhere.
-DEFAULT_MAX_PIXELS = 100_000_000
+#: Default pixel limit: 100 megapixels (e.g. 12000 x 8333), from :mod:`.limits`. Configurable everywhere.
+DEFAULT_MAX_PIXELS = _DEFAULT_MAX_PIXELS
 
 ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, "Image.Image", np.ndarray]
 

@@ -33,3 +33,19 @@ def test_all_package_folders_are_declared():
 def test_console_script_declared():
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["segzero"] == "segzero_tool.cli:main"
+
+
+def test_the_mcp_server_starts_without_numpy_or_the_pipeline():
+    """What segzero-mcp imports before it answers initialize: the SDK and the server, nothing heavy (the
+    pipeline, numpy, PIL and torch come with the background load)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import segzero_tool.mcp_server.cli, segzero_tool.mcp_server.server, "
+            "segzero_tool.mcp_server.service; from segzero_tool.mcp_server.settings import ServerSettings; "
+            "ServerSettings.from_args([]); "
+            "print(sorted(m for m in ('numpy', 'PIL', 'torch', 'transformers', 'segzero_tool.pipeline') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", out.stdout

@@ -11,10 +11,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from ..errors import ImageSourceRejected
-from ..images import DEFAULT_MAX_PIXELS, LoadedImage, load_image
+from ..limits import DEFAULT_MAX_PIXELS
 from .encoded import _BASE64_RE, _WHITESPACE_RE, decode_base64_image
 from .net import HTTP_SCHEMES, _run_async, afetch_url, fetch_url
 from .paths import _find_inside_file, resolve_local_path
@@ -33,6 +31,8 @@ from .policy import (
 
 if TYPE_CHECKING:
     import httpx
+
+    from ..images import LoadedImage
 
 #: Other network schemes: classified as URLs so that :func:`fetch_url` refuses them by name.
 _OTHER_NETWORK_SCHEMES = frozenset({"ftp", "ftps", "sftp", "ssh", "scp", "ws", "wss", "gopher", "smb", "ldap",
@@ -92,9 +92,9 @@ def classify_source(source: object, policy: ImagePolicy | None = None) -> Source
         return "path"
     if isinstance(source, (bytes, bytearray, memoryview)):
         return "bytes"
-    if isinstance(source, LoadedImage):
+    if _is_loaded(source):
         return "loaded"
-    if isinstance(source, np.ndarray):
+    if _is_array(source):
         return "array"
     if _is_pil(source):
         return "pil"
@@ -135,10 +135,22 @@ def _local(kind: SourceKind, value: Any, policy: ImagePolicy) -> Loaded:
     return _decode_text(kind, value, policy)
 
 
+def _is_array(value: Any) -> bool:
+    """A numpy array (without importing numpy: if it is not imported, nothing is an array)."""
+    numpy = sys.modules.get("numpy")
+    return numpy is not None and isinstance(value, numpy.ndarray)
+
+
+def _is_loaded(value: Any) -> bool:
+    """A :class:`~segzero_tool.images.LoadedImage` (likewise without importing the module)."""
+    images = sys.modules.get("segzero_tool.images")
+    return images is not None and isinstance(value, images.LoadedImage)
+
+
 def _handle_result(value: Any, handle: str) -> Loaded:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
-    if isinstance(value, (Path, np.ndarray, LoadedImage)) or _is_pil(value):
+    if isinstance(value, Path) or _is_array(value) or _is_loaded(value) or _is_pil(value):
         return value
     raise TypeError(f"resolve_handle({handle[:80]!r}) returned {type(value).__name__}; it must return bytes, a "
                     "Path, a PIL image, a numpy array or a LoadedImage")
@@ -208,6 +220,8 @@ def load_image_source(source: Source, policy: ImagePolicy, *, max_pixels: int | 
     """:func:`load_source`, then decode with :func:`~segzero_tool.images.load_image` (RGB uint8,
     ``max_pixels`` checked from the header). Raises ``ImageSourceRejected`` or ``ImageLoadError``."""
     loaded = load_source(source, policy, resolve_handle=resolve_handle, transport=transport, resolve=resolve)
+    from ..images import load_image
+
     return load_image(loaded, max_pixels=max_pixels)
 
 
@@ -218,4 +232,6 @@ async def aload_image_source(source: Source, policy: ImagePolicy, *, max_pixels:
     import anyio
 
     loaded = await aload_source(source, policy, resolve_handle=resolve_handle, client=client, resolve=resolve)
+    from ..images import load_image
+
     return await anyio.to_thread.run_sync(lambda: load_image(loaded, max_pixels=max_pixels))

@@ -10,21 +10,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Union
 
-import numpy as np
-
 from ..errors import ImageSourceRejected
-from ..images import LoadedImage
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # numpy and the image module are imported only when an image is decoded
+    import numpy as np
     from PIL import Image
+
+    from ..images import LoadedImage
 
 SourceKind = Literal["path", "url", "data_url", "base64", "resource", "bytes", "pil", "array", "loaded"]
 #: host name -> IP address strings (sync or async).
 Resolver = Callable[[str], Awaitable[Sequence[str]] | Sequence[str]]
 #: handle text (``segzero://...``) -> an image value (bytes, Path, PIL image, array, LoadedImage); sync or async.
 HandleResolver = Callable[[str], Any]
-Source = Union[str, os.PathLike, bytes, bytearray, memoryview, "Image.Image", np.ndarray, LoadedImage]
-Loaded = Union[bytes, Path, "Image.Image", np.ndarray, LoadedImage]
+Source = Union[str, os.PathLike, bytes, bytearray, memoryview, "Image.Image", "np.ndarray", "LoadedImage"]
+Loaded = Union[bytes, Path, "Image.Image", "np.ndarray", "LoadedImage"]
 
 _MAX_PATH_CHARS = 4096
 _HINT_SOURCES = "pass a file path inside the allowed folders, an http(s) URL (if enabled), a data: URL or base64"
