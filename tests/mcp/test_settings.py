@@ -198,3 +198,19 @@ def test_remote_reasoner_flags_reach_the_pipeline(tmp_path):
     assert s.pipeline.reasoner_backend == "openai"
     assert s.pipeline.reasoner_base_url == "http://127.0.0.1:9/v1,http://127.0.0.1:10/v1"
     assert (s.pipeline.structured_outputs, s.pipeline.image_format) == ("regex", "jpeg")
+
+
+def test_budget_store_request_and_link_flags():
+    from segzero_tool.mcp_server.settings import ServerSettings
+    from segzero_tool.settings import SettingsError
+
+    s = ServerSettings.from_args(["--max-store-bytes", "1MB", "--max-result-bytes", "100KiB", "--max-request-bytes",
+                                  "5MB", "--resource-links", "--health-path", "/healthz"], environ={})
+    assert (s.max_store_bytes, s.max_result_bytes, s.max_request_bytes) == (1_000_000, 102_400, 5_000_000)
+    assert s.resource_links is True and s.health_path == "/healthz"
+    d = ServerSettings.from_args([], environ={"SEGZERO_MCP_RESOURCE_LINKS": "yes", "SEGZERO_MCP_MAX_STORE_BYTES": "2MiB"})
+    assert d.resource_links is True and d.max_store_bytes == 2**21 and d.max_result_bytes == 512 * 1024
+    with pytest.raises(SettingsError, match="at least 64KiB"):
+        ServerSettings.from_args(["--max-result-bytes", "1000"], environ={})
+    with pytest.raises(SettingsError, match="health path"):
+        ServerSettings.from_args(["--health-path", "/mcp"], environ={})
