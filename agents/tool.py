@@ -31,6 +31,7 @@ import base64
 import contextlib
 import io
 import os
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -48,6 +49,7 @@ from segzero_tool.errors import (
     SegZeroError,
 )
 from segzero_tool.images import DEFAULT_MAX_PIXELS, LoadedImage
+from segzero_tool.progress import Progress, progress_reporting
 from segzero_tool.prompts import DEFAULT_MAX_QUERY_CHARS, validate_query
 from segzero_tool.result import SegmentationResult
 from segzero_tool.settings import PipelineSettings
@@ -189,6 +191,8 @@ class SegmentByReasoningTool(BaseTool):
         overlay_format: ``jpeg`` (smaller) or ``png``.
         max_image_bytes: largest image accepted, as a file, as decoded base64 or as a download.
         reasoning_chars: the reasoning text in the content is cut to this many characters.
+        progress_interval_s: with ``ainvoke``, seconds between ``segzero_progress`` custom events (see
+            ``astream_events``): stage, tokens generated against the budget when countable, elapsed seconds.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -210,6 +214,7 @@ class SegmentByReasoningTool(BaseTool):
     overlay_format: Literal["jpeg", "png"] = "jpeg"
     max_image_bytes: int = Field(25_000_000, gt=0)
     reasoning_chars: int = Field(600, ge=0)
+    progress_interval_s: float = Field(2.0, gt=0, le=60)
 
     @field_validator("pipeline")
     @classmethod
@@ -330,16 +335,51 @@ class SegmentByReasoningTool(BaseTool):
                     ) -> tuple[str | list[Any], SegmentationResult]:
         token = CancelToken()  # stops the worker threads when this call is cancelled
         policy = self.image_policy
+        ticker = _ProgressEvents(self.progress_interval_s)
+        timer = asyncio.ensure_future(ticker.run())
         try:
-            with _tool_errors(policy), cancellation(token):
+            with _tool_errors(policy), cancellation(token), progress_reporting(ticker.sink, tqdm_bars=False):
+                ticker.stage = "loading image"
                 loaded = await asyncio.to_thread(self._load, image, query, policy)
+                ticker.stage = "reasoning"
                 result = await self.pipeline.asegment(loaded, query, **self._options(max_objects, prompt_format))
         except asyncio.CancelledError:
             token.cancel("the tool call was cancelled")
             raise
+        finally:
+            timer.cancel()
         if self.include_image:
             return await asyncio.to_thread(self._respond, result)
         return self._respond(result)
+
+
+class _ProgressEvents:
+    """Progress of one async call as LangChain custom events (``astream_events`` shows them as
+    ``on_custom_event`` named ``segzero_progress``): every ``interval`` seconds, the stage, the latest
+    step (tokens generated against the budget with the transformers reasoner) and elapsed seconds."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.stage = "starting"
+        self.latest: Progress | None = None
+        self.started = time.monotonic()
+
+    def sink(self, event: Progress) -> None:  # from worker threads: only records
+        self.latest = event
+
+    async def run(self) -> None:
+        from langchain_core.callbacks import adispatch_custom_event
+
+        while True:
+            await asyncio.sleep(self.interval)
+            ev = self.latest
+            data = {"stage": ev.stage if ev is not None else self.stage, "message": ev.message if ev else self.stage,
+                    "done": ev.done if ev else None, "total": ev.total if ev else None,
+                    "elapsed_s": round(time.monotonic() - self.started, 1)}
+            try:
+                await adispatch_custom_event("segzero_progress", data)
+            except Exception:  # no parent run (called outside a runnable): nobody to tell
+                return
 
 
 __all__ = ["SegmentArgs", "SegmentArgsWithUrls", "SegmentByReasoningTool", "decode_base64_image", "summarize_result",

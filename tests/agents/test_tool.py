@@ -514,3 +514,26 @@ def test_importing_the_package_stays_light():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": ""})
     assert proc.returncode == 0, proc.stderr
+
+
+async def test_async_calls_stream_progress_events(make_pipeline, coffee):
+    import time as _time
+
+    from scripted import ScriptedReasoner
+
+    from segzero_tool.progress import report
+
+    class Slow(ScriptedReasoner):
+        def generate(self, requests):
+            for i in range(6):
+                report("reasoning", f"generated {i}/6 tokens", i, 6)
+                _time.sleep(0.3)
+            return super().generate(requests)
+
+    answer = ('<think>Cup.</think><answer>[{"bbox_2d": [168,126,588,672], "point_2d": [378,420]}]</answer>')
+    tool = SegmentByReasoningTool.from_pipeline(make_pipeline(reasoner=Slow(answer)), progress_interval_s=0.4)
+    events = [e async for e in tool.astream_events({"image": str(coffee), "query": QUERY}, version="v2")
+              if e["event"] == "on_custom_event" and e["name"] == "segzero_progress"]
+    assert len(events) >= 2, events
+    assert any(e["data"]["stage"] == "reasoning" and e["data"]["total"] == 6 for e in events)
+    assert all(e["data"]["elapsed_s"] > 0 for e in events)
