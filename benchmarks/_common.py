@@ -34,6 +34,9 @@ def machine() -> dict[str, Any]:
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
     }
+    model = cpu_model()
+    if model:
+        info["cpu_model"] = model
     try:
         import torch
 
@@ -50,6 +53,17 @@ def machine() -> dict[str, Any]:
     except ImportError:
         pass
     return info
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name (Linux ``/proc/cpuinfo``; ``None`` elsewhere): the shared machines differ."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
 
 
 def write_result(name: str, payload: dict[str, Any], markdown: str) -> Path:

@@ -13,10 +13,20 @@ the medians of the server's own ``timings_ms`` (the pipeline stages) and the CPU
 the client processes spent per call. ``in-process`` rows call ``SegZeroService.segment`` (what the
 tool awaits) directly, without MCP, as a baseline.
 
+First it measures the start-up as a client meets it: the ``segzero-mcp`` console script spawned over
+stdio and spoken to in raw JSON-RPC, the time from the spawn to the ``initialize`` and ``tools/list``
+answers with tiny random models (transformers backends, loaded in the background; then until
+``segzero://status`` says ``ready``) and with a reasoner plugin that takes ``--slow-load-s`` (60) seconds
+to load (``tests/slow_plugins.py``; killed after ``tools/list``), next to the bare cost of
+``python -c "import segzero_tool.mcp_server.server"`` and ``python -c pass``; ``--startup-repeat`` (5)
+runs per case after one warm-up run, median and max.
+
 Usage::
 
     python benchmarks/mcp_load.py [--calls 200] [--concurrency 1,4,16] [--transports stdio,http,in-process]
                                   [--max-concurrency 4] [--max-queue 64] [--overlay-concurrency 4]
+                                  [--startup-repeat 5] [--slow-load-s 60]
+    python benchmarks/mcp_load.py --transports none          # start-up only
 
 Only loopback traffic; nothing is downloaded. Needs the ``mcp`` extra and the repository's
 ``tests/`` folder (for the scripted reasoner backend). Writes ``results/mcp_load.{json,md}``.
@@ -28,12 +38,14 @@ import argparse
 import contextlib
 import json
 import os
+import queue
 import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
@@ -341,7 +353,7 @@ async def bench_in_process(work: Path, args: argparse.Namespace) -> list[dict[st
     sys.path.insert(0, str(REPO / "tests"))  # the scripted reasoner backend
     from segzero_tool.errors import SegZeroError
     from segzero_tool.mcp_server import ServerSettings
-    from segzero_tool.mcp_server.tool import SegZeroService
+    from segzero_tool.mcp_server.service import SegZeroService
 
     svc = SegZeroService(ServerSettings.from_args(server_args(work, args), environ={}))
     await anyio.to_thread.run_sync(svc.load)
@@ -363,6 +375,194 @@ async def bench_in_process(work: Path, args: argparse.Namespace) -> list[dict[st
         svc.close()
 
 
+# --- start-up: spawn -> first answers ---------------------------------------------------------------
+
+#: The protocol version the raw client asks for in ``initialize``.
+PROTOCOL = "2025-06-18"
+
+
+def server_command() -> list[str]:
+    """``segzero-mcp`` as a client configuration starts it: the console script of this environment."""
+    script = Path(sys.executable).with_name("segzero-mcp")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("segzero-mcp")
+    return [found] if found else [sys.executable, "-m", "segzero_tool.mcp_server"]
+
+
+class RawStdio:
+    """A ``segzero-mcp`` stdio subprocess and a minimal JSON-RPC client (one JSON message per line).
+
+    A reader thread stamps every message with ``time.perf_counter()`` when it arrives, so the times
+    do not include this client's own scheduling."""
+
+    def __init__(self, cmd: list[str], cwd: Path, stderr: Path) -> None:
+        self._err = open(stderr, "ab")  # noqa: SIM115 - closed in close()
+        self.spawned = time.perf_counter()
+        self.proc = subprocess.Popen(cmd, env=server_env(), cwd=str(cwd), stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self._err)
+        self.messages: queue.Queue[tuple[float, dict[str, Any]]] = queue.Queue()
+        self._next = 0
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            now = time.perf_counter()
+            with contextlib.suppress(ValueError):
+                self.messages.put((now, json.loads(raw)))
+
+    def send(self, method: str, params: dict[str, Any] | None = None, *, notify: bool = False) -> int | None:
+        msg: dict[str, Any] = {"jsonrpc": "2.0", "method": method, **({"params": params} if params is not None else {})}
+        rid = None
+        if not notify:
+            self._next += 1
+            rid = msg["id"] = self._next
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps(msg) + "\n").encode())
+        self.proc.stdin.flush()
+        return rid
+
+    def wait(self, rid: int, timeout: float) -> tuple[float, dict[str, Any]]:
+        """``(arrival time, message)`` of the answer to request ``rid`` (notifications are skipped)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or self.proc.poll() is not None and self.messages.empty():
+                raise RuntimeError(f"no answer to request {rid} within {timeout} s (server exit status "
+                                   f"{self.proc.poll()})")
+            try:
+                at, msg = self.messages.get(timeout=min(left, 0.5))
+            except queue.Empty:
+                continue
+            if msg.get("id") == rid and "method" not in msg:
+                return at, msg
+
+    def request(self, method: str, params: dict[str, Any] | None = None, timeout: float = 60) -> tuple[float, dict]:
+        rid = self.send(method, params)
+        assert rid is not None
+        return self.wait(rid, timeout)
+
+    def state(self) -> str:
+        _, answer = self.request("resources/read", {"uri": "segzero://status"}, 30)
+        return json.loads(answer["result"]["contents"][0]["text"])["state"]
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+        self._err.close()
+
+
+def startup_once(cmd: list[str], cwd: Path, log: Path, *, until_ready: bool, timeout: float) -> dict[str, Any]:
+    """Spawn the server; write ``initialize`` at once (as a client does: the pipe holds it until the
+    server reads), then ``tools/list``; optionally poll ``segzero://status`` until the models are ready.
+    The server is killed at the end (never waiting for a slow load)."""
+    srv = RawStdio(cmd, cwd, log)
+    try:
+        rid = srv.send("initialize", {"protocolVersion": PROTOCOL, "capabilities": {},
+                                      "clientInfo": {"name": "segzero-benchmark", "version": "0"}})
+        assert rid is not None
+        t_init, init = srv.wait(rid, timeout)
+        if "result" not in init:
+            raise RuntimeError(f"initialize failed: {init}")
+        srv.send("notifications/initialized", notify=True)
+        t_send = time.perf_counter()
+        t_tools, tools = srv.request("tools/list", {}, timeout)
+        names = [t["name"] for t in tools.get("result", {}).get("tools", [])]
+        if names != [TOOL]:
+            raise RuntimeError(f"tools/list answered {tools}")
+        row: dict[str, Any] = {"initialize_s": t_init - srv.spawned, "tools_list_s": t_tools - srv.spawned,
+                               "tools_list_round_trip_ms": (t_tools - t_send) * 1000.0, "state_at_tools_list": srv.state()}
+        if until_ready:
+            state = row["state_at_tools_list"]
+            while state == "loading" and time.perf_counter() - srv.spawned < timeout:
+                time.sleep(0.05)
+                state = srv.state()
+            if state != "ready":
+                raise RuntimeError(f"models {state} after {time.perf_counter() - srv.spawned:.0f} s; see {log}")
+            row["ready_s"] = time.perf_counter() - srv.spawned
+        return row
+    finally:
+        srv.close()
+
+
+def command_once(cmd: list[str], cwd: Path, timeout: float) -> dict[str, Any]:
+    """Wall time of a command that exits by itself (the bare interpreter / import cost)."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=server_env(), cwd=str(cwd), stdin=subprocess.DEVNULL, capture_output=True,
+                          timeout=timeout)
+    exit_s = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd} exited with {proc.returncode}: {proc.stderr.decode(errors='replace')[-2000:]}")
+    row = {"exit_s": exit_s}
+    with contextlib.suppress(ValueError, IndexError):  # the command may print its own import time (seconds)
+        row["import_s"] = float(proc.stdout.decode().strip().splitlines()[-1])
+    return row
+
+
+def _summary(values: list[float]) -> dict[str, float] | None:
+    return {"median": statistics.median(values), "max": max(values), "min": min(values)} if values else None
+
+
+def bench_startup(work: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Spawn -> ``initialize`` and -> ``tools/list`` answers: tiny random models, a plugin that loads for
+    ``--slow-load-s`` seconds, and the bare interpreter / import cost, ``--startup-repeat`` times each
+    after one discarded warm-up run (its figures are kept as ``first_run``)."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from slow_plugins import slow_folder
+
+    from segzero_tool.testing.tiny_qwen import build_tiny_qwen2_5_vl
+
+    tiny = work / "tiny"
+    if not (tiny / "reasoner").exists():
+        build_tiny_qwen2_5_vl(tiny / "reasoner", seed=0)
+    slow = slow_folder(work, ANSWER, load_s=args.slow_load_s)
+    root = work / "root"
+    cmd = server_command()
+    snippet = "import segzero_tool.mcp_server.server"
+    timed = f"import time; t = time.perf_counter(); {snippet}; print(time.perf_counter() - t)"
+    cases: list[tuple[str, str, Callable[[], dict[str, Any]]]] = [
+        ("tiny", "`segzero-mcp` with tiny random models (transformers Qwen2.5-VL + SAM2, loaded in the background)",
+         lambda: startup_once([*cmd, "--reasoner", str(tiny / "reasoner"), "--segmenter", str(work / "segmenter"),
+                               "--device", "cpu", "--allow-root", str(root)], root, work / "startup-tiny.log",
+                              until_ready=True, timeout=args.start_timeout)),
+        ("slow", f"`segzero-mcp` with a plugin that loads for {args.slow_load_s:g} s (SlowLoadingReasoner; "
+                 "killed after tools/list)",
+         lambda: startup_once([*cmd, "--reasoner", str(slow), "--reasoner-backend", "slow_plugins:SlowLoadingReasoner",
+                               "--segmenter-backend", "scripted:BoxSegmenter", "--device", "cpu", "--allow-root",
+                               str(root)], root, work / "startup-slow.log", until_ready=False,
+                              timeout=args.start_timeout)),
+        ("import", f"`python -c \"{snippet}\"` (Python + MCP SDK + server modules; exits)",
+         lambda: command_once([sys.executable, "-c", timed], root, args.start_timeout)),
+        ("python", "`python -c pass` (the interpreter alone)",
+         lambda: command_once([sys.executable, "-c", "pass"], root, args.start_timeout)),
+    ]
+    # one discarded warm-up run per case, then the cases in turn (so that a change in the machine's load
+    # during the runs affects every case alike)
+    load = _loadavg()
+    firsts = {key: once() for key, _, once in cases}
+    runs: dict[str, list[dict[str, Any]]] = {key: [] for key, _, _ in cases}
+    for _ in range(args.startup_repeat):
+        for key, _, once in cases:
+            runs[key].append(once())
+    rows = []
+    for key, label, _ in cases:
+        done = runs[key]
+        row: dict[str, Any] = {"case": key, "label": label, "repeat": len(done), "first_run": firsts[key], "runs": done,
+                               "loadavg_before": load, "loadavg_after": _loadavg()}
+        for field in ("initialize_s", "tools_list_s", "tools_list_round_trip_ms", "ready_s", "exit_s", "import_s"):
+            if field in done[0]:
+                row[field] = _summary([r[field] for r in done])
+        if "state_at_tools_list" in done[0]:
+            row["state_at_tools_list"] = sorted({r["state_at_tools_list"] for r in done})
+        print(f"  start-up {key:<7} " + "  ".join(
+            f"{f} {row[f]['median']:.3f}/{row[f]['max']:.3f}" for f in ("initialize_s", "tools_list_s", "ready_s",
+                                                                         "exit_s", "import_s") if f in row), flush=True)
+        rows.append(row)
+    return rows
+
+
 def _loadavg() -> list[float] | None:
     try:
         return list(os.getloadavg())
@@ -370,7 +570,40 @@ def _loadavg() -> list[float] | None:
         return None
 
 
-def _markdown(rows: list[dict[str, Any]], args: argparse.Namespace, total_s: float) -> str:
+def _fmt_load(load: list[float] | None) -> str:
+    return "-" if not load else f"{load[0]:.2f}"
+
+
+def _startup_markdown(rows: list[dict[str, Any]]) -> str:
+    def cell(row: dict[str, Any], field: str, scale: float = 1.0, fmt: str = "{:.2f}") -> str:
+        v = row.get(field)
+        return "-" if v is None else f"{fmt.format(v['median'] * scale)} / {fmt.format(v['max'] * scale)}"
+
+    lines = ["| case | spawn -> `initialize` answer, s (median / max) | spawn -> `tools/list` answer, s | "
+             "`tools/list` round trip, ms | models at `tools/list` | spawn -> models ready, s | process exit, s "
+             "(of which the import, s) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['label']} | {cell(r, 'initialize_s')} | {cell(r, 'tools_list_s')} | "
+                     f"{cell(r, 'tools_list_round_trip_ms', fmt='{:.1f}')} | {', '.join(r.get('state_at_tools_list', [])) or '-'} | "
+                     f"{cell(r, 'ready_s')} | {cell(r, 'exit_s')}"
+                     + (f" ({cell(r, 'import_s')})" if r.get("import_s") else "") + " |")
+    n = rows[0]["repeat"] if rows else 0
+    return ("## Start-up: spawn -> first answers (stdio)\n\n"
+            "The `segzero-mcp` console script of the environment is spawned as an MCP client configuration starts it "
+            "(settings by flags only, `tests/` on `PYTHONPATH` for the plugins); the raw JSON-RPC client writes "
+            "`initialize` at once (the pipe holds it until the server reads), then `notifications/initialized` and "
+            "`tools/list`; times are from just before the spawn to the arrival of each answer. `models at tools/list` "
+            "is what `segzero://status` said right after. The slow-plugin server is killed after `tools/list` (its "
+            "load is never waited for); the tiny-model server is polled until `ready`. "
+            f"{n} runs per case, the cases in turn, after one discarded warm-up run each (kept in the JSON as "
+            f"`first_run`); load averages (1 min) {_fmt_load(rows[0].get('loadavg_before'))} before and "
+            f"{_fmt_load(rows[0].get('loadavg_after'))} after these runs.\n\n"
+            + "\n".join(lines) + "\n")
+
+
+def _markdown(rows: list[dict[str, Any]], args: argparse.Namespace, total_s: float,
+              startup: list[dict[str, Any]] | None = None) -> str:
     head = ["transport", "concurrency", "overlay", "calls", "calls/s", "p50 ms", "p95 ms", "max ms", "busy/errors",
             "server median total ms"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -393,6 +626,9 @@ def _markdown(rows: list[dict[str, Any]], args: argparse.Namespace, total_s: flo
                      + " | ".join(f"{t[k]:.1f}" if k in t else "-" for k in keys)
                      + f" | {'-' if gap is None else f'{gap:.1f}'} | {cpu(r['server_cpu_ms_per_call'])} | "
                      f"{cpu(r['client_cpu_ms_per_call'])} |")
+    tail = "\n" + _startup_markdown(startup) if startup else ""
+    if not rows:
+        return f"# MCP server start-up (CPU; mcp {SDK_VERSION})\n\nWhole run {total_s:.0f} s.\n{tail}"
     return (f"# MCP server under load (scripted reasoner, tiny random SAM2, CPU; mcp {SDK_VERSION})\n\n"
             f"`--max-concurrency {args.max_concurrency} --max-queue {args.max_queue}`, {args.calls} calls per row "
             f"after {args.warmup} warm-up calls, `mask_encoding=\"rle\"`, image 600x400 `coffee.png` by path, 2 "
@@ -404,7 +640,7 @@ def _markdown(rows: list[dict[str, Any]], args: argparse.Namespace, total_s: flo
               "`--max-concurrency` slots and the client's own work all fall in the last column. The `in-process` rows "
               "await `SegZeroService.segment` directly (no MCP, no subprocess; its CPU is the client column). CPU ms/call "
               "= the process's user + system CPU time during the row / calls (all threads; the machine's cores are "
-              "shared by client and server).\n\n" + "\n".join(stage) + "\n")
+              "shared by client and server).\n\n" + "\n".join(stage) + "\n" + tail)
 
 
 def main() -> None:
@@ -424,12 +660,16 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=8, help="warm-up calls per connection set (default 8)")
     ap.add_argument("--call-timeout", type=float, default=60.0, help="seconds per call (default 60)")
     ap.add_argument("--start-timeout", type=float, default=120.0, help="seconds for a server to start (default 120)")
+    ap.add_argument("--startup-repeat", type=int, default=5,
+                    help="start-up runs per case (spawn -> initialize / tools/list; default 5; 0: none)")
+    ap.add_argument("--slow-load-s", type=float, default=60.0,
+                    help="load time of the slow plugin in the start-up runs (default 60 s; never waited for)")
     ap.add_argument("--no-write", action="store_true", help="print only; do not write results/")
     args = ap.parse_args()
-    transports = [t.strip() for t in args.transports.split(",") if t.strip()]
+    transports = [t.strip() for t in args.transports.split(",") if t.strip() and t.strip() != "none"]
     benches = {"stdio": bench_stdio, "http": bench_http, "in-process": bench_in_process}
-    if not transports or not set(transports) <= set(benches):
-        ap.error("--transports takes stdio, http and/or in-process")
+    if not set(transports) <= set(benches) or not transports and args.startup_repeat < 1:
+        ap.error("--transports takes stdio, http and/or in-process (or none, with --startup-repeat >= 1)")
 
     t_start = time.perf_counter()
     load_before = _loadavg()
@@ -445,6 +685,7 @@ def main() -> None:
         build_tiny_sam2(work / "segmenter", seed=0)
         print(f"mcp {SDK_VERSION}; server --max-concurrency {args.max_concurrency} --max-queue {args.max_queue}; "
               f"{args.calls} calls per row", flush=True)
+        startup = bench_startup(work, args) if args.startup_repeat > 0 else []
         for transport in transports:
             try:
                 rows += anyio.run(benches[transport], work, args)
@@ -453,7 +694,7 @@ def main() -> None:
                     print(f"--- {log.name} (tail)\n{log.read_text(errors='replace')[-3000:]}", file=sys.stderr)
                 raise
     total_s = time.perf_counter() - t_start
-    md = _markdown(rows, args, total_s)
+    md = _markdown(rows, args, total_s, startup)
     print(md)
     if not args.no_write:
         payload = {"mcp_sdk": SDK_VERSION, "calls_per_row": args.calls, "warmup": args.warmup,
@@ -461,7 +702,9 @@ def main() -> None:
                               "reasoner": "scripted (instant, 2 objects)", "segmenter": "tiny random SAM2 (tiny-test)",
                               "device": "cpu"},
                    "image": "examples/coffee.png (600x400), by path", "mask_encoding": "rle",
-                   "loadavg_before": load_before, "loadavg_after": _loadavg(), "total_s": total_s, "rows": rows}
+                   "loadavg_before": load_before, "loadavg_after": _loadavg(), "total_s": total_s, "rows": rows,
+                   "startup": {"command": "segzero-mcp (console script), stdio", "protocol": PROTOCOL,
+                               "slow_load_s": args.slow_load_s, "repeat": args.startup_repeat, "cases": startup}}
         write_result("mcp_load", payload, md)
 
 
