@@ -100,7 +100,7 @@ def summarize(result: SegmentationResult, *, links: Links | None = None, max_cha
         result: the result.
         links: resource URIs to mention (every URI in ``links`` appears in the text; per-object mask
             URIs while the object lines fit, then as ``object_mask_template``).
-        max_chars: hard bound on the returned text.
+        max_chars: the returned text is shorter than this.
         reasoning_chars: the reasoning is cut to this many characters.
         omitted_masks: indices of objects whose masks were left out of the structured result.
         omitted_reason: why they were left out (one clause).
@@ -152,21 +152,20 @@ def summarize(result: SegmentationResult, *, links: Links | None = None, max_cha
     if advice:
         tail.append(advice)
 
-    fixed = len("\n".join(head + tail)) + 2
-    room = max_chars - fixed
-    body: list[str] = []
-    for i in range(len(result.objects)):
-        line = _object_line(i, result, links, omitted)
-        rest = len(result.objects) - i - 1
-        reserve = 80 if rest else 0  # the "... and N more" line
-        if len(line) + 1 + reserve > room:
-            body.append(f"- ... and {len(result.objects) - i} more object(s), #{i} to #{len(result.objects) - 1} "
-                        "(all of them are in the structured result)")
+    def more(i: int) -> str:
+        return (f"- ... and {len(result.objects) - i} more object(s), #{i} to #{len(result.objects) - 1} "
+                "(all of them are in the structured result)")
+
+    lines = [_object_line(i, result, links, omitted) for i in range(len(result.objects))]
+    keep = len(lines)
+    while True:  # as many object lines as fit, then one line counting the rest; never cut a URI
+        body = ["- " + line for line in lines[:keep]] + ([more(keep)] if keep < len(lines) else [])
+        text = "\n".join(head + body + tail)
+        if len(text) < max_chars or keep == 0:
             break
-        body.append("- " + line)
-        room -= len(line) + 3
-    text = "\n".join(head + body + tail)
-    return text if len(text) <= max_chars else text[: max_chars - 1] + "…"
+        longest = max(len(line) for line in lines[:keep]) + 3
+        keep = max(0, min(keep - 1, keep - (len(text) - max_chars) // longest))  # drop at least what is over
+    return text if len(text) < max_chars else text[: max_chars - 2] + "…"
 
 
 __all__ = ["TEXT_BUDGET", "Links", "summarize", "what_next", "clip"]

@@ -128,6 +128,22 @@ def _result(n: int, w: int, h: int, density: float, seed: int):
                               frame_size=(840, 840), truncated=False, image=np.zeros((h, w, 3), np.uint8))
 
 
+def test_text_never_cuts_a_uri_with_long_object_lines():
+    from segzero_tool.mcp_server.results import encode_result
+
+    from segzero_tool.parsing import ParseStatus
+    from segzero_tool.result import SegmentationResult, SegmentedObject
+
+    objects = [SegmentedObject(box=(1000 + i, 1234 + i, 5000 + i, 5432 + i), points=((3000 + i, 3333 + i),),
+                               score=0.5, label="a long label for this object " * 2) for i in range(50)]
+    result = SegmentationResult(query="every thing", prompt_format="visionreasoner", reasoning="why " * 300,
+                                raw_output="", parse_status=ParseStatus.OK, image_size=(6000, 6000), objects=objects,
+                                parse_issues=(), timings={}, frame_size=(840, 840), truncated=False)
+    enc = encode_result(result, "0123456789abcdef", mask_encoding="none", max_bytes=524_288)
+    assert 7000 < len(enc.text) < 8000 and enc.text.endswith("/result.json.")
+    assert "segzero://results/0123456789abcdef/result.json" in enc.text and "more object(s)" in enc.text
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(n=st.integers(0, 100), w=st.integers(1, 400), h=st.integers(1, 400), density=st.sampled_from([0.0, 0.05, 0.5, 1]),
        encoding=st.sampled_from(["rle", "polygons", "none"]), budget=st.sampled_from([65_536, 200_000, 524_288]),
@@ -140,7 +156,9 @@ def test_encoded_results_always_fit_their_budgets(n, w, h, density, encoding, bu
     enc = encode_result(result, "abc", mask_encoding=encoding, max_bytes=budget, picture=picture)
     out = enc.output
     assert enc.wire_bytes() <= budget
-    assert len(enc.text) <= 8000 and not _B64_RUN.search(enc.text)
+    assert len(enc.text) < 8000 and not _B64_RUN.search(enc.text)
+    for uri in (out.result_uri, out.union_mask_uri, out.overlay_uri):  # never cut off
+        assert uri in enc.text
     assert len(out.objects) == n and all(o.mask_uri for o in out.objects)
     key = {"rle": "rle", "polygons": "polygons"}.get(encoding)
     if key:
