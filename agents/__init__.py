@@ -10,8 +10,7 @@ Names are imported lazily, so ``import segzero_tool.agents`` pulls in neither La
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from segzero_tool.lazy import lazy_exports
 
 #: public name -> submodule that defines it
 _EXPORTS: dict[str, str] = {
@@ -31,15 +30,4 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
