@@ -41,6 +41,8 @@ def test_cli_errors_are_one_line_with_exit_status(kit, tmp_path):
         (["--max-concurrency", "0"], 2, "must be at least 1"),
         (["--bogus-flag"], 2, "unrecognized arguments"),
         (["--reasoner-backend", "nope.nothing:Missing", "--reasoner", str(kit.script_folder(tmp_path))], 5, ""),
+        (["--reasoner", "no-such-model"], 4, "unknown reasoner 'no-such-model'"),
+        (["--segmenter-backend", "nope.nothing:Missing"], 5, "cannot import module 'nope.nothing'"),
     ]
     for argv, code, message in cases:
         proc = subprocess.run([sys.executable, "-m", "segzero_tool.mcp_server", *argv], capture_output=True,
