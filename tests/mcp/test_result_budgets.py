@@ -130,7 +130,6 @@ def _result(n: int, w: int, h: int, density: float, seed: int):
 
 def test_text_never_cuts_a_uri_with_long_object_lines():
     from segzero_tool.mcp_server.results import encode_result
-
     from segzero_tool.parsing import ParseStatus
     from segzero_tool.result import SegmentationResult, SegmentedObject
 
