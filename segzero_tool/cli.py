@@ -12,12 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
 from .errors import SegZeroError
+from .settings import SettingsError
 
 log = logging.getLogger("segzero_tool")
 
@@ -74,7 +76,8 @@ def add_remote_reasoner_options(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="segzero", description="Segment an image by a reasoning query.")
     parser.add_argument("--version", action="version", version=f"segzero-tool {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more log lines on stderr: -v info, -vv debug (default: warnings only)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     seg = sub.add_parser("segment", help="segment IMAGE by QUERY and write results")
@@ -140,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--force", action="store_true",
                     help="start over in a run folder made with other settings (old records are moved aside)")
     _add_model_options(ev)
+    for sp in (seg, models, tiny, srv, ev):  # `segzero segment ... -v` works as well as `segzero -v segment ...`
+        sp.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                        help="more log lines on stderr: -v info, -vv debug")
     return parser
 
 
@@ -160,6 +166,10 @@ def _cmd_segment(args: argparse.Namespace) -> int:
 
     settings = _settings_from_args(args)
     # Validate cheap things before loading multi-GB models.
+    if args.overlay_max_side < 1:
+        raise SettingsError(f"--overlay-max-side must be at least 1, got {args.overlay_max_side}")
+    if args.out:
+        check_out_dir(args.out)
     validate_query(args.query)
     image = load_image(args.image, max_pixels=settings.max_pixels)
     if settings.device not in (None, "auto"):
@@ -185,6 +195,28 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         if args.out:
             print(f"wrote {Path(args.out) / 'result.json'}, mask PNGs and overlay.png")
     return 0
+
+
+def check_out_dir(out: str | os.PathLike) -> Path:
+    """Refuse an output folder that cannot be written, before any model loads.
+
+    Raises:
+        SettingsError: ``out`` is an existing file, lies under a file, or is not writable.
+    """
+    p = Path(out).expanduser()
+    if p.exists() and not p.is_dir():
+        raise SettingsError(f"--out {str(out)!r} is an existing file, not a folder")
+    probe = p
+    while not probe.exists():  # the nearest existing folder is where the new one would be made
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise SettingsError(f"--out {str(out)!r} cannot be made: {str(probe)!r} is a file")
+    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
+        what = "is not writable" if probe == p else f"cannot be made: {str(probe)!r} is not writable"
+        raise SettingsError(f"--out {str(out)!r} {what}")
+    return p
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -249,13 +281,46 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return run_eval_command(args, _settings_from_args(args))
 
 
+class _OncePerRecord(logging.Filter):
+    """Drop records that a library's own handler already printed (``huggingface_hub`` adds a stream
+    handler to its logger and still propagates to the root), so each line appears once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        name = record.name
+        while name:
+            logger = logging.Logger.manager.loggerDict.get(name)
+            if isinstance(logger, logging.Logger):
+                if any(not isinstance(h, logging.NullHandler) for h in logger.handlers):
+                    return False
+                if not logger.propagate:
+                    return True
+            name = name.rpartition(".")[0]
+        return True
+
+
+def setup_logging(verbosity: int = 0) -> None:
+    """Log to stderr once per record: warnings by default, info with ``-v``, debug with ``-vv``."""
+    level = logging.WARNING if not verbosity else logging.INFO if verbosity == 1 else logging.DEBUG
+    root = logging.getLogger()
+    ours = [h for h in root.handlers if getattr(h, "segzero_cli", False)]
+    if root.handlers and not ours:
+        return  # the embedding program (or pytest) configured logging; leave it alone
+    for h in ours:
+        root.removeHandler(h)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_OncePerRecord())
+    handler.segzero_cli = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level)
+    for noisy in ("httpx", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "urllib3", "filelock"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    setup_logging(args.verbose)
     handlers = {"segment": _cmd_segment, "models": _cmd_models, "make-tiny-models": _cmd_tiny,
                 "serve-reasoner": _cmd_serve_reasoner, "eval": _cmd_eval}
     try:

@@ -101,6 +101,15 @@ def backend_label(backend: str, model: str, cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__} (model argument: {model})"
 
 
+def _check_segmenter_extra(cls: type) -> None:
+    """Raise :class:`MissingDependencyError` now when the segmenter backend's optional package
+    (Meta's ``sam2`` for the ``sam2`` backend) is not installed."""
+    if cls.__module__ == "segzero_tool.segmenters.meta_sam2":
+        from .segmenters.meta_sam2 import import_sam2
+
+        import_sam2()
+
+
 class SegZeroPipeline:
     """Composes a :class:`Reasoner` and a :class:`Segmenter`.
 
@@ -189,14 +198,23 @@ class SegZeroPipeline:
         fmt = prompt_format
         budget = pipeline_kwargs.pop("max_new_tokens", None)
         rounding = pipeline_kwargs.pop("rounding", None)
+        # Resolve every name, backend class and optional extra of both models before loading
+        # either, so that a typo in the segmenter's settings does not wait for the reasoner to load.
+        entry = rcls = sentry = scls = None
+        if not isinstance(reasoner, Reasoner):
+            entry = resolve_model(reasoner, "reasoner")
+            rcls = resolve_reasoner_class(reasoner_backend)
+        if with_segmenter and not isinstance(segmenter, Segmenter):
+            sentry = resolve_model(segmenter, "segmenter")
+            scls = resolve_segmenter_class(segmenter_backend)
+            _check_segmenter_extra(scls)
         if isinstance(reasoner, Reasoner):
             reasoner_obj = reasoner
         else:
-            entry = resolve_model(reasoner, "reasoner")
+            assert entry is not None and rcls is not None
             fmt = fmt or entry.prompt_format
             budget = budget or entry.max_new_tokens
             rounding = rounding or entry.rounding
-            rcls = resolve_reasoner_class(reasoner_backend)
             kw = {"device": reasoner_device or device, "dtype": dtype, **(reasoner_kwargs or {})}
             label = backend_label(reasoner_backend, entry.hub_id, rcls)
             logger.info("loading reasoner %s", label)
@@ -208,8 +226,7 @@ class SegZeroPipeline:
         elif isinstance(segmenter, Segmenter):
             segmenter_obj = segmenter
         else:
-            sentry = resolve_model(segmenter, "segmenter")
-            scls = resolve_segmenter_class(segmenter_backend)
+            assert sentry is not None and scls is not None
             kw = {"device": segmenter_device or device, **(segmenter_kwargs or {})}
             label = backend_label(segmenter_backend, sentry.hub_id, scls)
             logger.info("loading segmenter %s", label)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,9 @@ if TYPE_CHECKING:
     from PIL import Image
 
 MaskEncoding = Literal["rle", "polygons", "both", "none"]
+
+#: Names of the mask files :meth:`SegmentationResult.save` writes (and so may remove when stale).
+_OUR_MASK_FILE = re.compile(r"mask_(?:0|[1-9][0-9]*|union)\.png")
 
 #: Version of the JSON layout written by :meth:`SegmentationResult.to_dict`.
 SCHEMA_VERSION = 1
@@ -184,8 +188,10 @@ class SegmentationResult:
             "timings_ms": {k: round(v, 3) for k, v in self.timings.items()},
             "objects": [o.to_dict(mask_encoding, polygon_tolerance=polygon_tolerance) for o in self.objects],
         }
-        if include_union and mask_encoding != "none" and any(o.mask is not None for o in self.objects):
-            union = self.union_mask
+        if include_union and mask_encoding != "none" and self.objects and all(o.mask is None for o in self.objects):
+            d["union"] = None  # masks were not computed (--no-masks): there is no union to report
+        elif include_union and mask_encoding != "none":
+            union = self.union_mask  # all False when no object was found
             d["union"] = {"area": int(union.sum())}
             if mask_encoding in ("rle", "both"):
                 d["union"]["rle"] = _masks.rle_encode(union)
@@ -244,7 +250,9 @@ class SegmentationResult:
         """Write ``result.json``, ``mask_union.png``, ``mask_<i>.png`` and ``overlay.png``.
 
         Every file is written to a temporary name and renamed into place, so an interrupted run never
-        leaves a half-written file; ``result.json`` is written last.
+        leaves a half-written file; ``result.json`` is written last. Files get the mode a plain
+        ``open(path, "w")`` would give (the umask applies). ``mask_<i>.png`` / ``mask_union.png`` files
+        of an earlier result in ``out_dir`` that this result does not write are removed.
 
         Returns:
             name -> path of every file written.
@@ -261,6 +269,10 @@ class SegmentationResult:
             written["mask_union"] = atomic_write_bytes(out / "mask_union.png", mask_to_png_bytes(self.union_mask))
         if overlay:
             written["overlay"] = atomic_write_bytes(out / "overlay.png", _png(self.overlay, overlay_max_side))
+        kept = {p.name for p in written.values()}
+        for old in out.glob("mask_*.png"):
+            if _OUR_MASK_FILE.fullmatch(old.name) and old.name not in kept and old.is_file():
+                old.unlink(missing_ok=True)
         payload = self.to_json(mask_encoding).encode("utf-8")
         written["result"] = atomic_write_bytes(out / "result.json", payload)
         return written

@@ -32,6 +32,24 @@ class SettingsError(SegZeroError, ValueError):
     exit_code = 2
 
 
+#: dtype names the model loaders accept (see :func:`segzero_tool.devices.resolve_dtype`).
+_DTYPE_NAMES = frozenset({"auto", "bf16", "bfloat16", "fp16", "float16", "half", "fp32", "float32", "float"})
+
+
+def _name_in(exc: SettingsError, source: str) -> str:
+    """The message of a :meth:`PipelineSettings.problem` with the field named as ``source`` spells it:
+    ``--max-objects`` for arguments, ``SEGZERO_MAX_OBJECTS`` for the environment."""
+    message = str(exc)
+    for f in fields(PipelineSettings):
+        if message.startswith(f"{f.name} "):
+            if source == "arguments":
+                return "--" + f.name.replace("_", "-") + message[len(f.name):]
+            if source == "environment":
+                return PipelineSettings.ENV_PREFIX + f.name.upper() + message[len(f.name):]
+            return message
+    return message
+
+
 @dataclass(frozen=True)
 class PipelineSettings:
     """What to load and how; every field has a sane default."""
@@ -58,6 +76,36 @@ class PipelineSettings:
 
     ENV_PREFIX = "SEGZERO_"
 
+    def __post_init__(self) -> None:
+        problem = self.problem()
+        if problem is not None:
+            raise SettingsError(problem)
+
+    def problem(self) -> str | None:
+        """What is wrong with these values (the first thing found), or ``None``.
+
+        Checked without importing torch or loading anything, so that every entry point (flags,
+        ``SEGZERO_*`` variables, config files, ``segzero-mcp``) refuses a bad value at once.
+        """
+        for name, low in (("frame_size", 1), ("max_objects", 1), ("max_new_tokens", 1), ("max_pixels", 1),
+                          ("cache_size", 0)):
+            value = getattr(self, name)
+            if value is not None and value < low:
+                return f"{name} must be at least {low}, got {value}"
+        dtype = str(self.dtype).strip().lower().removeprefix("torch.")
+        if dtype not in _DTYPE_NAMES:
+            return f"dtype must be auto, bf16, fp16 or fp32, got {self.dtype!r}"
+        for name, allowed in (("prompt_format", ("visionreasoner", "segzero", "grounding")),
+                              ("structured_outputs", ("auto", "regex", "grammar", "off")),
+                              ("image_format", ("png", "jpeg"))):
+            value = getattr(self, name)
+            if value is not None and str(value).strip().lower() not in allowed:
+                return f"{name} must be one of {', '.join(allowed)}, got {value!r}"
+        for name in ("preset", "reasoner_backend", "segmenter_backend", "device"):
+            if not str(getattr(self, name)).strip():
+                return f"{name} is empty"
+        return None
+
     @classmethod
     def field_names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
@@ -81,7 +129,11 @@ class PipelineSettings:
             except (TypeError, ValueError):
                 raise SettingsError(f"{source}: setting {key!r} must be an integer, got {value!r}") from None
             updates[name] = value
-        return replace(self, **updates)
+        try:
+            return replace(self, **updates)
+        except SettingsError as exc:
+            named = _name_in(exc, source)
+            raise SettingsError(named if source == "arguments" else f"{source}: {named}") from None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, base: PipelineSettings | None = None) -> PipelineSettings:
