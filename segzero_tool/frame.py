@@ -28,7 +28,24 @@ IntBox = tuple[int, int, int, int]
 IntPoint = tuple[int, int]
 
 
+#: Frame coordinates beyond +-this are projected as +-this: far outside any image, so the result is
+#: clamped to the same edge pixel, and ``int(v * W / 840 + 0.5)`` cannot overflow (``1.7e308 * 1.5``
+#: is ``inf``). Values within the limit keep the reference rounding exactly.
+COORD_LIMIT = 1e12
+
+
 def _project(value: float, factor: float, rounding: Rounding) -> int:
+    """Reference rounding of ``value * factor``; +-inf and huge values saturate at :data:`COORD_LIMIT`.
+
+    Raises:
+        ValueError: ``value`` is NaN (the parser never yields one).
+    """
+    if value != value:
+        raise ValueError("a frame coordinate is NaN; it has no pixel")
+    if value > COORD_LIMIT:
+        value = COORD_LIMIT
+    elif value < -COORD_LIMIT:
+        value = -COORD_LIMIT
     if rounding == "segzero":
         return round(int(value) * factor)
     return int(value * factor + 0.5)
@@ -126,8 +143,17 @@ class ReasoningFrame:
 
 
 def is_finite_number(value: object) -> bool:
-    """True for real, finite numbers (bool excluded)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """True for real numbers that are finite as floats (bool excluded).
+
+    An ``int`` too large for a float (more than ~308 digits) counts as not finite instead of raising
+    ``OverflowError``.
+    """
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def point_in_box(point: tuple[float, float], box: tuple[float, float, float, float]) -> bool:

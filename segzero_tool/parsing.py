@@ -26,15 +26,25 @@ from typing import Any
 
 from .frame import is_finite_number
 
+# The tag grammar, as regular expressions. They document the reference behaviour; the parser does
+# not run THINK_RE, ANSWER_RE or FORMAT_RE, whose lazy ``.*?`` makes a search quadratic (a
+# 64 KB run of ``<answer>`` took 14.5 s): :func:`_tag_block` and :func:`format_matches` give the
+# same answers in linear time (tests/test_model_text_total.py checks them against these).
 THINK_RE = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 ANSWER_RE = re.compile(r"<answer>\s*(.*?)\s*</answer>", re.DOTALL)
 #: The full-match grammar used by the reference format reward.
 FORMAT_RE = re.compile(r"<think>.*?</think>\s*<answer>.*?</answer>", re.DOTALL)
 FENCE_RE = re.compile(r"```[a-zA-Z0-9_-]*\s*(.*?)(?:```|\Z)", re.DOTALL)
+_FORMAT_JOIN_RE = re.compile(r"</think>\s*<answer>")
+_JSON_START_RE = re.compile(r"[\[{]")
 
 #: Answers longer than this are not decoded (pathological output); the issue is reported.
 MAX_ANSWER_CHARS = 200_000
 _MAX_REPAIR_TRIES = 64
+#: JSON integers with more digits than this are read as floats (exactly as ``float(int(s))``), so
+#: a run of thousands of digits is neither an int-string-conversion ``ValueError`` nor an ``int``
+#: that overflows later; beyond ~308 digits it becomes ``inf`` and is reported as non-finite.
+_MAX_INT_DIGITS = 18
 
 
 class ParseStatus(str, Enum):
@@ -123,7 +133,16 @@ def _num(v: float) -> int | float:
     return int(v) if float(v).is_integer() else float(v)
 
 
+def _parse_int(digits: str) -> int | float:
+    return int(digits) if len(digits) <= _MAX_INT_DIGITS else float(digits)
+
+
+#: The one JSON decoder: long integers become floats (see :data:`_MAX_INT_DIGITS`).
+_DECODER = json.JSONDecoder(parse_int=_parse_int)
+
+
 def _to_number(value: Any) -> float | None:
+    """A finite float, or ``None`` (bools, NaN, +-Infinity, numbers too large for a float, text)."""
     if is_finite_number(value):
         return float(value)
     if isinstance(value, str):
@@ -133,6 +152,15 @@ def _to_number(value: Any) -> float | None:
             return None
         return f if math.isfinite(f) else None
     return None
+
+
+def _non_finite(value: Any) -> bool:
+    """True if ``value`` holds a number that is NaN, infinite or too large for a float."""
+    if isinstance(value, (list, tuple)):
+        return any(_non_finite(v) for v in value[:8])
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return not is_finite_number(value)
 
 
 def _coords(value: Any, n: int) -> tuple[float, ...] | None:
@@ -147,11 +175,31 @@ def _coords(value: Any, n: int) -> tuple[float, ...] | None:
     return out  # type: ignore[return-value]
 
 
+def _tag_block(text: str, open_tag: str, close_tag: str) -> str | None:
+    """The text between the first ``open_tag`` and the first ``close_tag`` after it, or ``None``.
+
+    The same as ``re.search(open_tag + "(.*?)" + close_tag, text, re.DOTALL).group(1)`` (if the first
+    opening tag has no closing tag after it, no later one has), in linear time.
+    """
+    start = text.find(open_tag)
+    if start < 0:
+        return None
+    inner = start + len(open_tag)
+    end = text.find(close_tag, inner)
+    return None if end < 0 else text[inner:end]
+
+
+def _answer_block(text: str) -> str | None:
+    """:data:`ANSWER_RE`'s group 1 in linear time (``\\s`` and ``str.strip`` share one whitespace set)."""
+    inner = _tag_block(text, "<answer>", "</answer>")
+    return None if inner is None else inner.strip()
+
+
 def extract_think(text: str) -> tuple[str, bool]:
     """Return ``(think_text, truncated)``; an unclosed ``<think>`` yields the rest of the text."""
-    m = THINK_RE.search(text)
-    if m:
-        return m.group(1).strip(), False
+    inner = _tag_block(text, "<think>", "</think>")
+    if inner is not None:
+        return inner.strip(), False
     start = text.find("<think>")
     if start >= 0:
         rest = text[start + len("<think>") :]
@@ -163,9 +211,9 @@ def extract_think(text: str) -> tuple[str, bool]:
 def _answer_candidates(text: str) -> tuple[str | None, bool, list[str]]:
     """Locate the answer text. Returns ``(answer, truncated, issues)``."""
     issues: list[str] = []
-    m = ANSWER_RE.search(text)
-    if m:
-        return m.group(1), False, issues
+    block = _answer_block(text)
+    if block is not None:
+        return block, False, issues
     start = text.find("<answer>")
     if start >= 0:
         issues.append("the <answer> block is not closed (output truncated?)")
@@ -186,10 +234,8 @@ def _answer_candidates(text: str) -> tuple[str | None, bool, list[str]]:
 
 
 def _first_json_start(text: str) -> int | None:
-    for i, ch in enumerate(text):
-        if ch in "[{":
-            return i
-    return None
+    m = _JSON_START_RE.search(text)
+    return m.start() if m else None
 
 
 def _strip_fences(answer: str) -> str:
@@ -207,13 +253,12 @@ def _decode(answer: str) -> tuple[Any, list[str], bool]:
     if start > 0:
         issues.append("ignored text before the JSON")
         s = s[start:]
-    decoder = json.JSONDecoder()
     try:
-        value, end = decoder.raw_decode(s)
+        value, end = _DECODER.raw_decode(s)
         if s[end:].strip():
             issues.append("ignored text after the JSON")
         return value, issues, False
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError, MemoryError):  # JSONDecodeError is a ValueError
         pass
     # Python literal syntax (single quotes, True/None) as in the Seg-Zero prompt example.
     literal = _literal_prefix(s)
@@ -230,8 +275,8 @@ def _decode(answer: str) -> tuple[Any, list[str], bool]:
                 break
             tries += 1
             try:
-                value = json.loads(s[: pos + 1] + "]")
-            except (json.JSONDecodeError, RecursionError):
+                value = _DECODER.decode(s[: pos + 1] + "]")
+            except (ValueError, RecursionError, MemoryError):
                 continue
             issues.append("the JSON list is cut off; kept the complete objects before the cut")
             return value, issues, True
@@ -297,7 +342,8 @@ def _object_from_item(item: Any, index: int) -> FrameObject | str:
     if box_keys:
         coords = _coords(item[box_keys[0]], 4)
         if coords is None:
-            issues.append(f"item {index}: '{box_keys[0]}' is not 4 finite numbers; box ignored")
+            why = " (NaN, Infinity or a number too large for a float)" if _non_finite(item[box_keys[0]]) else ""
+            issues.append(f"item {index}: '{box_keys[0]}' is not 4 finite numbers{why}; box ignored")
         else:
             box = coords  # type: ignore[assignment]
 
@@ -315,7 +361,8 @@ def _object_from_item(item: Any, index: int) -> FrameObject | str:
             if all(p is not None for p in many):
                 points.extend(many)  # type: ignore[arg-type]
                 continue
-        issues.append(f"item {index}: '{key}' is not a point [x, y] of finite numbers; ignored")
+        why = " (NaN, Infinity or a number too large for a float)" if _non_finite(value) else ""
+        issues.append(f"item {index}: '{key}' is not a point [x, y] of finite numbers{why}; ignored")
 
     label = item.get(keys["label"]) if "label" in keys else None
     if box is None and not points:
@@ -361,7 +408,7 @@ def parse_output(text: Any, *, max_objects: int | None = None) -> ParsedOutput:
     if not isinstance(text, str):
         return ParsedOutput(ParseStatus.NO_ANSWER, issues=(f"the output is a {type(text).__name__}, not text",))
     think, think_truncated = extract_think(text)
-    format_ok = FORMAT_RE.fullmatch(text) is not None
+    format_ok = format_matches(text)
     answer, answer_truncated, issues = _answer_candidates(text)
     truncated = think_truncated or answer_truncated
     if think_truncated:
@@ -422,24 +469,38 @@ REFERENCE_BRACE_RE = re.compile(r"\{[^}]+\}")
 
 
 def format_matches(text: str) -> bool:
-    """``re.fullmatch`` of :data:`FORMAT_RE` (leading or trailing whitespace fails, as in the reference)."""
-    return isinstance(text, str) and FORMAT_RE.fullmatch(text) is not None
+    """``re.fullmatch`` of :data:`FORMAT_RE` (leading or trailing whitespace fails, as in the reference).
+
+    Computed in linear time: the text must start with ``<think>``, end with ``</answer>``, and hold a
+    ``</think>\\s*<answer>`` between the two (the lazy ``.*?`` parts match anything).
+    """
+    if not isinstance(text, str) or not (text.startswith("<think>") and text.endswith("</answer>")):
+        return False
+    return _FORMAT_JOIN_RE.search(text, len("<think>"), len(text) - len("</answer>")) is not None
 
 
 def reference_first_brace_object(text: str) -> str | None:
-    """The first ``{[^}]+}`` in ``text`` (inside ``<think>``, outside tags, ...), or ``None``."""
+    """The first ``{[^}]+}`` in ``text`` (inside ``<think>``, outside tags, ...), or ``None``.
+
+    Same answer as ``REFERENCE_BRACE_RE.search`` in linear time (a run of ``{`` with no ``}`` made
+    the regex quadratic).
+    """
     if not isinstance(text, str):
         return None
-    m = REFERENCE_BRACE_RE.search(text)
-    return m.group(0) if m else None
+    start = text.find("{")
+    while start >= 0:
+        if start + 1 < len(text) and text[start + 1] != "}":
+            end = text.find("}", start + 1)
+            return None if end < 0 else text[start : end + 1]
+        start = text.find("{", start + 1)
+    return None
 
 
 def reference_answer_block(text: str) -> str | None:
     """The inner text of the **first** ``<answer>\\s*(.*?)\\s*</answer>`` block, or ``None``."""
     if not isinstance(text, str):
         return None
-    m = ANSWER_RE.search(text)
-    return m.group(1) if m else None
+    return _answer_block(text)
 
 
 def reference_sentence_fragments(text: str) -> list[str]:
