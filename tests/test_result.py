@@ -167,3 +167,47 @@ def test_rle_encode_matches_pycocotools(h, w, seed, density):
     m = np.random.default_rng(seed).random((h, w)) < density
     ref = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
     assert rle_encode(m) == {"size": [h, w], "counts": ref["counts"].decode("ascii")}
+
+
+def test_save_gives_files_the_plain_open_mode(tmp_path):
+    import os
+    import stat
+
+    if not hasattr(os, "fchmod"):
+        pytest.skip("POSIX file modes")
+    old = os.umask(0o027)
+    try:
+        _result().save(tmp_path / "out")
+        (tmp_path / "plain").write_text("x")
+    finally:
+        os.umask(old)
+    plain = stat.S_IMODE((tmp_path / "plain").stat().st_mode)
+    assert plain == 0o640
+    for p in (tmp_path / "out").iterdir():
+        assert stat.S_IMODE(p.stat().st_mode) == plain, p.name
+
+
+def test_save_removes_only_its_own_stale_masks(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("mask_7.png", "mask_01.png", "mask_x.png", "other.png"):
+        (out / name).write_bytes(b"old")
+    written = _result().save(out)
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["mask_0.png", "mask_01.png", "mask_1.png", "mask_union.png", "mask_x.png", "other.png",
+                     "overlay.png", "result.json"]
+    assert set(written) == {"mask_0", "mask_1", "mask_union", "overlay", "result"}
+    _result().save(out, masks=False)
+    assert sorted(p.name for p in out.glob("mask_*.png")) == ["mask_01.png", "mask_x.png"]
+
+
+def test_to_dict_always_has_the_union_field():
+    with_masks = _result().to_dict("rle")
+    assert with_masks["union"]["area"] > 0
+    without = _result(with_masks=False).to_dict("rle")
+    assert "union" in without and without["union"] is None  # masks not computed
+    empty = _result()
+    empty.objects = []
+    d = empty.to_dict("polygons")
+    assert d["union"] == {"area": 0, "polygons": []}
+    assert "union" not in _result().to_dict("none")  # no mask encoding at all
