@@ -11,9 +11,9 @@ import threading
 import time
 
 import pytest
-from conftest import COFFEE, FAST, PLAIN, request
 from fake_vllm import ANSWER
 from scripted import BoxSegmenter
+from serving_support import COFFEE, FAST, PLAIN, request
 
 from segzero_tool import SegZeroPipeline
 from segzero_tool.backends import resolve_reasoner_class

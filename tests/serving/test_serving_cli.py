@@ -7,7 +7,7 @@ import json
 import shlex
 
 import pytest
-from conftest import COFFEE
+from serving_support import COFFEE
 
 from segzero_tool import serve as serve_mod
 from segzero_tool.cli import main

@@ -4,9 +4,9 @@ frame travels losslessly (PNG) and the chat turn is the same, so greedy decoding
 from __future__ import annotations
 
 import pytest
-from conftest import COFFEE
 from fake_vllm import FakeVLLM
 from scripted import BoxSegmenter
+from serving_support import COFFEE
 
 from segzero_tool import SegZeroPipeline
 

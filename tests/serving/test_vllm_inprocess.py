@@ -8,9 +8,9 @@ import types
 from typing import Any
 
 import pytest
-from conftest import COFFEE, request
 from fake_vllm import ANSWER
 from scripted import BoxSegmenter
+from serving_support import COFFEE, request
 
 from segzero_tool import SegZeroPipeline
 from segzero_tool.cli import main
