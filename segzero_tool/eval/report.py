@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .jsonio import write_json_atomic
 from .metrics import BOX_CONVENTION, EMPTY_UNION_CONVENTIONS, FAILURE_CONVENTION, sample_iou
-from .runner import write_json_atomic
 
 if TYPE_CHECKING:
     from PIL import Image

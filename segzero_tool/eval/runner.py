@@ -45,6 +45,7 @@ from ..errors import SegZeroError
 from ..parsing import ParseStatus
 from ..prompts import EVAL_STRIP_CHARS, TRAIN_STRIP_CHARS, PromptFormat, validate_query
 from .datasets import EvalDataset, EvalSample
+from .jsonio import write_json_atomic
 from .metrics import (
     BOX_CONVENTION,
     EMPTY_UNION_CONVENTIONS,
@@ -209,12 +210,6 @@ def check_run_dir(run_dir: str | os.PathLike, manifest: Mapping[str, Any], *, fo
 
 
 # --- the records file ------------------------------------------------------------------------------
-
-
-def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
-    p = Path(path)
-    atomic_write_bytes(p, (json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8"))
-    return p
 
 
 def _dumps_record(rec: Mapping[str, Any]) -> str:
