@@ -1,9 +1,11 @@
 """The reasoning frame: resize and back-projection with the reference rounding."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
-from segzero_tool.frame import ReasoningFrame, point_in_box
+from segzero_tool.frame import ReasoningFrame, is_finite_number, point_in_box
 
 
 def test_half_up_rounding_matches_reference():
@@ -59,3 +61,34 @@ def test_point_in_box_inclusive():
     assert point_in_box((0, 0), (0, 0, 5, 5))
     assert point_in_box((5, 5), (0, 0, 5, 5))
     assert not point_in_box((6, 5), (0, 0, 5, 5))
+
+
+def test_huge_and_infinite_coordinates_saturate():
+    f = ReasoningFrame((1225, 815))
+    inf = float("inf")
+    assert f.box_to_image((0, 0, 1.7e308, 5)) == (0, 0, 1224, int(5 * 815 / 840 + 0.5))
+    assert f.box_to_image((-inf, -1e300, inf, 10**400)) == (0, 0, 1224, 814)
+    assert f.point_to_image((1e200, -1e200)) == (1224, 0)
+    raw = f.box_to_image((0, 0, 1.7e308, 5), clamp=False)
+    assert raw[2] > 1224  # unclamped: the pipeline reports "box clamped into the image"
+    g = ReasoningFrame((1225, 815), rounding="segzero")
+    assert g.box_to_image((0, 0, 1.7e308, inf)) == (0, 0, 1224, 814)
+
+
+def test_nan_coordinate_is_a_clear_value_error():
+    with pytest.raises(ValueError, match="NaN"):
+        ReasoningFrame((100, 100)).point_to_image((float("nan"), 1))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.floats(-1e12, 1e12), st.integers(1, 5000), st.integers(1, 5000))
+def test_reference_rounding_kept_for_finite_in_range_values(v, w, h):
+    f = ReasoningFrame((w, h))
+    assert f.point_to_image((v, v), clamp=False) == (int(v * (w / 840) + 0.5), int(v * (h / 840) + 0.5))
+    s = ReasoningFrame((w, h), rounding="segzero")
+    assert s.point_to_image((v, v), clamp=False) == (round(int(v) * (w / 840)), round(int(v) * (h / 840)))
+
+
+def test_is_finite_number_with_huge_int():
+    assert is_finite_number(10**300) and not is_finite_number(10**400)
+    assert not is_finite_number(True) and not is_finite_number(float("nan")) and not is_finite_number("1")
