@@ -37,6 +37,7 @@ FORMAT_RE = re.compile(r"<think>.*?</think>\s*<answer>.*?</answer>", re.DOTALL)
 FENCE_RE = re.compile(r"```[a-zA-Z0-9_-]*\s*(.*?)(?:```|\Z)", re.DOTALL)
 _FORMAT_JOIN_RE = re.compile(r"</think>\s*<answer>")
 _JSON_START_RE = re.compile(r"[\[{]")
+_JSON_WS_RE = re.compile(r"[ \t\n\r]*")
 
 #: Answers longer than this are not decoded (pathological output); the issue is reported.
 MAX_ANSWER_CHARS = 200_000
@@ -267,20 +268,38 @@ def _decode(answer: str) -> tuple[Any, list[str], bool]:
         return literal, issues, False
     # Truncated list: keep the complete objects before the cut.
     if s.startswith("["):
-        tries = 0
-        pos = len(s)
-        while tries < _MAX_REPAIR_TRIES:
-            pos = s.rfind("}", 0, pos)
-            if pos < 0:
-                break
-            tries += 1
-            try:
-                value = _DECODER.decode(s[: pos + 1] + "]")
-            except (ValueError, RecursionError, MemoryError):
-                continue
+        value = _cut_list_prefix(s)
+        if value is not None:
             issues.append("the JSON list is cut off; kept the complete objects before the cut")
             return value, issues, True
     raise ValueError("the answer is not valid JSON")
+
+
+def _cut_list_prefix(s: str) -> list[Any] | None:
+    """The longest ``s[:pos + 1] + "]"`` that decodes, ``pos`` one of the last 64 ``}``; else ``None``.
+
+    Decoding each such prefix costs ``64 x len(s)``; instead the list's elements are decoded once, in
+    order, until one fails: a prefix ending in ``}`` decodes exactly when it ends where a complete
+    object element ends, so the answer is the elements up to the last complete object.
+    """
+    items: list[Any] = []
+    best: tuple[int, int] | None = None
+    idx = _JSON_WS_RE.match(s, 1).end()  # type: ignore[union-attr]
+    while idx < len(s):
+        try:
+            value, end = _DECODER.raw_decode(s, idx)
+        except (ValueError, RecursionError, MemoryError):
+            break
+        items.append(value)
+        if isinstance(value, dict):
+            best = (len(items), end)
+        idx = _JSON_WS_RE.match(s, end).end()  # type: ignore[union-attr]
+        if idx >= len(s) or s[idx] != ",":
+            break
+        idx = _JSON_WS_RE.match(s, idx + 1).end()  # type: ignore[union-attr]
+    if best is None or s.count("}", best[1]) >= _MAX_REPAIR_TRIES:
+        return None
+    return items[: best[0]]
 
 
 def _literal_prefix(s: str) -> Any | None:
