@@ -137,3 +137,40 @@ def test_parser_never_raises(text):
     for o in p.objects:
         assert isinstance(o, FrameObject)
         assert o.box is not None or o.points
+
+
+def _cut_list_by_prefixes(s):
+    """The former repair: the longest of the last 64 ``s[:pos + 1] + "]"`` (``s[pos] == "}"``) that decodes."""
+    from segzero_tool.parsing import _DECODER
+
+    pos = len(s)
+    for _ in range(64):
+        pos = s.rfind("}", 0, pos)
+        if pos < 0:
+            return None
+        try:
+            return _DECODER.decode(s[: pos + 1] + "]")
+        except (ValueError, RecursionError):
+            continue
+    return None
+
+
+_cut_fragments = st.sampled_from([
+    '{"a":1}', '{"b":"}"}', "}", "{", ",", " ", "\n", "[", "]", "1", '"x', '"', "NaN", "{}", ', {"c":[1,2]}', "x",
+])
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(_cut_fragments, max_size=12).map(lambda parts: "[" + "".join(parts)))
+def test_cut_list_repair_matches_the_prefix_rule(s):
+    from segzero_tool.parsing import _cut_list_prefix
+
+    assert _cut_list_prefix(s) == _cut_list_by_prefixes(s)
+
+
+def test_cut_list_repair_limits():
+    from segzero_tool.parsing import _cut_list_prefix
+
+    objs = '{"a":1},' * 3
+    assert _cut_list_prefix("[" + objs + "}" * 60) == [{"a": 1}] * 3
+    assert _cut_list_prefix("[" + objs + "}" * 64) is None  # only the last 64 '}' were ever tried
