@@ -172,7 +172,7 @@ class ResultStore:
         objects = d.get("objects", [])
         width, height = entry.image_size
         if index is None:
-            union = d.get("union", {}).get("rle")
+            union = (d.get("union") or {}).get("rle")
             if union is not None:
                 return mask_to_png_bytes(rle_decode(union))
             if objects:
