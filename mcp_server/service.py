@@ -124,7 +124,6 @@ class CallProgress:
         self.started = time.monotonic()
         self.latest: Progress | None = None
         self.last_value = -1.0
-        self.sent = 0
 
     def sink(self, event: Progress) -> None:
         """Called from worker threads: only records (cheap, never blocks)."""
@@ -148,14 +147,12 @@ class CallProgress:
         self.last_value = value
         detail = f": {latest.message}" if latest is not None and latest.message else ""
         message = f"{self.name}{detail} ({elapsed:.0f} s)" if elapsed >= 1 else f"{self.name}{detail}"
-        self.sent += 1
         try:
             await self._send(round(value, 4), message)
         except Exception as exc:  # progress is best effort; never fail the call for it
             log.debug("progress notification failed: %r", exc)
 
     async def done(self) -> None:
-        self.last_value = max(self.last_value, STAGES - 1e-3)
         try:
             await self._send(float(STAGES), "done")
         except Exception as exc:
@@ -227,10 +224,6 @@ class SegZeroService:
     def load(self) -> SegZeroPipeline:
         """Load the models in this thread (blocking; for scripts and benchmarks)."""
         return self.loader.load_blocking()
-
-    async def ensure_loaded(self, on_wait: Any = None) -> SegZeroPipeline:
-        """The pipeline, waiting for (or starting) the load; see :meth:`ModelLoader.wait`."""
-        return await self.loader.wait(on_wait)
 
     def close(self) -> None:
         pipe = self.loader.value
