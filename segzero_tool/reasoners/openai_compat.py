@@ -1,26 +1,16 @@
 """Reasoner backend for any OpenAI-compatible chat-completions server (vLLM first of all).
 
-One request per query, ``POST {base}/chat/completions``, in the multimodal shape vLLM documents
-(checked against vLLM's ``ChatCompletionRequest`` on main, 2026, vLLM >= 0.12)::
-
-    {"model": "visionreasoner-7b",
-     "messages": [{"role": "user", "content": [
-         {"type": "image_url", "image_url": {"url": "data:image/png;base64,..."}},   # the 840x840 frame
-         {"type": "text", "text": PROMPT}]}],                                        # no system message
-     "temperature": 0, "max_tokens": 2048,
-     "structured_outputs": {"regex": "<think>[^<]*</think>..."}}                    # optional (vLLM only)
-
-as the reference scripts build the chat turn (one user turn ``[image, text]``; the chat template's
-default system prompt applies). ``structured_outputs`` is vLLM's field since 0.12 (``guided_regex``
-and ``guided_grammar`` were removed then); OpenAI's own API rejects it, so it is only sent where the
-server is vLLM (``structured_outputs="auto"``, the default: ``/v1/models`` lists the model with
-``owned_by: "vllm"``) or where asked for (``"regex"`` / ``"grammar"``).
+One request per query, ``POST {base}/chat/completions`` with the frame and the prompt in one user
+turn; vLLM's ``structured_outputs`` field is sent where the server is vLLM or where asked for. The
+request and answer formats are in :mod:`.openai_wire`, the replica choice, retries and health
+checks in :mod:`.openai_pool`, the typed errors in :mod:`.openai_errors`; every public name of
+those is importable from here too.
 
 Everything runs on one private event loop in a background thread that owns the ``httpx``
-client: :meth:`generate` (sync, used by ``segment_many``) sends all its requests concurrently
-there and :meth:`agenerate` awaits them from any event loop, so sync and async callers share one
-connection pool, one concurrency limit and one view of the replicas. Nothing is serialised on the
-client side beyond ``max_concurrency`` requests in flight.
+client (:mod:`.openai_loop`): :meth:`generate` (sync, used by ``segment_many``) sends all its
+requests concurrently there and :meth:`agenerate` awaits them from any event loop, so sync and
+async callers share one connection pool, one concurrency limit and one view of the replicas.
+Nothing is serialised on the client side beyond ``max_concurrency`` requests in flight.
 
 Failures: connection errors, timeouts, 429 (waiting ``Retry-After``) and 5xx (except 501) are
 retried with exponential backoff and jitter, up to ``max_retries`` times; a replica that refuses
@@ -39,276 +29,49 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import base64
 import concurrent.futures
-import email.utils
-import io
 import logging
 import os
-import random
 import threading
-import time
 import weakref
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
-from urllib.parse import urlsplit
 
 from ..cancel import CancelToken, OperationCancelled, current_token
-from ..errors import BackendError, UnknownModelError
 from .base import Reasoner, ReasonerOutput, ReasonerRequest
-from .structured import AnswerSchema, StructuredKind, schema_for_prompt, structured_outputs_field
+from .openai_errors import (
+    ReasonerAuthError,
+    ReasonerConfigError,
+    ReasonerConnectionError,
+    ReasonerHTTPError,
+    ReasonerResponseError,
+    ReasonerServiceError,
+    ReasonerTimeoutError,
+    UnknownServedModelError,
+)
+from .openai_loop import POLL_S, LoopThread
+from .openai_pool import Replica, ReplicaHealth, ReplicaPool, retry_after_seconds
+from .openai_wire import (
+    DEFAULT_API_KEY_ENV,
+    DEFAULT_BASE_URL,
+    StructuredMode,
+    chat_request_body,
+    encode_image,
+    model_aliases,
+    normalize_base_url,
+    parse_chat_completion,
+    server_message,
+    split_base_urls,
+    structured_mode,
+)
+from .structured import StructuredKind
 
 if TYPE_CHECKING:
     import httpx
-    from PIL import Image
-
-# Sources (read 2026-11, vLLM main): vllm/entrypoints/openai/chat_completion/protocol.py @002032e
-# (ChatCompletionRequest: max_tokens / max_completion_tokens, structured_outputs, response_format);
-# vllm/sampling_params.py @00388f6 (StructuredOutputsParams: json, regex, choice, grammar, json_object,
-# structural_tag; exactly one); docs/features/structured_outputs.md (guided_* removed in v0.12.0);
-# vllm/entrypoints/openai/models/serving.py (404 "The model `x` does not exist.", type NotFoundError,
-# param "model"; /v1/models cards with owned_by "vllm"); vllm/entrypoints/serve/utils/error_response.py
-# (error body {"error": {"message", "type", "param", "code"}}).
 
 logger = logging.getLogger(__name__)
 
-#: ``vllm serve``'s default address.
-DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
-#: Environment variable read for the API key unless told otherwise (the OpenAI SDK's convention).
-DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
-
-StructuredMode = Literal["auto", "regex", "grammar", "off"]
 _T = TypeVar("_T")
-_POLL_S = 0.05  # how often a pending call looks at its cancel token
-
-
-# --- errors ------------------------------------------------------------------------------------
-
-
-class ReasonerServiceError(BackendError):
-    """The reasoner server could not give an answer (base class of the remote-backend errors).
-
-    Attributes:
-        url: the base URL concerned (``None`` when several were).
-        status: the last HTTP status, if any.
-        attempts: how many times the request was sent.
-    """
-
-    exit_code = 8
-
-    def __init__(self, message: str, *, url: str | None = None, status: int | None = None, attempts: int = 0) -> None:
-        super().__init__(message)
-        self.url = url
-        self.status = status
-        self.attempts = attempts
-
-
-class ReasonerConnectionError(ReasonerServiceError):
-    """No connection to the server, or the connection dropped (after all retries)."""
-
-
-class ReasonerTimeoutError(ReasonerServiceError):
-    """The server did not answer within the timeout (after all retries)."""
-
-
-class ReasonerHTTPError(ReasonerServiceError):
-    """The server answered with an error status (a 4xx, or 429 / 5xx after all retries)."""
-
-
-class ReasonerAuthError(ReasonerHTTPError):
-    """401 / 403: the API key is missing or wrong."""
-
-
-class ReasonerResponseError(ReasonerServiceError):
-    """The server answered 200 with a body that is not a chat completion."""
-
-
-class ReasonerConfigError(BackendError, ValueError):
-    """Bad client settings (base URL, structured-output mode, image format, limits)."""
-
-
-class UnknownServedModelError(ReasonerServiceError, UnknownModelError):
-    """The server does not serve the requested model name. ``served`` lists what it serves."""
-
-    exit_code = 4
-
-    def __init__(self, message: str, *, served: Sequence[str] = (), url: str | None = None) -> None:
-        ReasonerServiceError.__init__(self, message, url=url, status=404)
-        self.served = list(served)
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
-
-
-# --- helpers -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ReplicaHealth:
-    """Result of a health check of one base URL.
-
-    Attributes:
-        url: the base URL (``.../v1``).
-        ok: the server answered its health endpoint (or, lacking one, ``/v1/models``) with 200.
-        endpoint: the URL that decided it.
-        status: its HTTP status (``None`` when there was no connection).
-        detail: what went wrong, in words (``""`` when ok).
-    """
-
-    url: str
-    ok: bool
-    endpoint: str
-    status: int | None = None
-    detail: str = ""
-
-
-class _Replica:
-    __slots__ = ("url", "root", "outstanding", "down_until", "ok_count", "fail_count")
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.root = url[: -len("/v1")] if url.endswith("/v1") else url
-        self.outstanding = 0
-        self.down_until = 0.0
-        self.ok_count = 0
-        self.fail_count = 0
-
-
-def normalize_base_url(url: str) -> str:
-    """``http://host:8000`` -> ``http://host:8000/v1``; other paths are kept (minus a trailing ``/``).
-
-    Raises:
-        ReasonerConfigError: not an ``http(s)://host`` URL.
-    """
-    text = str(url).strip()
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ReasonerConfigError(
-            f"bad reasoner base URL {url!r}: use http(s)://HOST[:PORT][/v1], e.g. {DEFAULT_BASE_URL}"
-        )
-    path = parts.path.rstrip("/")
-    if not path:
-        path = "/v1"
-    return f"{parts.scheme}://{parts.netloc}{path}"
-
-
-def split_base_urls(value: str | Sequence[str] | None) -> list[str]:
-    """Normalised base URLs from a URL, a comma-separated list of URLs, or a sequence of them."""
-    if value is None:
-        return [DEFAULT_BASE_URL]
-    items = value.split(",") if isinstance(value, str) else [u for v in value for u in str(v).split(",")]
-    urls = [normalize_base_url(u) for u in items if u.strip()]
-    if not urls:
-        raise ReasonerConfigError("no reasoner base URL given; pass e.g. base_url='http://127.0.0.1:8000/v1'")
-    return list(dict.fromkeys(urls))
-
-
-def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
-    """Parse a ``Retry-After`` header: delta seconds or an HTTP date. ``None`` when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
-def _server_message(resp: httpx.Response) -> str:
-    """The error text of a response: OpenAI/vLLM ``{"error": {"message"}}``, ``{"message"}``, or the body."""
-    try:
-        data = resp.json()
-    except ValueError:
-        return " ".join(resp.text.split())[:300]
-    if isinstance(data, dict):
-        err = data.get("error")
-        if isinstance(err, dict) and err.get("message"):
-            return str(err["message"])[:500]
-        for key in ("message", "detail", "error"):
-            if isinstance(data.get(key), str):
-                return str(data[key])[:500]
-    return " ".join(resp.text.split())[:300]
-
-
-def _model_aliases(model: str) -> list[str]:
-    """Names a server may know ``model`` by: the registry short name first (what ``segzero
-    serve-reasoner`` serves under), then the hub id."""
-    from ..registry import MODELS
-
-    key = model.strip()
-    entry = MODELS.get(key.lower())
-    if entry is None:
-        entry = next((e for e in MODELS.values() if e.hub_id.lower() == key.lower()), None)
-    if entry is None or entry.kind != "reasoner":
-        return [key]
-    return list(dict.fromkeys([entry.name, entry.hub_id, key]))
-
-
-def _int_or_none(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def encode_image(image: Image.Image, image_format: str = "png", *, jpeg_quality: int = 95,
-                 png_compress_level: int = 1) -> str:
-    """The frame as a ``data:`` URL. PNG is lossless (what the in-process backends see); JPEG is
-    ~25x faster to encode and ~5x smaller. ``png_compress_level`` 1 gives the same pixels as 6 at a
-    third of the time."""
-    if image.mode != "RGB":
-        image = image.convert("RGB")
-    buf = io.BytesIO()
-    if image_format == "jpeg":
-        image.save(buf, format="JPEG", quality=jpeg_quality)
-        mime = "image/jpeg"
-    else:
-        image.save(buf, format="PNG", compress_level=png_compress_level)
-        mime = "image/png"
-    return f"data:{mime};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
-
-
-class _LoopThread:
-    """A private asyncio loop running forever in a daemon thread."""
-
-    def __init__(self, name: str) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self.thread.start()
-        self._ready.wait()
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.call_soon(self._ready.set)
-        try:
-            self.loop.run_forever()
-        finally:
-            pending = [t for t in asyncio.all_tasks(self.loop) if not t.done()]
-            for task in pending:
-                task.cancel()
-            if pending:
-                self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
-            self.loop.close()
-
-    def submit(self, coro: Awaitable[_T]) -> concurrent.futures.Future[_T]:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
-
-    def stop(self, timeout: float = 5.0) -> None:
-        if self.loop.is_closed():
-            return
-        try:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-        except RuntimeError:  # already closed
-            return
-        if threading.current_thread() is not self.thread:
-            self.thread.join(timeout)
 
 
 # --- the backend -------------------------------------------------------------------------------
@@ -388,10 +151,10 @@ class OpenAICompatReasoner(Reasoner):
             raise ReasonerConfigError("the openai reasoner needs a model name (the name the server serves)")
         self.model_id = model.strip()
         self.base_urls = split_base_urls(base_url)
-        self._candidates = [model_name.strip()] if model_name else _model_aliases(self.model_id)
+        self._candidates = [model_name.strip()] if model_name else model_aliases(self.model_id)
         #: The model name sent in requests (settled by the first ``/v1/models`` lookup).
         self.model = self._candidates[0]
-        self.structured_outputs = _structured_mode(structured_outputs)
+        self.structured_outputs = structured_mode(structured_outputs)
         if answer_schema not in ("auto", "list", "single"):
             raise ReasonerConfigError(f"answer_schema must be auto, list or single, got {answer_schema!r}")
         self.answer_schema = answer_schema
@@ -427,16 +190,17 @@ class OpenAICompatReasoner(Reasoner):
         if key:
             self._headers["Authorization"] = f"Bearer {key.strip()}"
         self._has_key = bool(key)
-        self._transport = transport
-        self._replicas = [_Replica(u) for u in self.base_urls]
-        self._rr = 0
+        self._pool = ReplicaPool(self.base_urls, headers=self._headers, timeout=self.timeout,
+                                 connect_timeout=self.connect_timeout, max_retries=self.max_retries,
+                                 backoff=self.backoff, max_backoff=self.max_backoff,
+                                 max_retry_after=self.max_retry_after, max_concurrency=self.max_concurrency,
+                                 replica_cooldown=self.replica_cooldown, transport=transport,
+                                 start_hint=self._start_hint())
         self._kind: StructuredKind | None = None if self.structured_outputs in ("auto", "off") else self.structured_outputs  # type: ignore[assignment]
         self._discovered = not self.discover
         self._server_is_vllm: bool | None = None
-        self._client: httpx.AsyncClient | None = None
-        self._sem: asyncio.Semaphore | None = None
         self._discover_lock: asyncio.Lock | None = None
-        self._runner: _LoopThread | None = None
+        self._runner: LoopThread | None = None
         self._runner_lock = threading.Lock()
         self._closed = False
         self._finalizer: weakref.finalize | None = None
@@ -505,10 +269,10 @@ class OpenAICompatReasoner(Reasoner):
 
     def health(self, timeout: float = 5.0) -> list[ReplicaHealth]:
         """Check every base URL: ``GET /health`` (vLLM), falling back to ``GET /v1/models``."""
-        return self._run(self._ahealth(timeout))
+        return self._run(self._pool.health(timeout))
 
     async def ahealth(self, timeout: float = 5.0) -> list[ReplicaHealth]:
-        return await asyncio.wrap_future(self._ensure_runner().submit(self._ahealth(timeout)))
+        return await asyncio.wrap_future(self._ensure_runner().submit(self._pool.health(timeout)))
 
     def check_health(self, timeout: float = 5.0) -> list[ReplicaHealth]:
         """Like :meth:`health`, but raise when no base URL is healthy.
@@ -530,9 +294,7 @@ class OpenAICompatReasoner(Reasoner):
 
     def replica_stats(self) -> list[dict[str, Any]]:
         """Per base URL: requests answered, failures, in flight, and whether it is being skipped."""
-        now = time.monotonic()
-        return [{"url": r.url, "ok": r.ok_count, "failed": r.fail_count, "in_flight": r.outstanding,
-                 "skipped": r.down_until > now} for r in self._replicas]
+        return self._pool.stats()
 
     def close(self) -> None:
         """Close the HTTP connections and stop the client thread. Safe to call twice."""
@@ -559,12 +321,12 @@ class OpenAICompatReasoner(Reasoner):
 
     # --- machinery -----------------------------------------------------------------------------
 
-    def _ensure_runner(self) -> _LoopThread:
+    def _ensure_runner(self) -> LoopThread:
         if self._closed:
             raise RuntimeError("this OpenAICompatReasoner was closed; build a new one")
         with self._runner_lock:
             if self._runner is None:
-                self._runner = _LoopThread(f"segzero-openai-{self.model}")
+                self._runner = LoopThread(f"segzero-openai-{self.model}")
                 self._finalizer = weakref.finalize(self, self._runner.stop)
             return self._runner
 
@@ -575,22 +337,13 @@ class OpenAICompatReasoner(Reasoner):
         return runner.submit(coro).result()
 
     async def _aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self._pool.aclose()
 
     def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            import httpx
-
-            limits = httpx.Limits(max_connections=self.max_concurrency + 8,
-                                  max_keepalive_connections=self.max_concurrency)
-            timeout = httpx.Timeout(self.timeout, connect=self.connect_timeout, pool=None)
-            self._client = httpx.AsyncClient(limits=limits, timeout=timeout, transport=self._transport,
-                                             follow_redirects=False, trust_env=False)
-            self._sem = asyncio.Semaphore(self.max_concurrency)
+        client = self._pool.http()
+        if self._discover_lock is None:
             self._discover_lock = asyncio.Lock()
-        return self._client
+        return client
 
     async def _gather(self, requests: list[ReasonerRequest], token: CancelToken | None) -> list[ReasonerOutput]:
         """Run every request concurrently; the first failure (or a cancelled token) cancels the rest."""
@@ -600,7 +353,7 @@ class OpenAICompatReasoner(Reasoner):
         try:
             pending: set[asyncio.Task[ReasonerOutput]] = set(tasks)
             while pending:
-                done, pending = await asyncio.wait(pending, timeout=_POLL_S if token is not None else None,
+                done, pending = await asyncio.wait(pending, timeout=POLL_S if token is not None else None,
                                                    return_when=asyncio.FIRST_EXCEPTION)
                 for task in done:
                     if not task.cancelled() and task.exception() is not None:
@@ -622,32 +375,17 @@ class OpenAICompatReasoner(Reasoner):
             None, lambda: encode_image(request.image, self.image_format, jpeg_quality=self.jpeg_quality,
                                        png_compress_level=self.png_compress_level))
         body = self.request_body(request, url)
-        replica, resp, attempts = await self._send("POST", "/chat/completions", body, token)
+        replica, resp, attempts = await self._pool.send("POST", "/chat/completions", body, token)
         if resp.status_code == 200:
-            return self._parse(resp, replica, attempts)
+            return parse_chat_completion(resp, replica.url, attempts, self.model)
         await self._raise_for_status(resp, replica, attempts)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def request_body(self, request: ReasonerRequest, image_url: str) -> dict[str, Any]:
         """The JSON body for one request (``image_url`` is the frame's ``data:`` URL)."""
-        body: dict[str, Any] = {
-            "model": self.model,
-            "messages": [{
-                "role": "user",
-                "content": [
-                    {"type": "image_url", "image_url": {"url": image_url}},
-                    {"type": "text", "text": request.prompt},
-                ],
-            }],
-            "temperature": 0,
-            self.max_tokens_field: int(request.max_new_tokens),
-        }
-        if self._kind is not None:
-            schema: AnswerSchema = (schema_for_prompt(request.prompt) if self.answer_schema == "auto"
-                                    else self.answer_schema)  # type: ignore[assignment]
-            body["structured_outputs"] = structured_outputs_field(self._kind, schema, self.max_objects)
-        body.update(self.extra_body)
-        return body
+        return chat_request_body(request, image_url, model=self.model, max_tokens_field=self.max_tokens_field,
+                                 kind=self._kind, answer_schema=self.answer_schema, max_objects=self.max_objects,
+                                 extra_body=self.extra_body)
 
     async def _ensure_discovered(self, token: CancelToken | None) -> None:
         if self._discovered:
@@ -673,7 +411,7 @@ class OpenAICompatReasoner(Reasoner):
     async def _fetch_models(self, token: CancelToken | None) -> list[Any] | None:
         """``/v1/models`` cards, or ``None`` when the server has no such endpoint."""
         self._http()
-        replica, resp, attempts = await self._send("GET", "/models", None, token)
+        replica, resp, attempts = await self._pool.send("GET", "/models", None, token)
         if resp.status_code in (401, 403):
             await self._raise_for_status(resp, replica, attempts)
         if resp.status_code != 200:
@@ -686,108 +424,21 @@ class OpenAICompatReasoner(Reasoner):
         cards = data.get("data") if isinstance(data, dict) else None
         return cards if isinstance(cards, list) else None
 
-    def _pick(self) -> _Replica:
-        """Least requests in flight among the replicas not being skipped; round-robin on ties."""
-        now = time.monotonic()
-        n = len(self._replicas)
-        start = self._rr
-        self._rr = (self._rr + 1) % n
-        order = [self._replicas[(start + i) % n] for i in range(n)]
-        up = [r for r in order if r.down_until <= now]
-        if not up:  # every replica is being skipped: try the one that comes back first
-            return min(order, key=lambda r: r.down_until)
-        return min(up, key=lambda r: r.outstanding)
-
-    def _others_up(self, replica: _Replica) -> bool:
-        now = time.monotonic()
-        return any(r is not replica and r.down_until <= now for r in self._replicas)
-
-    async def _send(self, method: str, path: str, body: dict[str, Any] | None,
-                    token: CancelToken | None) -> tuple[_Replica, httpx.Response, int]:
-        """Send with retries. Returns the first final response (2xx or a non-retryable status)."""
-        import httpx
-
-        client = self._http()
-        assert self._sem is not None
-        attempts = 0
-        while True:
-            _check(token)
-            replica = self._pick()
-            attempts += 1
-            retry_after: float | None = None
-            mark_down = False
-            try:
-                async with self._sem:
-                    replica.outstanding += 1
-                    try:
-                        resp = await client.request(method, replica.url + path, json=body, headers=self._headers)
-                    finally:
-                        replica.outstanding -= 1
-            except httpx.TimeoutException as exc:
-                mark_down = isinstance(exc, httpx.ConnectTimeout)
-                phase = "connect to" if mark_down else "get an answer from"
-                limit = self.connect_timeout if mark_down else self.timeout
-                error: ReasonerServiceError = ReasonerTimeoutError(
-                    f"could not {phase} {replica.url} within {limit:g} s ({type(exc).__name__}) after {attempts} "
-                    f"attempt(s); the server may be overloaded or down: raise timeout=, lower max_concurrency, "
-                    f"or add replicas. {self._start_hint()}", url=replica.url, attempts=attempts)
-            except httpx.TransportError as exc:
-                mark_down = isinstance(exc, httpx.ConnectError)
-                what = "cannot connect to" if mark_down else "lost the connection to"
-                error = ReasonerConnectionError(
-                    f"{what} {replica.url} ({type(exc).__name__}: {exc}) after {attempts} attempt(s): "
-                    f"{self._start_hint()}", url=replica.url, attempts=attempts)
-            else:
-                status = resp.status_code
-                if status != 429 and (status < 500 or status == 501):
-                    replica.down_until = 0.0
-                    replica.ok_count += status < 400
-                    return replica, resp, attempts
-                retry_after = retry_after_seconds(resp.headers.get("retry-after"))
-                error = ReasonerHTTPError(
-                    f"{replica.url} answered HTTP {status} ({_server_message(resp)}) after {attempts} attempt(s)"
-                    + ("; the server is rate-limiting: lower max_concurrency or add replicas" if status == 429 else ""),
-                    url=replica.url, status=status, attempts=attempts)
-            replica.fail_count += 1
-            failover = False
-            if mark_down:
-                replica.down_until = time.monotonic() + self.replica_cooldown
-                failover = self._others_up(replica)
-            if attempts > self.max_retries:
-                raise error
-            if failover:
-                delay = 0.0
-            elif retry_after is not None:
-                delay = min(retry_after, self.max_retry_after) * (1.0 + 0.1 * random.random())
-            else:
-                delay = min(self.max_backoff, self.backoff * 2 ** (attempts - 1)) * random.uniform(0.5, 1.0)
-            logger.warning("reasoner request to %s failed (%s); retry %d/%d in %.2f s", replica.url,
-                           str(error).split(" after ")[0], attempts, self.max_retries, delay)
-            await _sleep(delay, token)
-
-    async def _raise_for_status(self, resp: httpx.Response, replica: _Replica, attempts: int) -> None:
+    async def _raise_for_status(self, resp: httpx.Response, replica: Replica, attempts: int) -> None:
         status = resp.status_code
-        message = _server_message(resp)
+        message = server_message(resp)
         if status in (401, 403):
             where = f"${self.api_key_env}" if self.api_key_env else "api_key="
             raise ReasonerAuthError(
                 f"{replica.url} refused the API key (HTTP {status}: {message}); put the server's key in {where}"
                 + ("" if self._has_key else " (no key was sent)"), url=replica.url, status=status, attempts=attempts)
         if status == 404 and ("model" in message.lower() or "does not exist" in message.lower()):
-            cards = await self._fetch_models_from(replica)
+            cards = await self._pool.fetch_model_ids(replica)
             if cards is not None:
                 raise self._unknown_model(cards, replica.url)
         hint = " (is the base URL right? OpenAI-compatible servers usually answer under .../v1)" if status == 404 else ""
         raise ReasonerHTTPError(f"{replica.url} refused the request: HTTP {status}: {message}{hint}",
                                 url=replica.url, status=status, attempts=attempts)
-
-    async def _fetch_models_from(self, replica: _Replica) -> list[str] | None:
-        try:
-            resp = await self._http().get(replica.url + "/models", headers=self._headers)
-            data = resp.json()
-            return [c["id"] for c in data["data"] if isinstance(c, dict) and isinstance(c.get("id"), str)]
-        except Exception:  # noqa: BLE001 - best effort for a better message
-            return None
 
     def _unknown_model(self, served: list[str], url: str) -> UnknownServedModelError:
         tried = " (also tried " + ", ".join(repr(c) for c in self._candidates[1:]) + ")" if len(self._candidates) > 1 else ""
@@ -800,98 +451,6 @@ class OpenAICompatReasoner(Reasoner):
     def _start_hint(self) -> str:
         return (f"is `vllm serve` running at {', '.join(self.base_urls)}? "
                 f"start it with `segzero serve-reasoner --model {self._candidates[0]}`")
-
-    def _parse(self, resp: httpx.Response, replica: _Replica, attempts: int) -> ReasonerOutput:
-        snippet = " ".join(resp.text[:200].split())
-        try:
-            data = resp.json()
-        except ValueError:
-            raise ReasonerResponseError(f"{replica.url} answered HTTP 200 with a body that is not JSON: {snippet!r}",
-                                        url=replica.url, status=200, attempts=attempts) from None
-        try:
-            choice = data["choices"][0]
-            message = choice["message"]
-            if not isinstance(message, dict):
-                raise TypeError
-        except (KeyError, IndexError, TypeError):
-            raise ReasonerResponseError(f"{replica.url} answered HTTP 200 without choices[0].message: {snippet!r}",
-                                        url=replica.url, status=200, attempts=attempts) from None
-        content = message.get("content")
-        if isinstance(content, list):  # content parts
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-        if content is None:
-            content = ""
-        if not isinstance(content, str):
-            raise ReasonerResponseError(f"{replica.url} answered with a non-text message content: {snippet!r}",
-                                        url=replica.url, status=200, attempts=attempts)
-        reasoning = message.get("reasoning") or message.get("reasoning_content")
-        if isinstance(reasoning, str) and reasoning and "<think>" not in content:
-            # a server-side reasoning parser split the <think> block off; put it back
-            content = f"<think>{reasoning}</think>{content}"
-        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
-        return ReasonerOutput(
-            text=content,
-            prompt_tokens=_int_or_none(usage.get("prompt_tokens")),
-            completion_tokens=_int_or_none(usage.get("completion_tokens")),
-            finish_reason=choice.get("finish_reason") if isinstance(choice.get("finish_reason"), str) else None,
-            extra={"replica": replica.url, "attempts": attempts, "model": data.get("model", self.model)},
-        )
-
-    async def _ahealth(self, timeout: float) -> list[ReplicaHealth]:
-        import httpx
-
-        client = self._http()
-
-        async def one(replica: _Replica) -> ReplicaHealth:
-            endpoint = replica.root + "/health"
-            try:
-                resp = await client.get(endpoint, headers=self._headers, timeout=timeout)
-                if resp.status_code in (404, 405):
-                    endpoint = replica.url + "/models"
-                    resp = await client.get(endpoint, headers=self._headers, timeout=timeout)
-            except httpx.TimeoutException as exc:
-                return ReplicaHealth(replica.url, False, endpoint, None, f"no answer within {timeout:g} s ({type(exc).__name__})")
-            except httpx.TransportError as exc:
-                return ReplicaHealth(replica.url, False, endpoint, None, f"cannot connect ({type(exc).__name__}: {exc})")
-            if resp.status_code == 200:
-                replica.down_until = 0.0
-                return ReplicaHealth(replica.url, True, endpoint, 200)
-            return ReplicaHealth(replica.url, False, endpoint, resp.status_code,
-                                 f"HTTP {resp.status_code}: {_server_message(resp)}")
-
-        return list(await asyncio.gather(*(one(r) for r in self._replicas)))
-
-
-def _structured_mode(value: StructuredMode | bool | None) -> StructuredMode:
-    if value is None or value is False:
-        return "off"
-    if value is True:
-        return "regex"
-    mode = str(value).strip().lower()
-    if mode in ("none", "false", "0", "no"):
-        mode = "off"
-    if mode not in ("auto", "regex", "grammar", "off"):
-        raise ReasonerConfigError(f"structured_outputs must be auto, regex, grammar or off, got {value!r}")
-    return mode  # type: ignore[return-value]
-
-
-def _check(token: CancelToken | None) -> None:
-    if token is not None:
-        token.raise_if_cancelled()
-
-
-async def _sleep(delay: float, token: CancelToken | None) -> None:
-    """Sleep ``delay`` seconds, waking early (and raising) when ``token`` is cancelled."""
-    if token is None:
-        await asyncio.sleep(delay)
-        return
-    end = time.monotonic() + delay
-    while True:
-        token.raise_if_cancelled()
-        left = end - time.monotonic()
-        if left <= 0:
-            return
-        await asyncio.sleep(min(left, _POLL_S))
 
 
 __all__ = [

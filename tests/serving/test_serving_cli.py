@@ -52,12 +52,12 @@ def test_cli_options_reach_the_client(make_server, capsys):
 def test_cli_server_down_is_one_line_exit_8(capsys, monkeypatch):
     import socket
 
-    from segzero_tool.reasoners import openai_compat
+    from segzero_tool.reasoners import openai_pool
 
     async def no_wait(delay, token):  # the default retries, without their backoff sleeps
         return None
 
-    monkeypatch.setattr(openai_compat, "_sleep", no_wait)
+    monkeypatch.setattr(openai_pool, "_sleep", no_wait)
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
