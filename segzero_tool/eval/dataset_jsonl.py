@@ -1,0 +1,103 @@
+"""Users' own evaluation data as JSONL: one JSON object per line naming an image, a query and a mask."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .gt_masks import PngMask, PolygonMask, RleMask, check_polygons, check_rle
+from .samples import DatasetError, EvalDataset, EvalSample, box_or_none
+
+
+def load_jsonl(path: str | os.PathLike) -> EvalDataset:
+    """Users' own data, one JSON object per line::
+
+        {"image": "imgs/a.jpg", "query": "the cup", "mask": "masks/a.png"}
+        {"image": "imgs/b.jpg", "query": "...", "mask": {"size": [H, W], "counts": "..."}}
+        {"image": "imgs/c.jpg", "query": "...", "polygons": [[x0, y0, x1, y1, ...], ...], "is_sentence": true}
+
+    Keys: ``image`` (path, relative to the JSONL file); ``query`` (or ``text``; a list uses its first
+    entry); the mask as ``mask`` (a PNG path, a COCO RLE dict, or polygons) or explicitly
+    ``mask_png`` / ``rle`` / ``polygons`` (flat ``[x0, y0, x1, y1, ...]`` lists, or ``[[x, y], ...]``);
+    optional ``id``, ``box`` / ``bbox`` (``[x1, y1, x2, y2]``), ``is_sentence``. Blank lines and lines
+    starting with ``#`` are skipped. PNG masks: any non-zero pixel is foreground.
+    """
+    p = Path(path).expanduser()
+    base = p.parent
+    samples: list[EvalSample] = []
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{p}: cannot be read ({exc})") from None
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        where = f"{p}:{lineno}"
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise DatasetError(f"{where}: not valid JSON ({exc})") from None
+        if not isinstance(row, dict):
+            raise DatasetError(f"{where}: each line must be a JSON object")
+        samples.append(_jsonl_sample(row, base, where, lineno))
+    if not samples:
+        raise DatasetError(f"{p}: no samples")
+    return EvalDataset(samples, name=os.fspath(path), kind="jsonl", location=str(p.resolve()))
+
+
+def _resolve_path(value: Any, base: Path, where: str, what: str) -> Path:
+    if not isinstance(value, str) or not value:
+        raise DatasetError(f"{where}: {what} must be a file path")
+    q = Path(value).expanduser()
+    q = q if q.is_absolute() else base / q
+    if not q.is_file():
+        raise DatasetError(f"{where}: {what} {q} does not exist")
+    return q
+
+
+def _jsonl_sample(row: dict[str, Any], base: Path, where: str, lineno: int) -> EvalSample:
+    image = _resolve_path(row.get("image"), base, where, "image")
+    query = row.get("query", row.get("text"))
+    if isinstance(query, list):
+        query = query[0] if query else None
+    if not isinstance(query, str):
+        raise DatasetError(f"{where}: needs a 'query' string")
+    mask: Callable[[], np.ndarray]
+    if "mask_png" in row:
+        mask = PngMask(_resolve_path(row["mask_png"], base, where, "mask_png"))
+    elif "rle" in row:
+        mask = RleMask(check_rle(row["rle"], where))
+    elif "polygons" in row:
+        mask = PolygonMask(check_polygons(row["polygons"], where), image, row.get("width"), row.get("height"))
+    elif "mask" in row:
+        m = row["mask"]
+        if isinstance(m, str):
+            mask = PngMask(_resolve_path(m, base, where, "mask"))
+        elif isinstance(m, dict) and "counts" in m:
+            mask = RleMask(check_rle(m, where))
+        elif isinstance(m, dict) and "polygons" in m:
+            mask = PolygonMask(check_polygons(m["polygons"], where), image, row.get("width"), row.get("height"))
+        elif isinstance(m, list):
+            mask = PolygonMask(check_polygons(m, where), image, row.get("width"), row.get("height"))
+        else:
+            raise DatasetError(f"{where}: 'mask' must be a PNG path, a COCO RLE dict or polygons")
+    else:
+        raise DatasetError(f"{where}: needs a mask ('mask', 'mask_png', 'rle' or 'polygons')")
+    box = row.get("box", row.get("bbox"))
+    gt_box = box_or_none(box)
+    if box is not None and gt_box is None:
+        raise DatasetError(f"{where}: 'box' must be [x1, y1, x2, y2]")
+    is_sentence = row.get("is_sentence")
+    return EvalSample(
+        id=str(row["id"]) if row.get("id") is not None else f"line{lineno:06d}",
+        query=query, image=str(image), gt_mask=mask, gt_box=gt_box,
+        is_sentence=None if is_sentence is None else bool(is_sentence), source=where,
+    )
+
+
+__all__ = ["load_jsonl"]
