@@ -16,6 +16,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from . import __version__
 from .errors import SegZeroError
@@ -73,8 +74,15 @@ def add_remote_reasoner_options(p: argparse.ArgumentParser) -> None:
                    help="how the 840x840 frame is sent (default png, lossless; jpeg: quality 95, faster)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are one line: ``segzero: error: <what> (see segzero segment --help)``, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"segzero: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="segzero", description="Segment an image by a reasoning query.")
+    parser = _Parser(prog="segzero", description="Segment an image by a reasoning query.")
     parser.add_argument("--version", action="version", version=f"segzero-tool {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="more log lines on stderr: -v info, -vv debug (default: warnings only)")
@@ -281,6 +289,21 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return run_eval_command(args, _settings_from_args(args))
 
 
+def _hub_hints(exc, command: str) -> list[str]:  # exc: HubUnreachableError
+    """What to do when a model cannot come from the hub, with this command's flags."""
+    if command not in ("segment", "eval"):
+        return list(exc.hints)
+    lines = [
+        "Use local folders: --reasoner DIR --segmenter DIR (fetch them where the hub is reachable: "
+        f"`hf download {exc.model_id} --local-dir DIR`).",
+    ]
+    if not exc.offline:
+        lines.append("Or copy a filled Hugging Face cache here and set HF_HUB_OFFLINE=1 (HF_HOME pointing at it).")
+    lines.append("No weights at hand: `segzero make-tiny-models .tiny`, then --reasoner .tiny/reasoner "
+                 "--segmenter .tiny/segmenter (random weights: a dry run with garbage answers).")
+    return lines
+
+
 class _OncePerRecord(logging.Filter):
     """Drop records that a library's own handler already printed (``huggingface_hub`` adds a stream
     handler to its logger and still propagates to the root), so each line appears once."""
@@ -313,7 +336,7 @@ def setup_logging(verbosity: int = 0) -> None:
     handler.segzero_cli = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)
-    for noisy in ("httpx", "urllib3", "filelock"):
+    for noisy in ("httpx", "httpx2", "httpcore", "httpcore2", "urllib3", "filelock"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
@@ -326,8 +349,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handlers[args.command](args)
     except SegZeroError as exc:
-        from .errors import ImageTooLargeError
+        from .errors import HubUnreachableError, ImageTooLargeError
 
+        if isinstance(exc, HubUnreachableError):
+            print("segzero: error: " + " ".join(exc.message.split()) + ".", file=sys.stderr)
+            for line in _hub_hints(exc, args.command):
+                print("  " + line, file=sys.stderr)
+            return exc.exit_code
         hint = " (or raise --max-pixels)" if isinstance(exc, ImageTooLargeError) and args.command == "segment" else ""
         print("segzero: error: " + " ".join(str(exc).split()) + hint, file=sys.stderr)
         return exc.exit_code
@@ -339,6 +367,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as exc:  # a bug: one line, the traceback with -v
+        if args.verbose:
+            raise
+        text = " ".join(str(exc).split())[:300]
+        print(f"segzero: unexpected error: {type(exc).__name__}{': ' + text if text else ''} "
+              "(run again with -v for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -67,3 +67,25 @@ class ImageSourceRejected(SegZeroError, ValueError):
     value of the wrong type, ... The message says what was wrong and what to do instead."""
 
     exit_code = 2
+
+
+class HubUnreachableError(ModelLoadError):
+    """A model must come from the Hugging Face Hub, the hub cannot be reached (or ``HF_HUB_OFFLINE`` is
+    set) and the files are not in the local cache. Raised after a short probe, before any download.
+
+    ``hints`` holds what to do instead, one sentence each; ``str()`` is the message and the hints on
+    one line, for channels that show one line.
+    """
+
+    def __init__(self, message: str, *, model_id: str, offline: bool = False) -> None:
+        self.message = message
+        self.model_id = model_id
+        #: True when ``HF_HUB_OFFLINE`` forbade the download (rather than the hub not answering).
+        self.offline = offline
+        hints = [f"Use a local copy: download it where the hub is reachable (`hf download {model_id} "
+                 "--local-dir DIR`) and pass the folder instead of the hub id."]
+        if not offline:
+            hints.append("Or copy a filled Hugging Face cache here and set HF_HUB_OFFLINE=1 (HF_HOME or "
+                         "HF_HUB_CACHE pointing at it).")
+        self.hints: tuple[str, ...] = tuple(hints)
+        super().__init__(" ".join((message + ".", *self.hints)))

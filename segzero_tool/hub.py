@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import threading
+import time
 from collections.abc import Iterator
+from urllib.parse import quote
 
-from .errors import ModelLoadError
+from .errors import HubUnreachableError, ModelLoadError
+
+logger = logging.getLogger(__name__)
+
+#: Seconds the reachability probe waits for the hub to answer (name lookup, connect and the first
+#: response together); ``SEGZERO_HUB_PROBE_TIMEOUT`` overrides it.
+HUB_PROBE_TIMEOUT_S = 5.0
+#: Seconds a probe's verdict is reused (the reasoner and the segmenter of one run probe once).
+_PROBE_TTL_S = 60.0
+_probe_lock = threading.Lock()
+_probe_cache: dict[str, tuple[float, str | None]] = {}
 
 
 def looks_like_path(text: str) -> bool:
@@ -67,3 +81,165 @@ def progress_bars(enabled: bool) -> Iterator[None]:
             enable_progress_bars()
         if tf_was_enabled:
             hf_logging.enable_progress_bar()
+
+
+def hub_endpoint() -> str:
+    """The Hugging Face Hub endpoint downloads go to (``HF_ENDPOINT``, default https://huggingface.co)."""
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT
+
+
+def hub_offline() -> bool:
+    """True when ``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) forbids downloads."""
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def _probe_timeout() -> float:
+    raw = os.environ.get("SEGZERO_HUB_PROBE_TIMEOUT", "")
+    try:
+        value = float(raw)
+    except ValueError:
+        return HUB_PROBE_TIMEOUT_S
+    return value if value > 0 else HUB_PROBE_TIMEOUT_S
+
+
+def probe_hub(repo_id: str, filename: str = "config.json", *, revision: str | None = None,
+              timeout: float | None = None) -> str | None:
+    """Ask the hub for ``filename`` of ``repo_id`` the way a download starts, within ``timeout`` seconds.
+
+    One ``HEAD`` request for the file's ``resolve`` URL (proxies from the environment apply, as they
+    do for downloads; no token is sent). The whole probe, name lookup included, runs in a daemon
+    thread, so a resolver or a route that hangs costs ``timeout`` seconds, not minutes. A success,
+    a redirect, or an error the hub itself signs (``X-Error-Code``, 401, 403: a missing repository
+    or file, a gated model) count as reachable: the download then reports those in its own words.
+    A failed connection is remembered for a minute per endpoint.
+
+    Returns:
+        ``None`` when the hub answered, else the reason in a few words.
+    """
+    endpoint = hub_endpoint().rstrip("/")
+    timeout = _probe_timeout() if timeout is None else timeout
+    with _probe_lock:
+        hit = _probe_cache.get(endpoint)
+        if hit is not None and time.monotonic() - hit[0] < _PROBE_TTL_S:
+            return hit[1]
+    url = f"{endpoint}/{repo_id}/resolve/{quote(revision or 'main', safe='')}/{filename}"
+    outcome: list[tuple[str | None, bool]] = []  # (reason, whether the connection itself failed)
+
+    def attempt() -> None:
+        try:
+            import httpx
+
+            with httpx.Client(timeout=timeout, trust_env=True, follow_redirects=False) as client:
+                response = client.head(url)
+        except Exception as exc:  # httpx, ssl and socket errors: all mean "not reachable"
+            outcome.append((_reason(exc), True))
+            return
+        signed = any(h.lower().startswith("x-error-") for h in response.headers)
+        if response.status_code < 400 or response.status_code in (401, 403) or signed:
+            outcome.append((None, False))
+        else:
+            outcome.append((f"HTTP {response.status_code} without the hub's error headers: something "
+                            "else answered", False))
+
+    worker = threading.Thread(target=attempt, name="segzero-hub-probe", daemon=True)
+    worker.start()
+    worker.join(timeout + 0.5)
+    reason, failed = outcome[0] if outcome else (f"no answer within {timeout:g} s", True)
+    if failed:
+        with _probe_lock:
+            _probe_cache[endpoint] = (time.monotonic(), reason)
+    return reason
+
+
+def _reason(exc: BaseException) -> str:
+    import httpx
+
+    if isinstance(exc, httpx.TimeoutException):
+        return f"no answer within {_probe_timeout():g} s"
+    text = str(exc) or exc.__class__.__name__
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and not str(cause):
+        cause = cause.__cause__ or cause.__context__
+    if cause is not None and str(cause) != text:
+        text = str(cause)
+    lowered = text.lower()
+    if "name or service not known" in lowered or "nodename nor servname" in lowered or "getaddrinfo" in lowered \
+            or "temporary failure in name resolution" in lowered:
+        return "host name not found"
+    if "connection refused" in lowered:
+        return "connection refused"
+    return " ".join(text.split())[:160]
+
+
+def in_hub_cache(repo_id: str, filename: str = "config.json", *, revision: str | None = None) -> bool:
+    """True when ``filename`` of ``repo_id`` (at ``revision``) is in the local Hugging Face cache
+    (``HF_HOME`` / ``HF_HUB_CACHE``)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(repo_id, filename, revision=revision)
+    except Exception:  # an id the hub would refuse anyway (bad characters): not cached
+        return False
+    return isinstance(found, str)
+
+
+def hub_cache_dir() -> str:
+    from huggingface_hub import constants
+
+    return constants.HF_HUB_CACHE
+
+
+def check_hub_access(
+    source: str,
+    *,
+    what: str,
+    revision: str | None = None,
+    local_files_only: bool | None = None,
+    filename: str = "config.json",
+) -> bool | None:
+    """Decide how a backend loads ``source`` before any download starts; return its ``local_files_only``.
+
+    A local folder, an explicit ``local_files_only=True`` or a reachable hub change nothing. When
+    ``HF_HUB_OFFLINE`` is set or the hub does not answer within :data:`HUB_PROBE_TIMEOUT_S`, a model
+    in the local cache loads from there (``True``: no request is made, so no retry loop runs), and
+    one that is not raises at once instead of after minutes of retries.
+
+    Args:
+        source: the hub id (``owner/name``) or folder the backend was given.
+        what: the model's role, for messages ("reasoner", "segmenter").
+        revision: hub branch, tag or commit.
+        local_files_only: the caller's own setting.
+        filename: a file the repository must hold (``config.json`` for transformers checkpoints).
+
+    Raises:
+        HubUnreachableError: the files must come from the hub and the hub cannot be reached.
+    """
+    if local_files_only or os.path.isdir(os.path.expanduser(source)):
+        return local_files_only
+    cached = in_hub_cache(source, filename, revision=revision)
+    if hub_offline():
+        if cached:
+            return True
+        raise HubUnreachableError(
+            f"{what} {source!r} is not in the local Hugging Face cache ({hub_cache_dir()}) and HF_HUB_OFFLINE "
+            "is set, so it cannot be downloaded",
+            model_id=source, offline=True,
+        )
+    if local_files_only is False:  # the caller insists on asking the hub
+        return False
+    reason = probe_hub(source, filename, revision=revision)
+    if reason is None:
+        return local_files_only
+    if cached:
+        logger.info("the Hugging Face Hub (%s) is unreachable: %s; loading %s %s from the local cache",
+                    hub_endpoint(), reason, what, source)
+        return True
+    raise HubUnreachableError(
+        f"cannot download {what} {source!r}: the Hugging Face Hub at {hub_endpoint()} is unreachable "
+        f"({reason}) and the model is not in the local cache ({hub_cache_dir()})",
+        model_id=source,
+    )

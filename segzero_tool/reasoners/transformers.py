@@ -27,7 +27,7 @@ from typing import Any
 from ..cancel import check_cancelled, current_token
 from ..devices import resolve_device, resolve_dtype
 from ..errors import MissingDependencyError, ModelLoadError
-from ..hub import local_folder, progress_bars
+from ..hub import check_hub_access, local_folder, progress_bars
 from ..progress import current_sink, report
 from .base import Reasoner, ReasonerOutput, ReasonerRequest
 
@@ -128,8 +128,11 @@ class TransformersReasoner(Reasoner):
             MissingDependencyError: torch / transformers (or ``flash_attn`` when asked for) is
                 missing.
         """
-        _require("torch", "transformers")
         source = _check_source(model_id_or_path)
+        # a hub id with the hub unreachable: the cached copy, or one clear error in seconds (before torch loads)
+        local_files_only = check_hub_access(source, what="reasoner", revision=revision,
+                                            local_files_only=local_files_only)
+        _require("torch", "transformers")
         device_str = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, device_str)
         attn = _pick_attention(attn_implementation, device_str, torch_dtype)

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..devices import resolve_device, resolve_dtype
 from ..errors import MissingDependencyError, ModelLoadError
-from ..hub import progress_bars
+from ..hub import check_hub_access, progress_bars
 from .base import ObjectPrompt, Segmenter, SegmenterOutput, image_key
 from .cache import EmbeddingCache
 from .transformers_sam2 import DEFAULT_MODEL_ID, check_image, empty_output
@@ -194,6 +194,8 @@ class MetaSam2Segmenter(Segmenter):
                 config_name = config or config_name
                 from huggingface_hub import hf_hub_download
 
+                local_files_only = check_hub_access(source, what="segmenter", revision=revision,
+                                                    local_files_only=local_files_only, filename=checkpoint_name)
                 kwargs: dict[str, Any] = {}
                 if local_files_only is not None:
                     kwargs["local_files_only"] = local_files_only

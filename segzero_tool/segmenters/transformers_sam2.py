@@ -33,7 +33,7 @@ import numpy as np
 
 from ..devices import resolve_device, resolve_dtype
 from ..errors import MissingDependencyError, ModelLoadError
-from ..hub import local_folder, progress_bars
+from ..hub import check_hub_access, local_folder, progress_bars
 from .base import ObjectPrompt, Segmenter, SegmenterOutput, image_key
 from .cache import EmbeddingCache
 
@@ -211,10 +211,13 @@ class TransformersSam2Segmenter(Segmenter):
             MissingDependencyError: transformers' SAM2 (or torchvision, needed by its image
                 processor) is not importable.
         """
-        dev = resolve_device(device)
-        torch_dtype = resolve_dtype(dtype, dev)
         source = str(model_id_or_path)
         folder = _local_folder(source)
+        if folder is None:  # a hub id with the hub unreachable: the cached copy, or one clear error in seconds
+            local_files_only = check_hub_access(source, what="segmenter", revision=revision,
+                                                local_files_only=local_files_only)
+        dev = resolve_device(device)
+        torch_dtype = resolve_dtype(dtype, dev)
         try:
             from transformers import Sam2Model, Sam2Processor
         except ImportError as exc:
