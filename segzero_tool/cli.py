@@ -74,15 +74,17 @@ def add_remote_reasoner_options(p: argparse.ArgumentParser) -> None:
                    help="how the 840x840 frame is sent (default png, lossless; jpeg: quality 95, faster)")
 
 
-class _Parser(argparse.ArgumentParser):
-    """Usage errors are one line: ``segzero: error: <what> (see segzero segment --help)``, exit 2."""
+class OneLineErrorParser(argparse.ArgumentParser):
+    """Usage errors are one line, ``segzero: error: <what> (see segzero segment --help)``, and exit 2
+    (argparse prints the whole usage first); subparsers inherit it. ``segzero-train`` uses it too."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"segzero: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+        command = self.prog.split()[0]
+        self.exit(2, f"{command}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="segzero", description="Segment an image by a reasoning query.")
+    parser = OneLineErrorParser(prog="segzero", description="Segment an image by a reasoning query.")
     parser.add_argument("--version", action="version", version=f"segzero-tool {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="more log lines on stderr: -v info, -vv debug (default: warnings only)")

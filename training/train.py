@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from segzero_tool.cli import OneLineErrorParser
 from segzero_tool.errors import MissingDependencyError, SegZeroError
 
 from .config import (
@@ -50,7 +51,7 @@ class TrainingSetupError(SegZeroError, RuntimeError):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineErrorParser(  # usage errors: one line, exit 2
         prog="segzero-train",
         description="GRPO training of a Qwen2-VL / Qwen2.5-VL reasoner with the Seg-Zero / VisionReasoner rewards.",
     )
