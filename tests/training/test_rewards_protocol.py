@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -69,8 +70,8 @@ def test_s8_multi_1_plus_one_boxes_and_strict_thresholds():
     # point distance exactly 30 (a 18-24-30 triangle) -> 0
     assert acc(vr([obj([0, 0, 99, 99], [68, 74])]), G100) == 2.0
     # intersection max(0, xB - xA + 1): touching in one column still overlaps (1 x 10 pixels)
-    assert reward_visionreasoner._batch_iou(*(
-        __import__("numpy").array([b]) for b in ([0, 0, 9, 9], [9, 0, 18, 9])))[0, 0] == pytest.approx(10 / 190)
+    iou = reward_visionreasoner._batch_iou(np.array([[0, 0, 9, 9]]), np.array([[9, 0, 18, 9]]))
+    assert iou[0, 0] == pytest.approx(10 / 190)
 
 
 def test_s8_multi_2_point_checked_against_its_own_predicted_box():
