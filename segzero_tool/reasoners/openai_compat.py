@@ -245,17 +245,7 @@ class OpenAICompatReasoner(Reasoner):
         if threading.current_thread() is runner.thread:
             raise RuntimeError("generate() was called on the reasoner's own event loop; use agenerate()")
         token = current_token()
-        future = runner.submit(self._gather(requests, token))
-        while True:
-            try:
-                return future.result(timeout=0.1)
-            except concurrent.futures.TimeoutError:
-                if token is not None and token.cancelled:
-                    future.cancel()
-                    raise OperationCancelled(token.reason) from None
-            except BaseException:
-                future.cancel()
-                raise
+        return runner.wait(runner.submit(self._gather(requests, token)), token)
 
     async def agenerate(self, requests: Sequence[ReasonerRequest]) -> list[ReasonerOutput]:
         """Async :meth:`generate`; cancelling the awaiting task cancels the HTTP requests."""
@@ -399,7 +389,7 @@ class OpenAICompatReasoner(Reasoner):
                 by_id = {c["id"]: c for c in cards if isinstance(c, dict) and isinstance(c.get("id"), str)}
                 chosen = next((name for name in self._candidates if name in by_id), None)
                 if chosen is None:
-                    raise self._unknown_model(list(by_id), self.base_urls[0])
+                    raise UnknownServedModelError.for_model(self._candidates, list(by_id), self.base_urls[0])
                 self.model = chosen
                 self._server_is_vllm = by_id[chosen].get("owned_by") == "vllm"
             if self.structured_outputs == "auto":
@@ -435,18 +425,10 @@ class OpenAICompatReasoner(Reasoner):
         if status == 404 and ("model" in message.lower() or "does not exist" in message.lower()):
             cards = await self._pool.fetch_model_ids(replica)
             if cards is not None:
-                raise self._unknown_model(cards, replica.url)
+                raise UnknownServedModelError.for_model(self._candidates, cards, replica.url)
         hint = " (is the base URL right? OpenAI-compatible servers usually answer under .../v1)" if status == 404 else ""
         raise ReasonerHTTPError(f"{replica.url} refused the request: HTTP {status}: {message}{hint}",
                                 url=replica.url, status=status, attempts=attempts)
-
-    def _unknown_model(self, served: list[str], url: str) -> UnknownServedModelError:
-        tried = " (also tried " + ", ".join(repr(c) for c in self._candidates[1:]) + ")" if len(self._candidates) > 1 else ""
-        listing = ", ".join(served) if served else "nothing"
-        return UnknownServedModelError(
-            f"model {self._candidates[0]!r} is not served at {url}{tried}; the server serves: {listing}. "
-            f"Pass one of those as the model name (--reasoner-model-name / model_name=), or start the model with "
-            f"`segzero serve-reasoner --model {self._candidates[0]}`", served=served, url=url)
 
     def _start_hint(self) -> str:
         return (f"is `vllm serve` running at {', '.join(self.base_urls)}? "

@@ -65,6 +65,17 @@ class UnknownServedModelError(ReasonerServiceError, UnknownModelError):
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
 
+    @classmethod
+    def for_model(cls, candidates: Sequence[str], served: list[str], url: str) -> UnknownServedModelError:
+        """The error for a model asked for under ``candidates`` (first: the name given) that ``url`` does
+        not serve; the message lists what it serves and how to start the model."""
+        tried = " (also tried " + ", ".join(repr(c) for c in candidates[1:]) + ")" if len(candidates) > 1 else ""
+        listing = ", ".join(served) if served else "nothing"
+        return cls(
+            f"model {candidates[0]!r} is not served at {url}{tried}; the server serves: {listing}. "
+            f"Pass one of those as the model name (--reasoner-model-name / model_name=), or start the model with "
+            f"`segzero serve-reasoner --model {candidates[0]}`", served=served, url=url)
+
 
 __all__ = [
     "ReasonerAuthError",

@@ -12,6 +12,8 @@ import threading
 from collections.abc import Awaitable
 from typing import TypeVar
 
+from ..cancel import CancelToken, OperationCancelled
+
 _T = TypeVar("_T")
 POLL_S = 0.05  # how often a pending call looks at its cancel token
 
@@ -42,6 +44,20 @@ class LoopThread:
 
     def submit(self, coro: Awaitable[_T]) -> concurrent.futures.Future[_T]:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
+
+    def wait(self, future: concurrent.futures.Future[_T], token: CancelToken | None) -> _T:
+        """Block until ``future`` (from :meth:`submit`) is done. It is cancelled when ``token`` is
+        (raising :class:`OperationCancelled`) or when the wait itself is interrupted."""
+        while True:
+            try:
+                return future.result(timeout=0.1)
+            except concurrent.futures.TimeoutError:
+                if token is not None and token.cancelled:
+                    future.cancel()
+                    raise OperationCancelled(token.reason) from None
+            except BaseException:
+                future.cancel()
+                raise
 
     def stop(self, timeout: float = 5.0) -> None:
         if self.loop.is_closed():
