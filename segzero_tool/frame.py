@@ -4,7 +4,8 @@ The released checkpoints were trained on images resized to exactly 840x840 with 
 ignoring the aspect ratio (840 = 30 x 28, so Qwen2.5-VL's ``smart_resize`` keeps it: 900 visual
 tokens). The model answers in absolute pixels of that frame; coordinates are mapped back with
 ``x_orig = int(x * W / 840 + 0.5)`` (VisionReasoner, "half_up") or ``round(int(x) * W / 840)``
-(Seg-Zero single-object scripts, "segzero") and then clamped into the image.
+(Seg-Zero single-object scripts, "segzero"), the rounding of the prompt format's reference scripts
+(:func:`rounding_for_format`), and then clamped into the image.
 
 The frame size is configurable; change it consistently in training, evaluation and inference.
 """
@@ -26,6 +27,15 @@ Box = tuple[float, float, float, float]
 Point = tuple[float, float]
 IntBox = tuple[int, int, int, int]
 IntPoint = tuple[int, int]
+
+
+ROUNDINGS: tuple[Rounding, ...] = ("half_up", "segzero")
+
+
+def rounding_for_format(prompt_format: object) -> Rounding:
+    """The back-projection rounding of a prompt format's reference scripts: ``segzero`` for the
+    Seg-Zero single-object format, ``half_up`` (VisionReasoner) for every other format."""
+    return "segzero" if str(getattr(prompt_format, "value", prompt_format)).strip().lower() == "segzero" else "half_up"
 
 
 #: Frame coordinates beyond +-this are projected as +-this: far outside any image, so the result is
@@ -107,18 +117,20 @@ class ReasoningFrame:
             x, y = self.clamp_point((x, y))
         return x, y
 
-    def box_to_image(self, box: Box, *, clamp: bool = True) -> IntBox:
+    def box_to_image(self, box: Box, *, clamp: bool = True, reorder: bool = True) -> IntBox:
         """Back-project a frame box ``(x1, y1, x2, y2)`` to original pixels.
 
         The box is reordered if inverted (x1 > x2 or y1 > y2) and clamped to
-        ``[0, W-1] x [0, H-1]`` (inclusive pixel convention).
+        ``[0, W-1] x [0, H-1]`` (inclusive pixel convention). ``clamp=False, reorder=False`` gives the
+        corners exactly as the reference scripts pass them to SAM2.
         """
         x1 = _project(box[0], self.x_factor, self.rounding)
         y1 = _project(box[1], self.y_factor, self.rounding)
         x2 = _project(box[2], self.x_factor, self.rounding)
         y2 = _project(box[3], self.y_factor, self.rounding)
-        x1, x2 = min(x1, x2), max(x1, x2)
-        y1, y2 = min(y1, y2), max(y1, y2)
+        if reorder:
+            x1, x2 = min(x1, x2), max(x1, x2)
+            y1, y2 = min(y1, y2), max(y1, y2)
         if clamp:
             x1, y1 = self.clamp_point((x1, y1))
             x2, y2 = self.clamp_point((x2, y2))

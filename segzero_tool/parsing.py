@@ -165,15 +165,24 @@ def _non_finite(value: Any) -> bool:
 
 
 def _coords(value: Any, n: int) -> tuple[float, ...] | None:
-    """``n`` finite numbers from a list/tuple (or a nested single-element list), else ``None``."""
+    """The first ``n`` values of a list/tuple (or of a nested single-element list) as finite numbers,
+    else ``None``. Values after the first ``n`` are ignored, as the reference reads ``v[0] .. v[n-1]``
+    (see :func:`_extra_values`)."""
     if isinstance(value, (list, tuple)) and len(value) == 1 and isinstance(value[0], (list, tuple)):
         value = value[0]
-    if not isinstance(value, (list, tuple)) or len(value) != n:
+    if not isinstance(value, (list, tuple)) or len(value) < n:
         return None
-    out = tuple(_to_number(v) for v in value)
+    out = tuple(_to_number(v) for v in value[:n])
     if any(v is None for v in out):
         return None
     return out  # type: ignore[return-value]
+
+
+def _extra_values(value: Any, n: int) -> int:
+    """How many values after the first ``n`` :func:`_coords` ignored (0 when none)."""
+    if isinstance(value, (list, tuple)) and len(value) == 1 and isinstance(value[0], (list, tuple)):
+        value = value[0]
+    return max(0, len(value) - n) if isinstance(value, (list, tuple)) else 0
 
 
 def _tag_block(text: str, open_tag: str, close_tag: str) -> str | None:
@@ -365,14 +374,28 @@ def _object_from_item(item: Any, index: int) -> FrameObject | str:
             issues.append(f"item {index}: '{box_keys[0]}' is not 4 finite numbers{why}; box ignored")
         else:
             box = coords  # type: ignore[assignment]
+            extra = _extra_values(item[box_keys[0]], 4)
+            if extra:
+                issues.append(f"item {index}: '{box_keys[0]}' has {4 + extra} values; used the first 4, as the "
+                              "reference does")
 
     points: list[tuple[float, float]] = []
-    point_keys = [orig for low, orig in keys.items() if "point" in low]
+    # Seg-Zero answers ("points_1", "points_2"): the first two keys containing "points", as the
+    # reference reads them; otherwise (VisionReasoner "point_2d", ...) every key containing "point".
+    plural = [k for k in item if "points" in str(k).lower()]
+    point_keys = plural[:2] if plural else [orig for low, orig in keys.items() if "point" in low]
+    if len(plural) > 2:
+        ignored = ", ".join(repr(k) for k in plural[2:5])
+        issues.append(f"item {index}: used the first two 'points' keys, as the reference does; ignored {ignored}")
     for key in point_keys:
         value = item[key]
         single = _coords(value, 2)
         if single is not None:
             points.append(single)  # type: ignore[arg-type]
+            extra = _extra_values(value, 2)
+            if extra:
+                issues.append(f"item {index}: '{key}' has {2 + extra} values; used the first 2, as the "
+                              "reference does")
             continue
         # a list of points, e.g. "points": [[x, y], [x, y]]
         if isinstance(value, (list, tuple)) and value and all(isinstance(v, (list, tuple)) for v in value):
@@ -530,3 +553,28 @@ def reference_sentence_fragments(text: str) -> list[str]:
     if not isinstance(text, str):
         return []
     return [s.strip() for s in text.split(".") if s.strip()]
+
+
+#: The reference scripts' think locator (a ``<`` inside the think text, or an empty think, does not match).
+REFERENCE_THINK_RE = re.compile(r"<think>([^<]+)</think>")
+
+
+def reference_think(text: str) -> str | None:
+    """Group 1 of the first :data:`REFERENCE_THINK_RE` match, or ``None``, in linear time.
+
+    At each ``<think>`` the run of non-``<`` characters ends at the next ``<``; it matches when that
+    run is not empty and ``</think>`` starts there. Each ``<think>`` is scanned only up to that ``<``,
+    which no later ``<think>`` lies before.
+    """
+    if not isinstance(text, str):
+        return None
+    start = text.find("<think>")
+    while start >= 0:
+        inner = start + len("<think>")
+        end = text.find("<", inner)
+        if end < 0:
+            return None
+        if end > inner and text.startswith("</think>", end):
+            return text[inner:end]
+        start = text.find("<think>", end)
+    return None

@@ -12,19 +12,20 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from .backends import build_backend, resolve_reasoner_class, resolve_segmenter_class
 from .cancel import check_cancelled
-from .frame import DEFAULT_FRAME_SIZE, ReasoningFrame, Rounding, point_in_box
+from .frame import DEFAULT_FRAME_SIZE, ROUNDINGS, ReasoningFrame, Rounding, point_in_box, rounding_for_format
 from .images import DEFAULT_MAX_PIXELS, ImageInput, LoadedImage, load_image
 from .parsing import FrameObject, ParsedOutput, ParseStatus, parse_output
 from .progress import report
 from .prompts import DEFAULT_MAX_QUERY_CHARS, PromptFormat, build_prompt, validate_query
 from .reasoners.base import DEFAULT_MAX_NEW_TOKENS, Reasoner, ReasonerOutput, ReasonerRequest
+from .reference_parse import COMPAT_MODES, Compat, check_compat, read_like_reference
 from .registry import get_preset, resolve_model
 from .result import SegmentationResult, SegmentedObject
 from .segmenters.base import ObjectPrompt, Segmenter, image_key
@@ -42,23 +43,35 @@ class _Job:
     prompt_format: PromptFormat
     frame: ReasoningFrame
     load_ms: float
+    compat: Compat = "repair"
 
 
 def _ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1000.0
 
 
-def project_objects(parsed: ParsedOutput, frame: ReasoningFrame) -> tuple[list[SegmentedObject], list[str]]:
+def project_objects(parsed: ParsedOutput, frame: ReasoningFrame, *,
+                    compat: Compat = "repair") -> tuple[list[SegmentedObject], list[str]]:
     """Back-project parsed frame objects into original pixels, repairing what must be repaired.
+
+    ``repair`` (default):
 
     * coordinates are rounded as the frame says and clamped into the image;
     * inverted boxes are reordered;
     * a point outside its own box is dropped (SAM2 is then prompted with the box alone), because a
       stray positive point would pull the mask onto another object.
 
+    ``reference``: SAM2 is prompted exactly as the reference scripts prompt it: every point, even one
+    outside its box, and the rounded coordinates unclamped and not reordered (SAM2 encodes the
+    coordinates it gets, so a clamped box would give another mask). The object's ``box`` and
+    ``points`` are still clamped and ordered for display; ``prompt_box`` / ``prompt_points`` keep what
+    SAM2 got when that differs.
+
     Returns:
         ``(objects, issues)``; objects have no masks yet.
     """
+    if check_compat(compat) == "reference":
+        return _project_reference(parsed, frame)
     objects: list[SegmentedObject] = []
     issues: list[str] = []
     for i, fo in enumerate(parsed.objects):
@@ -92,6 +105,54 @@ def project_objects(parsed: ParsedOutput, frame: ReasoningFrame) -> tuple[list[S
     return objects, issues
 
 
+def _project_reference(parsed: ParsedOutput, frame: ReasoningFrame) -> tuple[list[SegmentedObject], list[str]]:
+    objects: list[SegmentedObject] = []
+    issues: list[str] = []
+    for i, fo in enumerate(parsed.objects):
+        notes: list[str] = []
+        box = raw_box = None
+        if fo.box is not None:
+            box = frame.box_to_image(fo.box)
+            raw_box = frame.box_to_image(fo.box, clamp=False, reorder=False)
+            if raw_box != box:
+                notes.append(f"SAM2 got the box {list(raw_box)} as the reference passes it; the result's box is "
+                             "ordered and clamped into the image")
+        points = tuple(frame.point_to_image(p) for p in fo.points)
+        raw_points = tuple(frame.point_to_image(p, clamp=False) for p in fo.points)
+        if raw_points != points:
+            notes.append("SAM2 got the points unclamped, as the reference passes them; the result's points are "
+                         "clamped into the image")
+        if box is not None:
+            for p, q in zip(fo.points, points, strict=True):
+                if not point_in_box(q, box):
+                    notes.append(f"point {list(p)} lies outside its box; passed to SAM2 anyway, as the reference does")
+        if box is None and not points:
+            issues.append(f"object {i} has no usable box or point after projection; skipped")
+            continue
+        objects.append(SegmentedObject(
+            box=box, points=points, frame_box=fo.box, frame_points=fo.points, label=fo.label,
+            issues=(*fo.issues, *notes), prompt_box=raw_box if raw_box != box else None,
+            prompt_points=raw_points if raw_points != points else None,
+        ))
+        issues.extend(f"object {i}: {s}" for s in notes)
+    return objects, issues
+
+
+def _reference_reading(parsed: ParsedOutput, text: str, job: _Job, max_objects: int) -> tuple[ParsedOutput, list[str]]:
+    """``parsed`` with the objects and status of :func:`read_like_reference`, and the notes on it."""
+    reading = read_like_reference(text, job.prompt_format, job.frame.x_factor, job.frame.y_factor)
+    if not reading.ok:
+        had = f"; repair mode would have used {len(parsed.objects)} object(s)" if parsed.objects else ""
+        note = f"reference mode: the reference scripts cannot read this answer ({reading.reason}){had}"
+        return replace(parsed, status=reading.status, objects=()), [note]
+    objects = reading.objects
+    notes = []
+    if len(objects) > max_objects:
+        notes.append(f"the answer lists {len(objects)} objects; kept the first {max_objects} (max_objects)")
+        objects = objects[:max_objects]
+    return replace(parsed, status=reading.status, objects=objects), notes
+
+
 def backend_label(backend: str, model: str, cls: type) -> str:
     """How a model being loaded is named in logs and progress: ``Ricky06662/VisionReasoner-7B
     (transformers backend)`` for built-in backends; a plugin by its own class, with the model
@@ -118,7 +179,11 @@ class SegZeroPipeline:
         segmenter: any segmenter backend, or ``None`` to return boxes and points without masks.
         prompt_format: answer grammar of the reasoner (``visionreasoner``, ``segzero``, ``grounding``).
         frame_size: side of the square reasoning frame (840 for the released checkpoints).
-        rounding: back-projection rounding (``half_up``: VisionReasoner; ``segzero``: Seg-Zero scripts).
+        rounding: back-projection rounding (``half_up``: VisionReasoner; ``segzero``: Seg-Zero scripts);
+            ``None`` (default) follows the prompt format of each call (:func:`~segzero_tool.frame.rounding_for_format`).
+        compat: ``repair`` (default: the lenient parser; points outside their box dropped; coordinates
+            clamped) or ``reference`` (only what the reference scripts read, passed to SAM2 as they
+            pass it; see :func:`project_objects` and :mod:`segzero_tool.reference_parse`).
         max_new_tokens: generation budget per query.
         max_objects: keep at most this many objects per answer (extra ones are reported in the issues).
         max_pixels: refuse larger images (decompression-bomb guard).
@@ -132,7 +197,8 @@ class SegZeroPipeline:
         *,
         prompt_format: str | PromptFormat = PromptFormat.VISIONREASONER,
         frame_size: int = DEFAULT_FRAME_SIZE,
-        rounding: Rounding = "half_up",
+        rounding: Rounding | None = None,
+        compat: Compat = "repair",
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         max_objects: int = DEFAULT_MAX_OBJECTS,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
@@ -144,11 +210,14 @@ class SegZeroPipeline:
             raise ValueError(f"max_objects must be positive, got {max_objects}")
         if max_new_tokens <= 0:
             raise ValueError(f"max_new_tokens must be positive, got {max_new_tokens}")
+        if rounding is not None and rounding not in ROUNDINGS:
+            raise ValueError(f"rounding must be one of {', '.join(ROUNDINGS)} or None, got {rounding!r}")
+        self.compat: Compat = check_compat(compat)
         self.reasoner = reasoner
         self.segmenter = segmenter
         self.prompt_format = PromptFormat.parse(prompt_format)
         self.frame_size = int(frame_size)
-        self.rounding: Rounding = rounding
+        self.rounding: Rounding | None = rounding
         self.max_new_tokens = int(max_new_tokens)
         self.max_objects = int(max_objects)
         self.max_pixels = max_pixels
@@ -214,7 +283,6 @@ class SegZeroPipeline:
             assert entry is not None and rcls is not None
             fmt = fmt or entry.prompt_format
             budget = budget or entry.max_new_tokens
-            rounding = rounding or entry.rounding
             kw = {"device": reasoner_device or device, "dtype": dtype, **(reasoner_kwargs or {})}
             label = backend_label(reasoner_backend, entry.hub_id, rcls)
             logger.info("loading reasoner %s", label)
@@ -237,19 +305,29 @@ class SegZeroPipeline:
             segmenter_obj,
             prompt_format=fmt or PromptFormat.VISIONREASONER,
             max_new_tokens=budget or DEFAULT_MAX_NEW_TOKENS,
-            rounding=rounding or "half_up",
+            rounding=rounding,
             **pipeline_kwargs,
         )
 
     # --- stages ----------------------------------------------------------------------------
 
-    def _prepare(self, image: ImageInput | LoadedImage, query: str, prompt_format: str | PromptFormat | None) -> _Job:
+    def effective_rounding(self, prompt_format: str | PromptFormat | None = None) -> Rounding:
+        """The rounding used for ``prompt_format`` (default: the pipeline's): the ``rounding`` given to
+        the constructor, else the format's (``segzero`` for the Seg-Zero format, else ``half_up``)."""
+        if self.rounding is not None:
+            return self.rounding
+        return rounding_for_format(PromptFormat.parse(prompt_format) if prompt_format is not None
+                                   else self.prompt_format)
+
+    def _prepare(self, image: ImageInput | LoadedImage, query: str, prompt_format: str | PromptFormat | None,
+                 compat: Compat | None = None) -> _Job:
         validate_query(query, self.max_query_chars)
+        mode = self.compat if compat is None else check_compat(compat)
         t0 = time.perf_counter()
         loaded = load_image(image, max_pixels=self.max_pixels)
         fmt = PromptFormat.parse(prompt_format) if prompt_format is not None else self.prompt_format
-        frame = ReasoningFrame(loaded.size, (self.frame_size, self.frame_size), self.rounding)
-        return _Job(loaded, query, fmt, frame, _ms(t0))
+        frame = ReasoningFrame(loaded.size, (self.frame_size, self.frame_size), self.effective_rounding(fmt))
+        return _Job(loaded, query, fmt, frame, _ms(t0), mode)
 
     def _request(self, job: _Job, timings: dict[str, float], max_new_tokens: int | None) -> ReasonerRequest:
         t0 = time.perf_counter()
@@ -261,17 +339,23 @@ class SegZeroPipeline:
     def _parse(self, job: _Job, output: ReasonerOutput, timings: dict[str, float],
                max_objects: int | None) -> tuple[ParsedOutput, list[SegmentedObject], list[str]]:
         t0 = time.perf_counter()
-        parsed = parse_output(output.text, max_objects=max_objects or self.max_objects)
-        objects, issues = project_objects(parsed, job.frame)
+        cap = max_objects or self.max_objects
+        if job.compat == "reference":
+            parsed = parse_output(output.text)
+            parsed, notes = _reference_reading(parsed, output.text, job, cap)
+        else:
+            parsed = parse_output(output.text, max_objects=cap)
+            notes = []
+        objects, issues = project_objects(parsed, job.frame, compat=job.compat)
         timings["parse"] = _ms(t0)
-        return parsed, objects, [*parsed.issues, *issues]
+        return parsed, objects, [*notes, *parsed.issues, *issues]
 
     def _run_segmenter(self, image: np.ndarray, objects: list[SegmentedObject]) -> float:
         """Fill masks and scores in place; return the elapsed ms."""
         if self.segmenter is None or not objects:
             return 0.0
         t0 = time.perf_counter()
-        prompts = [ObjectPrompt(o.box, o.points) for o in objects]
+        prompts = [ObjectPrompt(*o.segmenter_prompt) for o in objects]
         with self._segment_lock:
             out = self.segmenter.segment(image, prompts)
         h, w = image.shape[:2]
@@ -309,6 +393,7 @@ class SegZeroPipeline:
             if self.segmenter is not None else None,
             truncated=truncated,
             image=job.image.array,
+            compat=job.compat,
         )
 
     # --- public API ------------------------------------------------------------------------
@@ -322,6 +407,7 @@ class SegZeroPipeline:
         max_objects: int | None = None,
         max_new_tokens: int | None = None,
         compute_masks: bool = True,
+        compat: Compat | None = None,
     ) -> SegmentationResult:
         """Segment what ``query`` asks for in ``image``.
 
@@ -332,12 +418,14 @@ class SegZeroPipeline:
             max_objects: override the object cap for this call.
             max_new_tokens: override the generation budget for this call.
             compute_masks: ``False`` skips SAM2 (boxes and points only).
+            compat: override the pipeline's ``reference`` / ``repair`` mode for this call.
 
         Raises:
             ImageLoadError, ImageTooLargeError, QueryError: bad input (nothing is run).
         """
         return self.segment_many([(image, query)], prompt_format=prompt_format, max_objects=max_objects,
-                                 max_new_tokens=max_new_tokens, compute_masks=compute_masks, progress=False)[0]
+                                 max_new_tokens=max_new_tokens, compute_masks=compute_masks, progress=False,
+                                 compat=compat)[0]
 
     async def asegment(
         self,
@@ -350,7 +438,8 @@ class SegZeroPipeline:
         compute_masks = kwargs.pop("compute_masks", True)
         max_objects = kwargs.pop("max_objects", None)
         max_new_tokens = kwargs.pop("max_new_tokens", None)
-        job = await asyncio.to_thread(self._prepare, image, query, kwargs.pop("prompt_format", None))
+        job = await asyncio.to_thread(self._prepare, image, query, kwargs.pop("prompt_format", None),
+                                      kwargs.pop("compat", None))
         if kwargs:
             raise TypeError(f"unexpected arguments: {', '.join(kwargs)}")
         timings: dict[str, float] = {"load": job.load_ms}
@@ -375,6 +464,7 @@ class SegZeroPipeline:
         max_new_tokens: int | None = None,
         compute_masks: bool = True,
         progress: bool = True,
+        compat: Compat | None = None,
     ) -> list[SegmentationResult]:
         """Segment many ``(image, query)`` pairs.
 
@@ -383,7 +473,7 @@ class SegZeroPipeline:
         content so that several queries about one image share one embedding and one decoder batch.
         """
         t_total = time.perf_counter()
-        jobs = [self._prepare(img, q, prompt_format) for img, q in items]
+        jobs = [self._prepare(img, q, prompt_format, compat) for img, q in items]
         timings = [{"load": j.load_ms} for j in jobs]
         requests = [self._request(j, t, max_new_tokens) for j, t in zip(jobs, timings, strict=True)]
         if not requests:
@@ -457,4 +547,4 @@ class SegZeroPipeline:
         self.close()
 
 
-__all__ = ["SegZeroPipeline", "project_objects", "DEFAULT_MAX_OBJECTS", "FrameObject"]
+__all__ = ["COMPAT_MODES", "DEFAULT_MAX_OBJECTS", "FrameObject", "SegZeroPipeline", "project_objects"]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from .errors import UnknownModelError
+from .frame import Rounding, rounding_for_format
 from .prompts import PromptFormat
 
 Kind = Literal["reasoner", "segmenter"]
@@ -30,7 +31,6 @@ class ModelEntry:
         hub_id: model-hub id, or a local folder for unregistered names.
         prompt_format: reasoners only: the answer grammar the model was trained on.
         max_new_tokens: reasoners only: the reference token budget.
-        rounding: reasoners only: the back-projection rounding of the reference scripts.
         description: one line for ``segzero models``.
         registered: ``False`` for ids/folders resolved on the fly.
     """
@@ -40,22 +40,27 @@ class ModelEntry:
     hub_id: str
     prompt_format: PromptFormat | None = None
     max_new_tokens: int | None = None
-    rounding: Literal["half_up", "segzero"] = "half_up"
     description: str = ""
     registered: bool = True
+
+    @property
+    def rounding(self) -> Rounding:
+        """The back-projection rounding of the entry's prompt format (``segzero`` for the Seg-Zero
+        format, else ``half_up``): it follows the format, not the model's name."""
+        return rounding_for_format(self.prompt_format)
 
 
 _ENTRIES: tuple[ModelEntry, ...] = (
     ModelEntry("visionreasoner-7b", "reasoner", "Ricky06662/VisionReasoner-7B", PromptFormat.VISIONREASONER, 2048,
-               "half_up", "VisionReasoner-7B: multi-object reasoning (GRPO on Qwen2.5-VL-7B); the default"),
-    ModelEntry("seg-zero-7b", "reasoner", "Ricky06662/Seg-Zero-7B", PromptFormat.SEGZERO, 1024, "segzero",
+               "VisionReasoner-7B: multi-object reasoning (GRPO on Qwen2.5-VL-7B); the default"),
+    ModelEntry("seg-zero-7b", "reasoner", "Ricky06662/Seg-Zero-7B", PromptFormat.SEGZERO, 1024,
                "Seg-Zero-7B: single object, one box + two points"),
     ModelEntry("seg-zero-7b-best-on-reasonseg-test", "reasoner", "Ricky06662/Seg-Zero-7B-Best-on-ReasonSegTest",
-               PromptFormat.SEGZERO, 1024, "segzero", "Seg-Zero-7B checkpoint picked on ReasonSeg-test"),
+               PromptFormat.SEGZERO, 1024, "Seg-Zero-7B checkpoint picked on ReasonSeg-test"),
     ModelEntry("qwen2.5-vl-3b-instruct", "reasoner", "Qwen/Qwen2.5-VL-3B-Instruct", PromptFormat.GROUNDING, 1024,
-               "half_up", "base Qwen2.5-VL-3B-Instruct with the grounding prompt (light preset)"),
+               "base Qwen2.5-VL-3B-Instruct with the grounding prompt (light preset)"),
     ModelEntry("qwen2.5-vl-7b-instruct", "reasoner", "Qwen/Qwen2.5-VL-7B-Instruct", PromptFormat.GROUNDING, 1024,
-               "half_up", "base Qwen2.5-VL-7B-Instruct with the grounding prompt (the papers' baseline)"),
+               "base Qwen2.5-VL-7B-Instruct with the grounding prompt (the papers' baseline)"),
     ModelEntry("sam2-hiera-large", "segmenter", "facebook/sam2-hiera-large",
                description="SAM 2 large (224M), the checkpoint the papers used"),
     ModelEntry("sam2.1-hiera-tiny", "segmenter", "facebook/sam2.1-hiera-tiny", description="SAM 2.1 tiny (38.9M)"),

@@ -44,6 +44,10 @@ class SegmentedObject:
         frame_points: the points as the model wrote them, reasoning-frame pixels.
         label: optional label written by the model.
         issues: what was repaired for this object (clamped, reordered, point dropped, ...).
+        prompt_box / prompt_points: what the segmenter was prompted with, when it differs from
+            ``box`` / ``points`` (reference mode passes the reference scripts' coordinates, which may
+            lie outside the image or be inverted, while ``box`` and ``points`` stay inside it);
+            ``None``: the segmenter got ``box`` / ``points``.
     """
 
     box: tuple[int, int, int, int] | None
@@ -54,6 +58,15 @@ class SegmentedObject:
     frame_points: tuple[tuple[float, float], ...] = ()
     label: str | None = None
     issues: tuple[str, ...] = ()
+    prompt_box: tuple[int, int, int, int] | None = None
+    prompt_points: tuple[tuple[int, int], ...] | None = None
+
+    @property
+    def segmenter_prompt(self) -> tuple[tuple[int, int, int, int] | None, tuple[tuple[int, int], ...]]:
+        """``(box, points)`` as the segmenter is (or was) prompted."""
+        box = self.prompt_box if self.prompt_box is not None else self.box
+        points = self.prompt_points if self.prompt_points is not None else self.points
+        return box, points
 
     @property
     def area(self) -> int:
@@ -75,6 +88,9 @@ class SegmentedObject:
             d["label"] = self.label
         if self.issues:
             d["issues"] = list(self.issues)
+        if self.prompt_box is not None or self.prompt_points is not None:
+            box, points = self.segmenter_prompt
+            d["prompt"] = {"box": list(box) if box is not None else None, "points": [list(p) for p in points]}
         if self.mask is not None and mask_encoding in ("rle", "both"):
             d["rle"] = _masks.rle_encode(self.mask)
         if self.mask is not None and mask_encoding in ("polygons", "both"):
@@ -99,6 +115,8 @@ class SegmentationResult:
         frame_size: ``(width, height)`` of the reasoning frame.
         reasoner: identifier of the reasoner model; ``segmenter`` likewise.
         truncated: the output looked cut off (token budget hit).
+        compat: ``repair`` (the lenient parser, points outside their box dropped, coordinates clamped)
+            or ``reference`` (only what the reference scripts read, passed to SAM2 as they pass it).
         image: ``(H, W, 3)`` uint8 RGB original image (kept for overlays; not serialised).
     """
 
@@ -116,6 +134,7 @@ class SegmentationResult:
     segmenter: str | None = None
     truncated: bool = False
     image: np.ndarray | None = field(default=None, repr=False)
+    compat: str = "repair"
 
     # --- views -----------------------------------------------------------------------------
 
@@ -181,6 +200,7 @@ class SegmentationResult:
             "parse_status": self.parse_status.value,
             "parse_issues": list(self.parse_issues),
             "truncated": self.truncated,
+            "compat": self.compat,
             "image_size": {"width": self.image_size[0], "height": self.image_size[1]},
             "frame_size": {"width": self.frame_size[0], "height": self.frame_size[1]},
             "reasoner": self.reasoner,
@@ -225,6 +245,8 @@ class SegmentationResult:
                 frame_points=tuple(tuple(p) for p in o.get("frame_points", [])),  # type: ignore[misc]
                 label=o.get("label"),
                 issues=tuple(o.get("issues", ())),
+                prompt_box=_prompt_box(o.get("prompt")),
+                prompt_points=_prompt_points(o.get("prompt")),
             ))
         fs = d.get("frame_size", {"width": 840, "height": 840})
         return cls(
@@ -233,6 +255,7 @@ class SegmentationResult:
             image_size=(w, h), objects=objects, parse_issues=tuple(d.get("parse_issues", ())),
             timings=dict(d.get("timings_ms", {})), frame_size=(int(fs["width"]), int(fs["height"])),
             reasoner=d.get("reasoner"), segmenter=d.get("segmenter"), truncated=bool(d.get("truncated", False)),
+            compat=str(d.get("compat", "repair")),
         )
 
     def overlay(self, *, max_side: int | None = 1024, image: np.ndarray | None = None, **kw: Any) -> Image.Image:
@@ -276,6 +299,18 @@ class SegmentationResult:
         payload = self.to_json(mask_encoding).encode("utf-8")
         written["result"] = atomic_write_bytes(out / "result.json", payload)
         return written
+
+
+def _prompt_box(prompt: Any) -> tuple[int, int, int, int] | None:
+    if not isinstance(prompt, dict) or prompt.get("box") is None:
+        return None
+    return tuple(prompt["box"])  # type: ignore[return-value]
+
+
+def _prompt_points(prompt: Any) -> tuple[tuple[int, int], ...] | None:
+    if not isinstance(prompt, dict):
+        return None
+    return tuple(tuple(p) for p in prompt.get("points", []))  # type: ignore[misc]
 
 
 def _png(render: Callable[..., Image.Image], max_side: int | None) -> bytes:

@@ -62,6 +62,9 @@ class PipelineSettings:
     device: str = "auto"
     dtype: str = "auto"
     prompt_format: str | None = None
+    # None: the command's default ("repair" for segment and the MCP server, "reference" for eval)
+    compat: str | None = None
+    rounding: str | None = None  # None: the prompt format's (segzero for the Seg-Zero format, else half_up)
     frame_size: int = 840
     max_objects: int = 50
     max_new_tokens: int | None = None
@@ -96,6 +99,8 @@ class PipelineSettings:
         if dtype not in _DTYPE_NAMES:
             return f"dtype must be auto, bf16, fp16 or fp32, got {self.dtype!r}"
         for name, allowed in (("prompt_format", ("visionreasoner", "segzero", "grounding")),
+                              ("compat", ("reference", "repair")),
+                              ("rounding", ("half_up", "segzero")),
                               ("structured_outputs", ("auto", "regex", "grammar", "off")),
                               ("image_format", ("png", "jpeg"))):
             value = getattr(self, name)
@@ -173,6 +178,11 @@ class PipelineSettings:
         s = cls.from_env(environ, s)
         return s.merged(overrides or {}, "arguments")
 
+    def normalised(self, name: str) -> str | None:
+        """A choice setting (``compat``, ``rounding``, ...) stripped and lower-cased; ``None`` when unset."""
+        value = getattr(self, name)
+        return None if value is None else str(value).strip().lower()
+
     def remote_reasoner_kwargs(self) -> dict[str, Any]:
         """The remote-reasoner settings as backend keyword arguments (empty when none is set).
 
@@ -210,6 +220,8 @@ class PipelineSettings:
             "device": self.device,
             "dtype": self.dtype,
             "prompt_format": self.prompt_format,
+            "compat": self.normalised("compat") or "repair",
+            "rounding": self.normalised("rounding"),
             "frame_size": self.frame_size,
             "max_objects": self.max_objects,
             "max_pixels": self.max_pixels,

@@ -12,6 +12,8 @@ from ..settings import SettingsError
 
 #: Where runs go without ``--out``.
 DEFAULT_RUNS_DIR = "eval-runs"
+#: ``segzero eval`` scores as the reference evaluations do unless told otherwise.
+DEFAULT_EVAL_COMPAT = "reference"
 
 
 def _slug(text: str) -> str:
@@ -29,6 +31,7 @@ def default_run_dir(dataset: Any, settings: Any) -> Path:
 
 
 def run_eval_command(args: argparse.Namespace, settings: Any) -> int:
+    from ..cli import check_out_dir
     from .datasets import load_eval_dataset
     from .report import format_table
     from .runner import check_run_dir, run_evaluation
@@ -43,16 +46,22 @@ def run_eval_command(args: argparse.Namespace, settings: Any) -> int:
     if args.worst < 0:
         raise SettingsError(f"--worst must be >= 0, got {args.worst}")
     ignore = True if args.ignore_as_foreground is None else bool(args.ignore_as_foreground)
+    # `segzero eval` compares with the papers: reference mode unless --compat / SEGZERO_COMPAT / config say otherwise
+    compat = settings.normalised("compat") or DEFAULT_EVAL_COMPAT
+    if args.out:
+        check_out_dir(args.out)
     # Cheap things first: the dataset and the run folder, before multi-GB models load.
     dataset = load_eval_dataset(args.dataset, split=args.split, ignore_as_foreground=ignore)
     if args.ignore_as_foreground is not None and dataset.kind != "lisa":
         err("note: --[no-]ignore-as-foreground only applies to LISA-layout folders; the masks of this dataset "
             "are used as stored (the hub copies count ignore regions as foreground)")
     run_dir = Path(args.out) if args.out else default_run_dir(dataset, settings)
-    check_run_dir(run_dir, {"dataset": dataset.describe()}, force=args.force)
+    if not args.out:
+        check_out_dir(run_dir)
+    check_run_dir(run_dir, {"dataset": dataset.describe(), "compat": compat}, force=args.force)
     n = len(dataset) if args.limit is None else min(args.limit, len(dataset))
     err(f"dataset {dataset.name}: {len(dataset)} samples ({dataset.kind}"
-        f"{', split ' + dataset.split if dataset.split else ''}); evaluating {n}; run folder {run_dir}")
+        f"{', split ' + dataset.split if dataset.split else ''}); evaluating {n} in {compat} mode; run folder {run_dir}")
     if settings.device not in (None, "auto"):
         from ..devices import resolve_device
 
@@ -63,7 +72,7 @@ def run_eval_command(args: argparse.Namespace, settings: Any) -> int:
     try:
         result = run_evaluation(
             pipe, dataset, run_dir, limit=args.limit, batch_size=args.batch_size, empty_union=args.empty_union,
-            force=args.force, progress=True, report=True, worst=args.worst, echo=err,
+            compat=compat, force=args.force, progress=True, report=True, worst=args.worst, echo=err,
         )
     finally:
         pipe.close()
@@ -73,4 +82,4 @@ def run_eval_command(args: argparse.Namespace, settings: Any) -> int:
     return 0
 
 
-__all__ = ["DEFAULT_RUNS_DIR", "default_run_dir", "run_eval_command"]
+__all__ = ["DEFAULT_EVAL_COMPAT", "DEFAULT_RUNS_DIR", "default_run_dir", "run_eval_command"]

@@ -139,7 +139,8 @@ def _group_of(record: Mapping[str, Any]) -> str | None:
 
 
 #: Record statuses. ``invalid_gt`` records are excluded from every metric (the ground truth itself
-#: could not be read or does not match the image).
+#: could not be read or does not match the image), and so are ``skipped`` records (reference mode,
+#: multi-object formats: the image could not be read or the segmenter raised).
 SCORED_STATUSES = ("ok", "failed", "error")
 
 
@@ -150,7 +151,7 @@ def summarize(records: Iterable[Mapping[str, Any]], empty_union: EmptyUnion = "s
     Returns:
         ``{"overall": {...}, "short": {...}, "long": {...}}`` (the last two only when known). Each
         summary has ``samples``, ``counted``, ``skipped_empty_union``, ``failed``, ``errors``,
-        ``invalid_gt``, ``giou`` (``nan`` when nothing is counted), ``ciou``, ``intersection``,
+        ``invalid_gt``, ``skipped_errors``, ``giou`` (``nan`` when nothing is counted), ``ciou``, ``intersection``,
         ``union``, ``box_accuracy`` (``None`` without ground-truth boxes), ``box_samples``,
         ``parse_status`` counts and ``mean_latency_ms``.
     """
@@ -190,6 +191,7 @@ def _summarize_group(records: Sequence[Mapping[str, Any]], empty_union: EmptyUni
         "failed": statuses["failed"],
         "errors": statuses["error"],
         "invalid_gt": statuses["invalid_gt"],
+        "skipped_errors": statuses["skipped"],
         "giou": acc.giou,
         "ciou": acc.ciou,
         "intersection": acc.sum_intersection,

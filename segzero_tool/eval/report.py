@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .jsonio import write_json_atomic
+from .manifest import COMPAT_CONVENTIONS, error_convention
 from .metrics import BOX_CONVENTION, EMPTY_UNION_CONVENTIONS, FAILURE_CONVENTION, sample_iou
 
 if TYPE_CHECKING:
@@ -98,6 +99,10 @@ def summary_notes(result: EvalResult) -> list[str]:
         if s["invalid_gt"]:
             notes.append(f"{GROUP_TITLES[group]}: {s['invalid_gt']} sample(s) excluded because their ground "
                          "truth could not be read or does not match the image")
+        if s.get("skipped_errors"):
+            notes.append(f"{GROUP_TITLES[group]}: {s['skipped_errors']} sample(s) skipped (in neither gIoU nor "
+                         "cIoU) because their image could not be read or the segmenter raised, as the reference "
+                         "multi-object evaluation skips them")
     return notes
 
 
@@ -117,9 +122,12 @@ def _describe_run(m: Mapping[str, Any]) -> list[tuple[str, str]]:
                           f"({m.get('question_normalisation')} normalisation)"),
         ("reasoning frame", f"{m['frame_size'][0]}x{m['frame_size'][1]}, rounding {m.get('rounding')}"
                             if m.get("frame_size") else "?"),
+        ("compat", COMPAT_CONVENTIONS.get(m.get("compat", "repair"), str(m.get("compat")))),
         ("generation", f"max_new_tokens {m.get('max_new_tokens')}, max_objects {m.get('max_objects')}"),
         ("empty union", EMPTY_UNION_CONVENTIONS.get(conv.get("empty_union", ""), str(conv.get("empty_union")))),
         ("failures", FAILURE_CONVENTION),
+        ("errors", conv.get("errors") or error_convention(m.get("compat", "repair"), m.get("prompt_format") or
+                                                          "visionreasoner")),
         ("box accuracy", BOX_CONVENTION),
         ("ignore regions", "n/a (masks as stored)" if ign is None else
          ("counted as foreground (as the hub copies)" if ign else "not foreground")),
@@ -128,7 +136,8 @@ def _describe_run(m: Mapping[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
-_COLS = ("queries", "samples", "counted", "skipped", "failed", "errors", "invalid GT", "gIoU", "cIoU", "box@0.5")
+_COLS = ("queries", "samples", "counted", "skipped", "failed", "errors", "invalid GT", "skipped (errors)", "gIoU",
+         "cIoU", "box@0.5")
 
 
 def _table_rows(result: EvalResult) -> list[list[str]]:
@@ -136,7 +145,8 @@ def _table_rows(result: EvalResult) -> list[list[str]]:
     for group, s in result.summary.items():
         rows.append([
             GROUP_TITLES[group], str(s["samples"]), str(s["counted"]), str(s["skipped_empty_union"]),
-            str(s["failed"]), str(s["errors"]), str(s["invalid_gt"]), _num(s["giou"]), _num(s["ciou"]),
+            str(s["failed"]), str(s["errors"]), str(s["invalid_gt"]), str(s.get("skipped_errors", 0)),
+            _num(s["giou"]), _num(s["ciou"]),
             _num(s["box_accuracy"]) + (f" ({s['box_samples']})" if s["box_samples"] else ""),
         ])
     return rows

@@ -176,7 +176,8 @@ def test_corrupt_middle_line_is_an_error(tmp_path, synthetic, jsonl_ds):
         run_evaluation(_box_pipe(synthetic), jsonl_ds, run, progress=False)
 
 
-def test_sample_problems_are_recorded_not_raised(tmp_path, synthetic):
+@pytest.mark.parametrize("compat", ["repair", "reference"])
+def test_sample_problems_are_recorded_not_raised(tmp_path, synthetic, compat):
     s0 = synthetic[0]
     img = s0.image
 
@@ -191,17 +192,23 @@ def test_sample_problems_are_recorded_not_raised(tmp_path, synthetic):
         EvalSample("fine", s0.query, img, s0.mask),
     ]
     ds = EvalDataset(samples, name="problems", kind="memory", location="<memory>")
-    res = run_evaluation(_box_pipe(synthetic), ds, tmp_path / "run", progress=False, worst=5)
+    res = run_evaluation(_box_pipe(synthetic), ds, tmp_path / "run", progress=False, worst=5, compat=compat)
     st = {r["id"]: (r["status"], r["intersection"], r["union"]) for r in res.records}
     area = int(s0.mask.sum())
-    assert st == {"missing-image": ("error", 0, area), "wrong-size": ("invalid_gt", None, None),
+    # an unreadable image: a penalty in repair mode; skipped in reference mode (multi-object format)
+    missing = ("error", 0, area) if compat == "repair" else ("skipped", None, None)
+    assert st == {"missing-image": missing, "wrong-size": ("invalid_gt", None, None),
                   "broken-gt": ("invalid_gt", None, None), "empty-query": ("error", 0, area),
                   "fine": ("ok", area, area)}
     by_id = {r["id"]: r for r in res.records}
     assert "no such file" in by_id["missing-image"]["error"] and "damaged" in by_id["broken-gt"]["error"]
     assert by_id["empty-query"]["box_hit"] is False
     o = res.summary["overall"]
-    assert (o["counted"], o["errors"], o["invalid_gt"], o["giou"]) == (3, 2, 2, pytest.approx(1 / 3))
+    if compat == "repair":
+        assert (o["counted"], o["errors"], o["invalid_gt"], o["giou"]) == (3, 2, 2, pytest.approx(1 / 3))
+    else:
+        assert (o["counted"], o["errors"], o["invalid_gt"], o["skipped_errors"], o["giou"]) == (
+            2, 1, 2, 1, pytest.approx(1 / 2))
     assert (tmp_path / "run" / "worst.png").exists()
 
 
