@@ -3,13 +3,21 @@
 Guards: missing / undecodable / truncated files, zero-sized images, a pixel limit against
 decompression bombs (checked from the header before decoding), EXIF orientation (applied), and
 CMYK / RGBA / palette / 16-bit / greyscale / float inputs (converted to 8-bit RGB).
+
+The pixel limit is ours alone (``max_pixels``; ``None``: none): files are identified with Pillow's
+format plugins directly, without ``PIL.Image.open``, whose built-in guard
+(``Image.MAX_IMAGE_PIXELS``, 89.5 MP warning / 179 MP error) would otherwise refuse images our limit
+allows. Nothing process-wide is changed. Truncated data is refused even where Pillow would fill the
+missing rows (a PNG whose compressed stream ends early) or where another library has set
+``ImageFile.LOAD_TRUNCATED_IMAGES``.
 """
 
 from __future__ import annotations
 
 import io
 import os
-import warnings
+import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
@@ -120,25 +128,136 @@ def _from_array(arr: np.ndarray, max_pixels: int | None) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+_TRUNCATED_HINT = "is the file complete?"
+
+
+def _identify(fp: Any) -> Image.Image:
+    """Identify an image file with Pillow's format plugins, as ``PIL.Image.open`` does (same
+    registry, same order, same "try the next format" errors), but without its decompression-bomb
+    check: the caller applies its own pixel limit from the header right after."""
+    from PIL import Image as _Image
+    from PIL import UnidentifiedImageError
+
+    fp.seek(0)
+    prefix = fp.read(16)
+    _Image.preinit()
+    tried: set[str] = set()
+    for stage in (0, 1):
+        if stage:
+            _Image.init()
+        for fmt in list(_Image.ID):
+            if fmt in tried:
+                continue
+            tried.add(fmt)
+            factory, accept = _Image.OPEN[fmt]
+            try:
+                ok = accept(prefix) if accept else True
+                if not ok or isinstance(ok, str):
+                    continue
+                fp.seek(0)
+                return factory(fp, "")
+            except (SyntaxError, IndexError, TypeError, struct.error):
+                continue
+    raise UnidentifiedImageError("cannot identify image file")
+
+
+# Adam7 passes: (x start, y start, x step, y step).
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+
+
+def _png_rows_missing(data: bytes) -> bool:
+    """True when a PNG's image data decompresses to fewer bytes than its header's size needs.
+
+    Pillow's PNG decoder stops quietly when the compressed stream ends before the last row (the
+    rows left are zeros), so the stream is inflated once more here, counting bytes only.
+    """
+    if len(data) < 33 or data[12:16] != b"IHDR":
+        return False
+    width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
+    bits = _PNG_CHANNELS.get(colour, 1) * depth
+
+    def row_bytes(w: int) -> int:
+        return 1 + (w * bits + 7) // 8
+
+    if interlace:
+        needed = 0
+        for x0, y0, dx, dy in _ADAM7:
+            pw, ph = -(-(width - x0) // dx) if width > x0 else 0, -(-(height - y0) // dy) if height > y0 else 0
+            if pw and ph:
+                needed += ph * row_bytes(pw)
+    else:
+        needed = height * row_bytes(width)
+    inflater = zlib.decompressobj()
+    got, pos, seen = 0, 8, False
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        if kind == b"IDAT":
+            seen = True
+            chunk = data[pos + 8 : pos + 8 + length]
+            try:
+                while chunk and not inflater.eof:
+                    got += len(inflater.decompress(chunk, 1 << 20))
+                    if got >= needed:
+                        return False
+                    chunk = inflater.unconsumed_tail
+            except zlib.error:
+                return True
+        elif seen:
+            break
+        pos += 12 + length
+    return got < needed
+
+
+def _truncated(img: Image.Image, fp: Any) -> bool:
+    """Whether a loaded image lacks data its header promised (see :func:`_png_rows_missing`)."""
+    if getattr(img, "_ended", False):  # JPEG: Pillow supplied the end marker (LOAD_TRUNCATED_IMAGES set)
+        return True
+    if img.format != "PNG":
+        return False
+    interlaced = bool(img.info.get("interlace"))
+    if not interlaced:
+        # Rows are decoded top to bottom into zeroed memory: a missing row leaves the last row zero.
+        w, h = img.size
+        if any(img.crop((0, h - 1, w, h)).tobytes()):
+            return False
+    fp.seek(0)
+    return _png_rows_missing(fp.read())
+
+
+def _too_large_for_pillow(source: str, img_size: tuple[int, int] | None) -> ImageTooLargeError:
+    size = f" ({img_size[0]}x{img_size[1]} pixels)" if img_size else ""
+    return ImageTooLargeError(
+        f"{source}: this image format's decoder cannot read an image this large{size}; convert it to PNG or JPEG, "
+        "or downscale it")
+
+
 def _open_pil(fp: Any, source: str, max_pixels: int | None) -> np.ndarray:
     from PIL import Image as _Image
     from PIL import ImageOps, UnidentifiedImageError
 
+    img = None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", _Image.DecompressionBombWarning)
-            img = _Image.open(fp)
-            _check_pixels(img.width, img.height, max_pixels, source)
-            img.load()
-            img = ImageOps.exif_transpose(img) or img
+        img = _identify(fp)
+        _check_pixels(img.width, img.height, max_pixels, source)
+        img.load()
+        if _truncated(img, fp):
+            raise ImageLoadError(f"{source}: the image is truncated (its data ends before all {img.height:,} rows of "
+                                 f"its {img.width}x{img.height} pixels); {_TRUNCATED_HINT}")
+        ImageOps.exif_transpose(img, in_place=True)
     except ImageLoadError:
         raise
-    except (_Image.DecompressionBombError, _Image.DecompressionBombWarning) as exc:
-        raise ImageTooLargeError(f"{source}: refused as a possible decompression bomb ({exc})") from None
+    except _Image.DecompressionBombError:
+        # Only a few plugins (TIFF strips, MPO, GIF frames) check again while loading, above 2x
+        # Image.MAX_IMAGE_PIXELS; our own limit has already allowed the image.
+        raise _too_large_for_pillow(source, img.size if img is not None else None) from None
     except UnidentifiedImageError:
         raise ImageLoadError(f"{source}: not a recognised image format (PNG, JPEG, WebP, ...)") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageLoadError(f"{source}: the image could not be decoded ({exc}); is the file complete?") from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error) as exc:
+        if "truncated" in str(exc):
+            raise ImageLoadError(f"{source}: the image is truncated (its data ends before the picture is complete); "
+                                 f"{_TRUNCATED_HINT}") from None
+        raise ImageLoadError(f"{source}: the image could not be decoded ({exc}); {_TRUNCATED_HINT}") from None
     return _pil_to_rgb(img)
 
 

@@ -13,36 +13,57 @@ from typing import Any
 import numpy as np
 
 
-def rle_encode(mask: np.ndarray) -> dict[str, Any]:
-    """Encode an ``(H, W)`` bool mask as a COCO RLE dict with a UTF-8 ``counts`` string.
+def rle_counts(mask: np.ndarray) -> list[int]:
+    """The uncompressed COCO run lengths of an ``(H, W)`` mask: column-major, starting with a
+    (possibly empty) run of zeros.
 
-    Identical to ``pycocotools.mask.encode`` but only the columns that hold the mask are transposed
-    (COCO runs are column-major), which is several times faster for objects in large images.
+    Only the mask's bounding box (plus one row of zeros above and below, where the image has
+    them) is transposed and scanned; the runs outside it are added arithmetically. A run change at
+    crop index ``i`` maps to the full column-major position ``full(i)`` for a rise and
+    ``full(i - 1) + 1`` for a fall: the rows skipped between two cropped columns are all zeros, and
+    at least one of the two crop values around a skip is a padding zero.
     """
-    from pycocotools import mask as mask_utils
-
     if mask.ndim != 2:
         raise ValueError(f"mask must be (H, W), got shape {mask.shape}")
     h, w = int(mask.shape[0]), int(mask.shape[1])
-    cols = np.flatnonzero(mask.any(axis=0))
-    if cols.size == 0:
-        counts: list[int] = [h * w]
-    else:
-        x1, x2 = int(cols[0]), int(cols[-1])
-        flat = np.ascontiguousarray(mask[:, x1 : x2 + 1].T, dtype=np.uint8).reshape(-1)
-        change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-        bounds = np.concatenate(([0], change, [flat.size]))
-        runs = np.diff(bounds).tolist()
-        lead, tail = x1 * h, (w - 1 - x2) * h
-        if flat[0]:  # counts always start with a (possibly empty) run of zeros
-            runs.insert(0, 0)
-        runs[0] += lead
-        if flat[-1]:
-            if tail:
-                runs.append(tail)
-        else:
-            runs[-1] += tail
-        counts = runs
+    if mask.dtype != np.bool_:
+        mask = mask.astype(bool)
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return [h * w]
+    y1, y2 = int(rows[0]), int(rows[-1])
+    cols = np.flatnonzero(mask[y1 : y2 + 1].any(axis=0))
+    x1, x2 = int(cols[0]), int(cols[-1])
+    top, bottom = max(y1 - 1, 0), min(y2 + 1, h - 1)
+    bh = bottom - top + 1
+    flat = np.ascontiguousarray(mask[top : bottom + 1, x1 : x2 + 1].T).reshape(-1).view(np.uint8)
+    idx = np.flatnonzero(flat[1:] != flat[:-1]) + 1  # crop indices whose value differs from the previous one
+    rise = flat[idx].astype(bool)
+    at = np.where(rise, idx, idx - 1)
+    col, row = np.divmod(at, bh)
+    pos = (col + x1) * h + (row + top) + (~rise)
+    edges = [pos]
+    if flat[0]:
+        edges.insert(0, np.array([x1 * h + top], dtype=pos.dtype))
+    if flat[-1]:
+        end = (x2 * h + bottom) + 1
+        if end < h * w:
+            edges.append(np.array([end], dtype=pos.dtype))
+    bounds = np.concatenate([np.zeros(1, dtype=np.int64), *edges, np.array([h * w], dtype=np.int64)])
+    return np.diff(bounds).tolist()
+
+
+def rle_encode(mask: np.ndarray) -> dict[str, Any]:
+    """Encode an ``(H, W)`` bool mask as a COCO RLE dict with a UTF-8 ``counts`` string.
+
+    Identical to ``pycocotools.mask.encode`` but only the mask's bounding box is transposed (COCO
+    runs are column-major; see :func:`rle_counts`), which is many times faster for objects in large
+    images; pycocotools compresses the run lengths to the COCO string.
+    """
+    from pycocotools import mask as mask_utils
+
+    counts = rle_counts(mask)
+    h, w = int(mask.shape[0]), int(mask.shape[1])
     rle = mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)
     c = rle["counts"]
     return {"size": [h, w], "counts": c.decode("ascii") if isinstance(c, bytes) else c}

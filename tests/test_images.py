@@ -44,8 +44,15 @@ def test_truncated_file(tmp_path):
     data = _png_bytes(Image.new("RGB", (200, 200), (10, 20, 30)), "JPEG", quality=95)
     p = tmp_path / "trunc.jpg"
     p.write_bytes(data[: len(data) // 2])
-    with pytest.raises(ImageLoadError, match="could not be decoded"):
+    with pytest.raises(ImageLoadError, match="the image is truncated"):
         load_image(p)
+
+
+def test_corrupt_data_after_a_valid_header(tmp_path):
+    data = bytearray(_png_bytes(Image.new("RGB", (64, 64), (10, 20, 30))))
+    data[60:80] = b"\xff" * 20  # inside the compressed data: a bad CRC / a broken stream
+    with pytest.raises(ImageLoadError, match="could not be decoded|truncated"):
+        load_image(bytes(data))
 
 
 def test_pixel_limit_checked_before_decoding():
