@@ -243,3 +243,34 @@ def check_hub_access(
         f"({reason}) and the model is not in the local cache ({hub_cache_dir()})",
         model_id=source,
     )
+
+
+_offline_lock = threading.Lock()
+_offline_depth = 0
+_offline_saved = False
+
+
+@contextlib.contextmanager
+def files_only(local_files_only: bool | None) -> Iterator[None]:
+    """While loading with ``local_files_only=True``, keep every hub request off (huggingface_hub's
+    offline mode), not only those that get the flag: transformers still asks the hub for an
+    ``adapter_config.json``, and with the hub down each such request costs half a minute of retries.
+    Process-wide for the duration of the load; nesting and concurrent loads are counted."""
+    global _offline_depth, _offline_saved
+    if not local_files_only:
+        yield
+        return
+    from huggingface_hub import constants
+
+    with _offline_lock:
+        if _offline_depth == 0:
+            _offline_saved = constants.HF_HUB_OFFLINE
+            constants.HF_HUB_OFFLINE = True
+        _offline_depth += 1
+    try:
+        yield
+    finally:
+        with _offline_lock:
+            _offline_depth -= 1
+            if _offline_depth == 0:
+                constants.HF_HUB_OFFLINE = _offline_saved

@@ -27,7 +27,7 @@ from typing import Any
 from ..cancel import check_cancelled, current_token
 from ..devices import resolve_device, resolve_dtype
 from ..errors import MissingDependencyError, ModelLoadError
-from ..hub import check_hub_access, local_folder, progress_bars
+from ..hub import check_hub_access, files_only, local_folder, progress_bars
 from ..progress import current_sink, report
 from .base import Reasoner, ReasonerOutput, ReasonerRequest
 
@@ -147,7 +147,7 @@ class TransformersReasoner(Reasoner):
             for key, value in (("min_pixels", min_pixels), ("max_pixels", max_pixels))
             if value is not None
         }
-        with progress_bars(progress), _load_errors(source):
+        with progress_bars(progress), files_only(local_files_only), _load_errors(source):
             processor = _load_processor(source, hub_kwargs, pixel_kwargs)
             model = _load_model(source, hub_kwargs, device_str, torch_dtype, attn, attn_implementation)
         logger.info("reasoner %s ready (%s)", source, type(model).__name__)

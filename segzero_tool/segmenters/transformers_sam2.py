@@ -33,7 +33,7 @@ import numpy as np
 
 from ..devices import resolve_device, resolve_dtype
 from ..errors import MissingDependencyError, ModelLoadError
-from ..hub import check_hub_access, local_folder, progress_bars
+from ..hub import check_hub_access, files_only, local_folder, progress_bars
 from .base import ObjectPrompt, Segmenter, SegmenterOutput, image_key
 from .cache import EmbeddingCache
 
@@ -231,7 +231,7 @@ class TransformersSam2Segmenter(Segmenter):
             kwargs["local_files_only"] = local_files_only
         where = f"folder {str(folder)!r}" if folder is not None else f"hub id {source!r}"
         try:
-            with progress_bars(progress):
+            with progress_bars(progress), files_only(local_files_only):
                 processor = Sam2Processor.from_pretrained(source, **kwargs)
                 model = Sam2Model.from_pretrained(source, dtype=torch_dtype, **kwargs)
         except ImportError as exc:
