@@ -50,6 +50,13 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("limits")
     g.add_argument("--max-objects", type=int, help="keep at most this many objects (default 50)")
     g.add_argument("--max-pixels", type=int, help="refuse larger images (default 100,000,000)")
+    c = p.add_argument_group("compatibility")
+    c.add_argument("--compat", choices=["reference", "repair"],
+                   help="reference: only what the reference scripts read, passed to SAM2 as they pass it; repair: "
+                        "the lenient parser and repairs (default: repair for segment, reference for eval)")
+    c.add_argument("--rounding", choices=["half_up", "segzero"],
+                   help="back-projection rounding (default: the prompt format's: segzero for the segzero format, "
+                        "else half_up)")
 
 
 #: PipelineSettings fields set by :func:`add_remote_reasoner_options`.

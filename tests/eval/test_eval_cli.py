@@ -104,3 +104,58 @@ def test_cli_eval_unknown_hub_id_offline(tmp_path):
     assert last.startswith("segzero: error: could not load dataset 'someorg/not-a-dataset' from the Hugging Face hub")
     assert "save_to_disk" in last and "Traceback" not in proc.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_cli_eval_checks_its_run_folder_before_loading_models(tmp_path, synthetic, capsys):
+    data = write_jsonl(synthetic[:2], tmp_path / "data")
+    afile = tmp_path / "a-file"
+    afile.write_text("x")
+    for out, message in ((afile, "is an existing file, not a folder"), (afile / "run", "is a file")):
+        rc = main(["eval", str(data), "--out", str(out), "--reasoner", "nowhere/x"])
+        err = capsys.readouterr().err
+        assert rc == 2 and message in err and "loading" not in err and "Traceback" not in err
+        assert err.strip().splitlines() == [err.strip().splitlines()[-1]]
+        assert err.strip().startswith("segzero: error: --out")
+    if os.geteuid() != 0:  # root may write anywhere
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        try:
+            rc = main(["eval", str(data), "--out", str(ro / "run"), "--reasoner", "nowhere/x"])
+            err = capsys.readouterr().err
+            assert rc == 2 and "is not writable" in err and "loading" not in err
+        finally:
+            ro.chmod(0o700)
+
+
+def test_cli_eval_runs_in_reference_mode_by_default_and_writes_it(tmp_path, cli_setup, capsys):
+    data, models = cli_setup
+    rc = main(["eval", str(data), "--out", str(tmp_path / "ref"), "--worst", "0", "--limit", "3", *models])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "in reference mode" in err and "compat: reference (" in out
+    assert json.loads((tmp_path / "ref" / "results.json").read_text())["manifest"]["compat"] == "reference"
+    assert "| compat | reference (" in (tmp_path / "ref" / "results.md").read_text()
+    rc = main(["eval", str(data), "--out", str(tmp_path / "rep"), "--worst", "0", "--limit", "3", "--compat", "repair",
+               *models])
+    out = capsys.readouterr().out
+    assert rc == 0 and "compat: repair (" in out
+    assert json.loads((tmp_path / "rep" / "manifest.json").read_text())["compat"] == "repair"
+    # another mode on the same folder: refused in one line before loading models
+    rc = main(["eval", str(data), "--out", str(tmp_path / "ref"), "--compat", "repair", *models])
+    err = capsys.readouterr().err
+    assert rc == 2 and "compat: 'reference' then, 'repair' now" in err and "loading models" not in err
+
+
+def test_cli_eval_bad_compat_is_one_line(tmp_path, synthetic):
+    data = write_jsonl(synthetic[:2], tmp_path / "data")
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("SEGZERO_")}, "SEGZERO_COMPAT": "exact",
+           "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
+    proc = subprocess.run([sys.executable, "-m", "segzero_tool", "eval", str(data), "--out", str(tmp_path / "run")],
+                          capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "segzero: error: environment: SEGZERO_COMPAT must be one of reference, repair, got 'exact'"]
+    proc = subprocess.run([sys.executable, "-m", "segzero_tool", "eval", str(data), "--compat", "exact"],
+                          capture_output=True, text=True, env={**env, "SEGZERO_COMPAT": "repair"}, timeout=120)
+    assert proc.returncode == 2 and "--compat" in proc.stderr and "'exact'" in proc.stderr

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from eval_oracle import OracleReasoner, oracle_answers
+from eval_oracle import OracleReasoner, oracle_answers, question_key
 from scripted import BoxSegmenter
 
 from segzero_tool import SegZeroPipeline
@@ -225,3 +225,108 @@ def test_tiny_sam2_records_are_consistent(tmp_path, synthetic, jsonl_ds, tiny_mo
             assert rec["n_objects"] == (1 if s.box is not None else 0)
         assert rec["latency_ms"] > 0 and "segment" in rec["timings_ms"]
     assert res.manifest["models"]["segmenter_backend"].endswith("TransformersSam2Segmenter")
+
+
+# --- reference mode and repair mode (issue #11) -------------------------------------------------------
+
+
+class _FailingBoxSegmenter(BoxSegmenter):
+    """BoxSegmenter that raises for images ``bad_width`` pixels wide (a simulated CUDA error)."""
+
+    def __init__(self, bad_width):
+        super().__init__()
+        self.bad_width = bad_width
+
+    def segment(self, image, prompts):
+        if image.shape[1] == self.bad_width:
+            raise RuntimeError("CUDA error: simulated")
+        return super().segment(image, prompts)
+
+
+def test_reference_mode_fails_what_the_reference_cannot_read_and_repair_mode_recovers_it(tmp_path, synthetic,
+                                                                                        jsonl_ds):
+    answers = oracle_answers(synthetic, garbage=GARBLED)
+    quoted = next(s for s in synthetic if s.box is not None and s.id not in GARBLED)
+    key = question_key(quoted.query)
+    answers[key] = answers[key].replace('"', "'")  # single quotes: the lenient parser reads it, json.loads not
+    runs = {}
+    for compat in ("reference", "repair"):
+        pipe = SegZeroPipeline(OracleReasoner(answers), BoxSegmenter())
+        runs[compat] = run_evaluation(pipe, jsonl_ds, tmp_path / compat, batch_size=4, progress=False,
+                                      report=False, compat=compat)
+    ref = {r["id"]: r for r in runs["reference"].records}
+    rep = {r["id"]: r for r in runs["repair"].records}
+    assert ref[quoted.id]["status"] == "failed" and ref[quoted.id]["parse_status"] == "invalid_json"
+    assert (ref[quoted.id]["intersection"], ref[quoted.id]["union"]) == (0, int(quoted.mask.sum()))
+    assert rep[quoted.id]["status"] == "ok" and rep[quoted.id]["intersection"] > 0
+    assert runs["reference"].summary["overall"]["giou"] < runs["repair"].summary["overall"]["giou"]
+    assert runs["reference"].manifest["compat"] == "reference" and runs["repair"].manifest["compat"] == "repair"
+    # the default is reference mode
+    default = run_evaluation(SegZeroPipeline(OracleReasoner(answers), BoxSegmenter()), jsonl_ds, tmp_path / "default",
+                             progress=False, report=False)
+    assert default.manifest["compat"] == "reference"
+    assert [strip_timings(r) for r in default.records] == [strip_timings(r) for r in runs["reference"].records]
+
+
+def test_reference_mode_skips_segmenter_errors_and_goes_on(tmp_path, synthetic, jsonl_ds):
+    answers = oracle_answers(synthetic, garbage=GARBLED)
+    bad = {s.id for s in synthetic if s.size[0] == 96}
+    pipe = SegZeroPipeline(OracleReasoner(answers), _FailingBoxSegmenter(96))
+    res = run_evaluation(pipe, jsonl_ds, tmp_path / "ref", batch_size=4, progress=False, worst=3)
+    by_id = {r["id"]: r for r in res.records}
+    assert len(res.records) == 10 and pipe.reasoner.served == 10  # every sample once, the batches kept
+    for sid, rec in by_id.items():
+        if sid in bad and sid not in GARBLED and rec["n_objects"] != 0:
+            assert rec["status"] == "skipped" and "CUDA error: simulated" in rec["error"]
+            assert rec["intersection"] is None and rec["raw_output"]
+    skipped = [r for r in res.records if r["status"] == "skipped"]
+    assert skipped
+    # the others score exactly as without the error
+    clean = run_evaluation(SegZeroPipeline(OracleReasoner(answers), BoxSegmenter()), jsonl_ds, tmp_path / "clean",
+                           batch_size=4, progress=False, report=False)
+    kept = [r for r in clean.records if r["id"] not in {s["id"] for s in skipped}]
+    assert [strip_timings(r) for r in kept] == [strip_timings(r) for r in res.records if r["status"] != "skipped"]
+    expected = summarize(kept)["overall"]
+    o = res.summary["overall"]
+    assert o["skipped_errors"] == len(skipped) and o["counted"] == expected["counted"]
+    assert o["giou"] == pytest.approx(expected["giou"]) and o["ciou"] == pytest.approx(expected["ciou"])
+    md = (tmp_path / "ref" / "results.md").read_text()
+    assert f"{len(skipped)} sample(s) skipped" in md and "compat | reference" in md
+    # repair mode: the error stops the run, and a resume meets the same sample again
+    for _ in range(2):
+        with pytest.raises(RuntimeError, match="simulated"):
+            run_evaluation(SegZeroPipeline(OracleReasoner(answers), _FailingBoxSegmenter(96)), jsonl_ds,
+                           tmp_path / "repair", batch_size=4, progress=False, compat="repair")
+
+
+def test_reference_mode_penalises_segmenter_errors_in_the_segzero_format(tmp_path, synthetic, jsonl_ds):
+    from scripted import ScriptedReasoner
+
+    text = '<think>t</think><answer>{"bbox": [0, 0, 839, 839], "points_1": [5, 5], "points_2": [9, 9]}</answer>'
+    pipe = SegZeroPipeline(ScriptedReasoner(text), _FailingBoxSegmenter(96), prompt_format="segzero")
+    res = run_evaluation(pipe, jsonl_ds, tmp_path / "run", batch_size=4, progress=False, report=False)
+    assert res.manifest["rounding"] == "segzero" and res.manifest["compat"] == "reference"
+    for rec, s in zip(res.records, synthetic, strict=True):
+        if s.size[0] == 96:
+            assert (rec["status"], rec["intersection"], rec["union"]) == ("error", 0, int(s.mask.sum()))
+        else:
+            assert rec["status"] == "ok"
+    assert res.summary["overall"]["skipped_errors"] == 0
+
+
+def test_a_resume_with_another_compat_is_refused_unless_forced(tmp_path, synthetic, jsonl_ds):
+    run = tmp_path / "run"
+    run_evaluation(_box_pipe(synthetic), jsonl_ds, run, limit=2, progress=False, report=False)
+    with pytest.raises(EvalRunError, match="compat: 'reference' then, 'repair' now.*--force"):
+        run_evaluation(_box_pipe(synthetic), jsonl_ds, run, progress=False, compat="repair")
+    forced = run_evaluation(_box_pipe(synthetic), jsonl_ds, run, limit=3, progress=False, report=False,
+                            compat="repair", force=True)
+    assert forced.computed == 3 and forced.manifest["compat"] == "repair"
+    # a run folder from before the modes existed was made in repair mode
+    manifest = json.loads((run / "manifest.json").read_text())
+    del manifest["compat"]
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    again = run_evaluation(_box_pipe(synthetic), jsonl_ds, run, limit=3, progress=False, report=False, compat="repair")
+    assert again.computed == 0 and again.resumed == 3
+    with pytest.raises(EvalRunError, match="compat: 'repair' then, 'reference' now"):
+        run_evaluation(_box_pipe(synthetic), jsonl_ds, run, progress=False)
