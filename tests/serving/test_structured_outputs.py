@@ -3,8 +3,13 @@ not be generated, and they stay inside the regex subset vLLM's engines read."""
 
 from __future__ import annotations
 
+import functools
+import importlib
 import json
+import os
 import re
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -24,16 +29,17 @@ LIST = answer_regex("list")
 SINGLE = answer_regex("single")
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        "<think> thinking process here </think><answer>" + VISIONREASONER_ANSWER_EXAMPLE + "</answer>",
-        '<think>The cup.</think>\n<answer>[{"bbox_2d": [168,126,588,672], "point_2d": [378,420]}]</answer>',
-        '<think>x</think><answer>[{"bbox_2d":[0,0,839,839],"point_2d":[420,420]}]</answer>',
-        '<think>\nmulti\nline\n</think> <answer> [\n  {"bbox_2d": [1, 2, 3, 4], "point_2d": [2, 3]},\n'
-        '  {"bbox_2d": [5, 6, 7, 8], "point_2d": [6, 7]}\n] </answer>',
-    ],
-)
+#: Completions the list regex accepts (each parses).
+ACCEPTED = [
+    "<think> thinking process here </think><answer>" + VISIONREASONER_ANSWER_EXAMPLE + "</answer>",
+    '<think>The cup.</think>\n<answer>[{"bbox_2d": [168,126,588,672], "point_2d": [378,420]}]</answer>',
+    '<think>x</think><answer>[{"bbox_2d":[0,0,839,839],"point_2d":[420,420]}]</answer>',
+    '<think>\nmulti\nline\n</think> <answer> [\n  {"bbox_2d": [1, 2, 3, 4], "point_2d": [2, 3]},\n'
+    '  {"bbox_2d": [5, 6, 7, 8], "point_2d": [6, 7]}\n] </answer>',
+]
+
+
+@pytest.mark.parametrize("text", ACCEPTED)
 def test_list_regex_accepts_answers_that_parse(text):
     assert re.fullmatch(LIST, text)
     parsed = parse_output(text)
@@ -47,27 +53,28 @@ def test_empty_list_is_allowed_and_parses_as_no_objects():
     assert re.fullmatch(LIST, text) and parse_output(text).status is ParseStatus.NO_OBJECTS
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        '<answer>[{"bbox_2d": [1,2,3,4], "point_2d": [2,3]}]</answer>',  # no think
-        'Sure! <think>x</think><answer>[]</answer>',  # text before <think>
-        '<think>x</think><answer>[]</answer> done',  # text after </answer>
-        '<think>a <b> c</think><answer>[]</answer>',  # '<' inside think (the reference regex refuses it too)
-        '<think>x</think><answer>[{"bbox_2d": [1.5,2,3,4], "point_2d": [2,3]}]</answer>',  # float
-        '<think>x</think><answer>[{"bbox_2d": [-1,2,3,4], "point_2d": [2,3]}]</answer>',  # negative
-        '<think>x</think><answer>[{"bbox_2d": [01,2,3,4], "point_2d": [2,3]}]</answer>',  # leading zero
-        '<think>x</think><answer>[{"bbox_2d": [12345,2,3,4], "point_2d": [2,3]}]</answer>',  # 5 digits
-        '<think>x</think><answer>[{"bbox_2d": [1,2,3], "point_2d": [2,3]}]</answer>',  # 3 numbers
-        '<think>x</think><answer>[{"point_2d": [2,3], "bbox_2d": [1,2,3,4]}]</answer>',  # key order
-        '<think>x</think><answer>[{"bbox_2d": [1,2,3,4], "point_2d": [2,3], "label": "cup"}]</answer>',
-        '<think>x</think><answer>{"bbox_2d": [1,2,3,4], "point_2d": [2,3]}</answer>',  # not a list
-        "<think>x</think><answer>[{'bbox_2d': [1,2,3,4], 'point_2d': [2,3]}]</answer>",  # single quotes
-        '<think>x</think><answer>```json\n[]\n```</answer>',  # code fence
-        '<think>x</think>' + " " * (MAX_WS + 1) + "<answer>[]</answer>",  # runaway whitespace
-        '<think>x</think><answer>[{"bbox_2d": [1,2,3,4], "point_2d": [2,3]},]</answer>',  # trailing comma
-    ],
-)
+#: Completions the list regex refuses (what constrained decoding must not produce).
+REFUSED = [
+    '<answer>[{"bbox_2d": [1,2,3,4], "point_2d": [2,3]}]</answer>',  # no think
+    'Sure! <think>x</think><answer>[]</answer>',  # text before <think>
+    '<think>x</think><answer>[]</answer> done',  # text after </answer>
+    '<think>a <b> c</think><answer>[]</answer>',  # '<' inside think (the reference regex refuses it too)
+    '<think>x</think><answer>[{"bbox_2d": [1.5,2,3,4], "point_2d": [2,3]}]</answer>',  # float
+    '<think>x</think><answer>[{"bbox_2d": [-1,2,3,4], "point_2d": [2,3]}]</answer>',  # negative
+    '<think>x</think><answer>[{"bbox_2d": [01,2,3,4], "point_2d": [2,3]}]</answer>',  # leading zero
+    '<think>x</think><answer>[{"bbox_2d": [12345,2,3,4], "point_2d": [2,3]}]</answer>',  # 5 digits
+    '<think>x</think><answer>[{"bbox_2d": [1,2,3], "point_2d": [2,3]}]</answer>',  # 3 numbers
+    '<think>x</think><answer>[{"point_2d": [2,3], "bbox_2d": [1,2,3,4]}]</answer>',  # key order
+    '<think>x</think><answer>[{"bbox_2d": [1,2,3,4], "point_2d": [2,3], "label": "cup"}]</answer>',
+    '<think>x</think><answer>{"bbox_2d": [1,2,3,4], "point_2d": [2,3]}</answer>',  # not a list
+    "<think>x</think><answer>[{'bbox_2d': [1,2,3,4], 'point_2d': [2,3]}]</answer>",  # single quotes
+    '<think>x</think><answer>```json\n[]\n```</answer>',  # code fence
+    '<think>x</think>' + " " * (MAX_WS + 1) + "<answer>[]</answer>",  # runaway whitespace
+    '<think>x</think><answer>[{"bbox_2d": [1,2,3,4], "point_2d": [2,3]},]</answer>',  # trailing comma
+]
+
+
+@pytest.mark.parametrize("text", REFUSED)
 def test_list_regex_refuses(text):
     assert re.fullmatch(LIST, text) is None
 
@@ -146,24 +153,128 @@ def test_schema_for_prompt_and_request_field():
         structured_outputs_field("json", "list")  # type: ignore[arg-type]
 
 
-def test_xgrammar_compiles_and_agrees():
-    """vLLM's default structured-output engine, when installed (not a dependency)."""
-    xgr = pytest.importorskip("xgrammar")
-    accept = getattr(getattr(xgr, "testing", None), "_is_grammar_accept_string", None)
-    if accept is None:
-        pytest.skip("this xgrammar has no testing helper")
-    good = '<think>The cup.</think>\n<answer>[{"bbox_2d": [168,126,588,672], "point_2d": [378,420]}]</answer>'
-    bad = '<think>x</think><answer>[{"bbox_2d": [1.5,2,3,4], "point_2d": [2,3]}]</answer>'
-    for grammar in (xgr.Grammar.from_regex(LIST), xgr.Grammar.from_ebnf(answer_grammar("list"))):
-        assert accept(grammar, good) and not accept(grammar, bad)
-    single = '<think>m</think><answer>{"bbox": [1,2,3,4], "points_1": [1,2], "points_2": [3,4]}</answer>'
-    assert accept(xgr.Grammar.from_regex(SINGLE), single)
-    assert accept(xgr.Grammar.from_ebnf(answer_grammar("single")), single)
+# --- vLLM's structured-output engines --------------------------------------------------------------
+# xgrammar (vLLM's default backend) and llguidance (its "guidance" backend) are in the dev extra, so CI
+# runs these tests; elsewhere a test skips when its engine is not installed, but in CI (CI set) it fails.
 
 
-def test_llguidance_accepts_both():
-    """vLLM's other structured-output engine (guidance), when installed (not a dependency)."""
-    llg = pytest.importorskip("llguidance")
-    for schema in ("list", "single"):
-        assert llg.LLMatcher.validate_grammar(llg.grammar_from("regex", answer_regex(schema))) == ""
-        assert llg.LLMatcher.validate_grammar(llg.grammar_from("grammar", answer_grammar(schema))) == ""
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _unavailable(why: str) -> None:
+    if _in_ci():
+        pytest.fail(f"{why}; CI installs the dev extra (pip install -e '.[dev]'), which brings both engines")
+    pytest.skip(why)
+
+
+def _engine(module: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        _unavailable(f"{module} is not installed ({exc})")
+
+
+class _ByteTokenizer:
+    """One token per byte (plus EOS): llguidance then matches a text exactly, with no real tokenizer."""
+
+    eos_token_id = 256
+    bos_token_id = None
+    tokens = [bytes([i]) for i in range(256)] + [b"<eos>"]
+
+    def __call__(self, text: bytes | str) -> list[int]:
+        return list(text if isinstance(text, bytes) else text.encode())
+
+
+@functools.cache
+def _matcher(engine: str) -> Callable[[str, str, str], bool]:
+    """``accepts(kind, source, text)``: whether ``engine`` lets ``kind`` (regex / grammar) ``source``
+    generate exactly ``text``."""
+    if engine == "xgrammar":
+        xgr = _engine("xgrammar")
+        accept = getattr(getattr(xgr, "testing", None), "_is_grammar_accept_string", None)
+        if accept is None:
+            _unavailable("this xgrammar has no testing._is_grammar_accept_string")
+
+        def accepts(kind: str, source: str, text: str) -> bool:
+            grammar = xgr.Grammar.from_regex(source) if kind == "regex" else xgr.Grammar.from_ebnf(source)
+            return bool(accept(grammar, text))
+
+        return accepts
+    llg = _engine("llguidance")
+    tokenizer = llg.LLTokenizer(llg.TokenizerWrapper(_ByteTokenizer()))
+
+    def accepts(kind: str, source: str, text: str) -> bool:
+        matcher = llg.LLMatcher(tokenizer, llg.grammar_from(kind, source), log_level=0)
+        matcher.consume_tokens(list(text.encode()))
+        return not matcher.is_error() and matcher.is_accepting()
+
+    return accepts
+
+
+ENGINES = ["xgrammar", "llguidance"]
+SINGLE_TEXT = ('<think>the mug</think><answer>{"bbox": [10,100,200,210], "points_1": [30,110], '
+               '"points_2": [35,180]}</answer>')
+_ONE = '{"bbox_2d": [1,2,3,4], "point_2d": [2,3]}'
+#: (schema, max_objects, completion): every engine must judge these as Python's ``re.fullmatch`` does.
+CASES = [
+    *(("list", None, text) for text in [*ACCEPTED, *REFUSED, "<think></think><answer>[]</answer>",
+                                        f"<think>x</think><answer>[{', '.join([_ONE] * 60)}]</answer>",
+                                        "<think>x</think>\t\n <answer>\n[ ]\t</answer>",
+                                        "<think>ünïcödé ✓ 杯子\n{}[]</think><answer>[]</answer>"]),
+    ("single", None, SINGLE_TEXT),
+    ("single", None, SINGLE_TEXT.replace(', "points_2": [35,180]', "")),
+    ("single", None, ACCEPTED[1]),
+    ("list", 2, f"<think>x</think><answer>[{_ONE}, {_ONE}]</answer>"),
+    ("list", 2, f"<think>x</think><answer>[{_ONE}, {_ONE}, {_ONE}]</answer>"),
+]
+
+
+def _check_agreement(engine: str, schema: str, max_objects: int | None, text: str) -> None:
+    accepts = _matcher(engine)
+    regex = answer_regex(schema, max_objects)  # type: ignore[arg-type]
+    expected = re.fullmatch(regex, text) is not None
+    assert accepts("regex", regex, text) is expected, (engine, "regex", text)
+    if max_objects is None:  # the grammar is the unbounded language
+        assert accepts("grammar", answer_grammar(schema), text) is expected, (engine, "grammar", text)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_engine_reads_the_regex_and_the_grammar(engine):
+    """Both forms compile in the engine (llguidance also validates them without warnings)."""
+    _matcher(engine)
+    sources = [("regex", answer_regex(s)) for s in ("list", "single")] + [("regex", answer_regex("list", 50))]
+    sources += [("grammar", answer_grammar(s)) for s in ("list", "single")]
+    if engine == "llguidance":
+        llg = _engine("llguidance")
+        for kind, source in sources:
+            assert llg.LLMatcher.validate_grammar(llg.grammar_from(kind, source)) == "", (kind, source)
+    else:
+        xgr = _engine("xgrammar")
+        for kind, source in sources:
+            xgr.Grammar.from_regex(source) if kind == "regex" else xgr.Grammar.from_ebnf(source)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize(("schema", "max_objects", "text"), CASES)
+def test_engine_agrees_with_python_re(engine, schema, max_objects, text):
+    _check_agreement(engine, schema, max_objects, text)
+
+
+@st.composite
+def near_misses(draw):
+    """A matching answer with one character inserted, deleted or replaced (mostly no longer matching)."""
+    text, _ = draw(answers())
+    i = draw(st.integers(min_value=0, max_value=len(text) - 1))
+    ch = draw(st.sampled_from(list('<>[]{}",:0123456789-. \t\nx')))
+    op = draw(st.sampled_from(["insert", "delete", "replace"]))
+    if op == "insert":
+        return text[:i] + ch + text[i:]
+    return text[:i] + ("" if op == "delete" else ch) + text[i + 1:]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@settings(max_examples=60, deadline=None)
+@given(text=st.one_of(answers().map(lambda sample: sample[0]), near_misses()))
+def test_engine_agrees_on_generated_completions(engine, text):
+    _check_agreement(engine, "list", None, text)
