@@ -245,3 +245,90 @@ def test_setup_logging_leaves_a_configured_root_alone():
         pytest.skip("needs an already configured root logger (as under pytest)")
     setup_logging(2)
     assert root.handlers == handlers and root.level == level
+
+
+# --- 5. usage errors and the exit codes 1 and 130 ----------------------------------------------
+
+@pytest.mark.parametrize(
+    ("args", "message", "see"),
+    [
+        ([], "the following arguments are required: image, query", "segzero segment --help"),
+        (["img.png", "q", "--mask-encoding", "foo"], "argument --mask-encoding: invalid choice: 'foo'",
+         "segzero segment --help"),
+        (["img.png", "q", "--max-objects", "abc"], "argument --max-objects: invalid int value: 'abc'",
+         "segzero segment --help"),
+        (["img.png", "q", "--no-such-flag"], "unrecognized arguments: --no-such-flag", "segzero --help"),
+    ],
+)
+def test_usage_errors_are_one_line(tmp_path, args, message, see):
+    proc, _ = _run("segment", *args, tmp_path=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()], proc.stderr  # no usage block
+    assert proc.stderr.startswith("segzero: error: ") and message in proc.stderr and f"(see {see})" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("module", "args", "prefix"),
+    [
+        ("segzero_tool", ["no-such-command"], "segzero: error: argument command: invalid choice"),
+        ("segzero_tool.training", ["--recipe", "lora-24gb", "--max-steps", "abc"], "segzero-train: error: argument"),
+        ("segzero_tool.mcp_server", ["--port", "abc"], "segzero-mcp: error: argument --port"),
+    ],
+)
+def test_every_console_script_has_one_line_usage_errors(tmp_path, module, args, prefix):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, env=env,
+                          timeout=300, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith(prefix), proc.stderr
+
+
+def test_unexpected_error_is_one_line_and_exit_1(tmp_path):
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "boom_plugin.py").write_text(
+        "from segzero_tool import Reasoner\n"
+        "class BoomReasoner(Reasoner):\n"
+        "    def generate(self, requests):\n"
+        "        return []\n"
+        "    @classmethod\n"
+        "    def from_pretrained(cls, model, **kwargs):\n"
+        "        raise RuntimeError('boom: a bug in the plugin')\n"
+    )
+    flags = ["--reasoner-backend", "boom_plugin:BoomReasoner", "--reasoner", str(tmp_path), "--no-masks"]
+    env = {"PYTHONPATH": os.pathsep.join([str(REPO), str(plugins)])}
+    proc, _ = _run("segment", str(COFFEE), "q", *flags, tmp_path=tmp_path, extra_env=env)
+    assert proc.returncode == 1, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == ("segzero: unexpected error: RuntimeError: boom: a bug in the plugin "
+                    "(run again with -v for the traceback)"), proc.stderr
+    assert "Traceback" not in proc.stderr
+    loud, _ = _run("segment", str(COFFEE), "q", *flags, "-v", tmp_path=tmp_path, extra_env=env)
+    assert loud.returncode == 1 and "Traceback" in loud.stderr and "boom: a bug in the plugin" in loud.stderr
+
+
+def test_ctrl_c_exits_130(tmp_path):
+    import signal
+
+    env = {name: value for name, value in os.environ.items() if not name.startswith("SEGZERO_")}
+    env.update({"HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])})
+    proc = subprocess.Popen([sys.executable, "-m", "segzero_tool", "segment", str(COFFEE), "q", *_slow(tmp_path),
+                             "--no-masks"], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+    assert proc.stderr is not None
+    try:
+        seen = ""
+        while "Loading checkpoint shards" not in seen:  # the plugin's 60 s load has begun
+            char = proc.stderr.read(1)
+            assert char, f"ended early: {seen}"
+            seen += char
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        rest = proc.stderr.read()
+        code = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 130, seen + rest
+    assert time.monotonic() - t0 < SLOW_LOAD_S / 2
+    assert rest.strip().splitlines()[-1].endswith("segzero: interrupted"), rest  # after the plugin's bar
+    assert "Traceback" not in rest
