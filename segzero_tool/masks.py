@@ -18,7 +18,7 @@ def rle_counts(mask: np.ndarray) -> list[int]:
     (possibly empty) run of zeros.
 
     Only the mask's bounding box (plus one row of zeros above and below, where the image has
-    them) is transposed and scanned; the runs outside it are added arithmetically. A run change at
+    them) is transposed (by OpenCV) and scanned; the runs outside it are added arithmetically. A run change at
     crop index ``i`` maps to the full column-major position ``full(i)`` for a rise and
     ``full(i - 1) + 1`` for a fall: the rows skipped between two cropped columns are all zeros, and
     at least one of the two crop values around a skip is a padding zero.
@@ -36,7 +36,13 @@ def rle_counts(mask: np.ndarray) -> list[int]:
     x1, x2 = int(cols[0]), int(cols[-1])
     top, bottom = max(y1 - 1, 0), min(y2 + 1, h - 1)
     bh = bottom - top + 1
-    flat = np.ascontiguousarray(mask[top : bottom + 1, x1 : x2 + 1].T).reshape(-1).view(np.uint8)
+    crop = mask[top : bottom + 1, x1 : x2 + 1].view(np.uint8)
+    if crop.strides[1] == 1:
+        import cv2  # its blocked transpose is several times faster than numpy's strided copy
+
+        flat = cv2.transpose(crop).reshape(-1)
+    else:
+        flat = np.ascontiguousarray(crop.T).reshape(-1)
     idx = np.flatnonzero(flat[1:] != flat[:-1]) + 1  # crop indices whose value differs from the previous one
     rise = flat[idx].astype(bool)
     at = np.where(rise, idx, idx - 1)

@@ -71,7 +71,9 @@ class SegmentedObject:
     @property
     def area(self) -> int:
         """Mask area in pixels (0 without a mask)."""
-        return int(self.mask.sum()) if self.mask is not None else 0
+        if self.mask is None:
+            return 0
+        return int(np.count_nonzero(self.mask) if self.mask.dtype == np.bool_ else self.mask.sum())  # same count, faster
 
     def to_dict(self, mask_encoding: MaskEncoding = "rle", *, polygon_tolerance: float = 1.0) -> dict[str, Any]:
         from . import masks as _masks
@@ -212,7 +214,7 @@ class SegmentationResult:
             d["union"] = None  # masks were not computed (--no-masks): there is no union to report
         elif include_union and mask_encoding != "none":
             union = self.union_mask  # all False when no object was found
-            d["union"] = {"area": int(union.sum())}
+            d["union"] = {"area": int(np.count_nonzero(union))}  # bool: the same count as sum(), faster
             if mask_encoding in ("rle", "both"):
                 d["union"]["rle"] = _masks.rle_encode(union)
             if mask_encoding in ("polygons", "both"):
