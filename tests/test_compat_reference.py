@@ -324,6 +324,20 @@ def test_settings_validate_compat_and_rounding():
         PipelineSettings.resolve(environ={}, overrides={"rounding": "floor"})
 
 
+def test_settings_build_repair_pipelines_unless_told(tmp_path):
+    folder = tmp_path / "scripted"
+    folder.mkdir()
+    (folder / "script.json").write_text(json.dumps([SEGZERO]))
+    base = {"reasoner": str(folder), "reasoner_backend": "scripted:ScriptedReasoner"}
+    pipe = PipelineSettings(**base).build_pipeline(with_segmenter=False)
+    assert pipe.compat == "repair" and pipe.rounding is None and pipe.effective_rounding() == "half_up"
+    pipe = PipelineSettings(**base, prompt_format="segzero").build_pipeline(with_segmenter=False)
+    assert pipe.effective_rounding() == "segzero"
+    pipe = PipelineSettings(**base, compat="reference", rounding="half_up",
+                            prompt_format="segzero").build_pipeline(with_segmenter=False)
+    assert pipe.compat == "reference" and pipe.effective_rounding() == "half_up"
+
+
 # --- totality: reference mode never raises on model text ---------------------------------------------
 
 

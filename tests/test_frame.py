@@ -92,3 +92,12 @@ def test_reference_rounding_kept_for_finite_in_range_values(v, w, h):
 def test_is_finite_number_with_huge_int():
     assert is_finite_number(10**300) and not is_finite_number(10**400)
     assert not is_finite_number(True) and not is_finite_number(float("nan")) and not is_finite_number("1")
+
+
+def test_box_to_image_without_clamp_or_reorder_is_the_reference_projection():
+    f = ReasoningFrame((1680, 420))  # x * 2, y * 0.5, int(v * f + 0.5)
+    assert f.box_to_image((900, -20, 100, 50), clamp=False, reorder=False) == (1800, -9, 200, 25)
+    assert f.box_to_image((900, -20, 100, 50), clamp=False) == (200, -9, 1800, 25)
+    assert f.box_to_image((900, -20, 100, 50)) == (200, 0, 1679, 25)
+    s = ReasoningFrame((1680, 420), rounding="segzero")  # round(int(v) * f)
+    assert s.box_to_image((900.9, -20.7, 100, 51), clamp=False, reorder=False) == (1800, -10, 200, 26)

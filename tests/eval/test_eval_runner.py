@@ -291,7 +291,7 @@ def test_reference_mode_skips_segmenter_errors_and_goes_on(tmp_path, synthetic, 
     assert o["skipped_errors"] == len(skipped) and o["counted"] == expected["counted"]
     assert o["giou"] == pytest.approx(expected["giou"]) and o["ciou"] == pytest.approx(expected["ciou"])
     md = (tmp_path / "ref" / "results.md").read_text()
-    assert f"{len(skipped)} sample(s) skipped" in md and "compat | reference" in md
+    assert f"{len(skipped)} sample(s) skipped" in md and "compat | reference" in md and "skipped (errors)" in md
     # repair mode: the error stops the run, and a resume meets the same sample again
     for _ in range(2):
         with pytest.raises(RuntimeError, match="simulated"):
@@ -312,6 +312,13 @@ def test_reference_mode_penalises_segmenter_errors_in_the_segzero_format(tmp_pat
         else:
             assert rec["status"] == "ok"
     assert res.summary["overall"]["skipped_errors"] == 0
+    # an unreadable image is a penalty too in this format
+    s0 = synthetic[0]
+    ds = EvalDataset([EvalSample("missing-image", s0.query, str(tmp_path / "nope.png"), s0.mask)], name="m",
+                     kind="memory", location="<memory>")
+    pipe = SegZeroPipeline(ScriptedReasoner(text), BoxSegmenter(), prompt_format="segzero")
+    rec = run_evaluation(pipe, ds, tmp_path / "missing", progress=False, report=False).records[0]
+    assert (rec["status"], rec["intersection"], rec["union"]) == ("error", 0, int(s0.mask.sum()))
 
 
 def test_a_resume_with_another_compat_is_refused_unless_forced(tmp_path, synthetic, jsonl_ds):
