@@ -11,7 +11,7 @@ ground-truth mask are loaded only when asked for (a ReasonSeg test image can be 
 * :mod:`.dataset_hub`: the hub copies, downloaded copies and ``save_to_disk`` folders (``datasets``);
 * :mod:`.dataset_jsonl`: users' own data as JSONL.
 
-Every public name of those modules is importable from here.
+The loaders and types callers use (``__all__`` here) stay importable from this module.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 One request per query, ``POST {base}/chat/completions`` with the frame and the prompt in one user
 turn; vLLM's ``structured_outputs`` field is sent where the server is vLLM or where asked for. The
 request and answer formats are in :mod:`.openai_wire`, the replica choice, retries and health
-checks in :mod:`.openai_pool`, the typed errors in :mod:`.openai_errors`; every public name of
-those is importable from here too.
+checks in :mod:`.openai_pool`, the typed errors in :mod:`.openai_errors`; the names callers use
+(``__all__`` here) stay importable from this module.
 
 Everything runs on one private event loop in a background thread that owns the ``httpx``
 client (:mod:`.openai_loop`): :meth:`generate` (sync, used by ``segment_many``) sends all its
