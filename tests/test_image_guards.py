@@ -136,6 +136,10 @@ def test_truncated_images_are_refused(kind, tmp_path):
 def test_the_header_5000x5000_png_ending_after_225_bytes():
     data = _png_ending_early()
     assert len(data) <= 225 and Image.open(io.BytesIO(data)).size == (5000, 5000)
+    pillow = Image.open(io.BytesIO(data))
+    pillow.load()  # Pillow alone accepts it and fills the missing rows with black
+    assert pillow.getpixel((0, 0)) == (200, 10, 10) and pillow.getpixel((4999, 4999)) == (0, 0, 0)
+    del pillow
     with pytest.raises(ImageLoadError, match=r"ends before all 5,000 rows of its 5000x5000 pixels"):
         load_image(data)
 
