@@ -109,6 +109,16 @@ def test_pillows_guard_does_not_apply_at_any_size(monkeypatch, max_pixels):
         load_image(data.getvalue(), max_pixels=59_999)
 
 
+@pytest.mark.parametrize("fmt", ["TIFF", "WEBP"])
+def test_formats_whose_pillow_decoder_checks_again_get_a_typed_error_naming_the_way_out(monkeypatch, fmt):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # stands in for images above 2 x 89.5 MP
+    data = io.BytesIO()
+    Image.new("RGB", (300, 200), (1, 2, 3)).save(data, format=fmt)
+    with pytest.raises(ImageTooLargeError, match="convert it to PNG or JPEG") as info:
+        load_image(data.getvalue(), max_pixels=None)
+    assert "decompression bomb" not in str(info.value).lower()
+
+
 def test_pipeline_segments_95_megapixels_with_no_limit(big_png):
     reasoner = ScriptedReasoner(ANSWER)
     result = SegZeroPipeline(reasoner, None, max_pixels=None).segment(str(big_png), "the white thing")
