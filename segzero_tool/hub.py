@@ -8,6 +8,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import quote
 
 from .errors import HubUnreachableError, ModelLoadError
@@ -110,8 +111,8 @@ def probe_hub(repo_id: str, filename: str = "config.json", *, revision: str | No
               timeout: float | None = None) -> str | None:
     """Ask the hub for ``filename`` of ``repo_id`` the way a download starts, within ``timeout`` seconds.
 
-    One ``HEAD`` request for the file's ``resolve`` URL (proxies from the environment apply, as they
-    do for downloads; no token is sent). The whole probe, name lookup included, runs in a daemon
+    One ``HEAD`` request for the file's ``resolve`` URL through huggingface_hub's own client, so the
+    proxies and certificates of downloads apply (no token is sent). The whole probe, name lookup included, runs in a daemon
     thread, so a resolver or a route that hangs costs ``timeout`` seconds, not minutes. A success,
     a redirect, or an error the hub itself signs (``X-Error-Code``, 401, 403: a missing repository
     or file, a gated model) count as reachable: the download then reports those in its own words.
@@ -131,12 +132,9 @@ def probe_hub(repo_id: str, filename: str = "config.json", *, revision: str | No
 
     def attempt() -> None:
         try:
-            import httpx
-
-            with httpx.Client(timeout=timeout, trust_env=True, follow_redirects=False) as client:
-                response = client.head(url)
+            response = _head(url, timeout)
         except Exception as exc:  # httpx, ssl and socket errors: all mean "not reachable"
-            outcome.append((_reason(exc), True))
+            outcome.append((_reason(exc, timeout), True))
             return
         signed = any(h.lower().startswith("x-error-") for h in response.headers)
         if response.status_code < 400 or response.status_code in (401, 403) or signed:
@@ -155,11 +153,29 @@ def probe_hub(repo_id: str, filename: str = "config.json", *, revision: str | No
     return reason
 
 
-def _reason(exc: BaseException) -> str:
+def _head(url: str, timeout: float) -> Any:
+    """``HEAD url`` through huggingface_hub's own HTTP client (its proxies, certificates and any
+    ``set_client_factory`` of the user's), without following redirects; plain httpx when that
+    client is of an unknown kind."""
+    try:
+        from huggingface_hub.utils import get_session
+
+        session = get_session()
+    except Exception:
+        session = None
+    if session is not None and hasattr(session, "follow_redirects"):  # httpx / httpx2 (huggingface_hub >= 1)
+        return session.head(url, timeout=timeout, follow_redirects=False)
+    if session is not None and hasattr(session, "mount"):  # requests (huggingface_hub 0.x)
+        return session.head(url, timeout=timeout, allow_redirects=False)
     import httpx
 
-    if isinstance(exc, httpx.TimeoutException):
-        return f"no answer within {_probe_timeout():g} s"
+    with httpx.Client(timeout=timeout, trust_env=True, follow_redirects=False) as client:
+        return client.head(url)
+
+
+def _reason(exc: BaseException, timeout: float) -> str:
+    if "timeout" in type(exc).__name__.lower() or isinstance(exc, TimeoutError):
+        return f"no answer within {timeout:g} s"
     text = str(exc) or exc.__class__.__name__
     cause = exc.__cause__ or exc.__context__
     while cause is not None and not str(cause):
