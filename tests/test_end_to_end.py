@@ -175,6 +175,8 @@ def test_cli_unreachable_model_is_one_line_exit_7(tmp_path):
         capture_output=True, text=True, env=env, timeout=300,
     )
     assert proc.returncode == 7, proc.stderr
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("segzero: error: could not load reasoner 'someorg/not-cached'")
+    lines = proc.stderr.strip().splitlines()
+    error = next(i for i, line in enumerate(lines) if line.startswith("segzero: error:"))
+    assert lines[error].startswith("segzero: error: reasoner 'someorg/not-cached' is not in the local Hugging Face cache")
+    assert all(line.startswith("  ") for line in lines[error + 1:]) and len(lines) - error <= 4  # what to do
     assert "Traceback" not in proc.stderr
