@@ -2,7 +2,8 @@
 
 * the variant of the first command for machines without the hub (from ``segzero make-tiny-models`` on:
   the test environment is the installed virtual environment);
-* the agent example's offline line (``examples/agents/drink_agent.py ... --offline``), verbatim.
+* the agent example's offline line (``examples/agents/drink_agent.py ... --offline``), verbatim;
+* the robot planner's demo line (``examples/agents/robot_planner.py --demo --yes``), verbatim.
 
 Each runs in a fresh folder holding a link to ``examples/``, with ``HF_ENDPOINT`` at a closed port.
 ``SEGZERO_MAX_NEW_TOKENS`` only keeps the tiny random reasoner from writing its whole budget.
@@ -60,3 +61,11 @@ def test_agent_example_offline_line(tmp_path):
     assert "[agent] tool call segment_by_reasoning(" in proc.stdout, proc.stdout
     assert "[tools] " in proc.stdout
     assert proc.stdout.strip().splitlines()[-1].startswith("[agent] "), proc.stdout
+
+
+def test_robot_planner_demo_line(tmp_path):
+    pytest.importorskip("langgraph")
+    line = next(line for line in _bash_lines() if "robot_planner.py" in line and "--demo" in line)
+    proc = _run_in_fresh_folder(line, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "status: executed" in proc.stdout, proc.stdout
