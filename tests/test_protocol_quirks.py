@@ -177,10 +177,6 @@ def test_s8_prompts_3_training_prompt_single_object_image_first():
     assert parts[1]["text"] == build_prompt("The cup.", PromptFormat.SEGZERO)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "section 8 prompts 3: the reference VisionReasoner training prompt is '<image>\\n' + prompt; "
-    "training/data.py to_grpo_row puts the image part directly before the prompt text and drops the "
-    "'\\n' (a documented one-token difference), so the text part does not start with a newline"))
 def test_s8_prompts_3_training_prompt_multi_object_newline_after_image():
     parts = _grpo_row("visionreasoner")["prompt"][0]["content"]
     assert parts[0] == {"type": "image"}
@@ -216,25 +212,38 @@ def test_s8_giou_3_invalid_ground_truth_is_skipped_without_penalty():
     assert (o["samples"], o["counted"], o["invalid_gt"], o["giou"], o["ciou"]) == (2, 1, 1, 0.5, 0.5)
 
 
-class _FailingSegmenterPipeline:
-    max_pixels = None
-    max_query_chars = 2000
+# gIoU/cIoU 3, segmenter and image errors: in reference mode (the default of ``run_evaluation``) the
+# multi-object formats skip the sample and the run goes on, the ``segzero`` format penalises it. Pinned end
+# to end in ``tests/eval/test_eval_runner.py::test_reference_mode_skips_segmenter_errors_and_goes_on`` and
+# ``::test_reference_mode_penalises_segmenter_errors_in_the_segzero_format``; here through ``evaluate_batch``.
+@pytest.mark.parametrize(("prompt_format", "status"), [("visionreasoner", "skipped"), ("segzero", "error")])
+def test_s8_giou_3_segmentation_error_skips_or_penalises_the_sample(prompt_format, status):
+    from scripted import BoxSegmenter, ScriptedReasoner
 
-    def segment_many(self, jobs, progress=False):
-        raise RuntimeError("segmentation failed")
-
-
-@pytest.mark.xfail(strict=True, reason=(
-    "section 8 gIoU/cIoU 3: the reference multi-object evaluation skips a sample whose set-image or "
-    "segmentation call raises (continue, no penalty) and the single-object one penalises it; "
-    "segzero_tool.eval.runner stops the run on any model error instead (resumable), by design"))
-def test_s8_giou_3_segmentation_error_skips_the_sample():
+    from segzero_tool import SegZeroPipeline
     from segzero_tool.eval.datasets import EvalSample
     from segzero_tool.eval.runner import evaluate_batch
 
+    text = {"visionreasoner": '<think>t</think><answer>[{"bbox_2d": [0, 0, 839, 839], "point_2d": [9, 9]}]</answer>',
+            "segzero": '<think>t</think><answer>{"bbox": [0, 0, 839, 839], "points_1": [5, 5], '
+                       '"points_2": [9, 9]}</answer>'}[prompt_format]
+
+    class Failing(BoxSegmenter):
+        def segment(self, *args, **kwargs):
+            raise RuntimeError("segmentation failed")
+
     sample = EvalSample(id="s", query="cup", image=np.zeros((4, 4, 3), np.uint8), gt_mask=np.ones((4, 4), bool))
-    records = evaluate_batch(_FailingSegmenterPipeline(), [(0, sample)], strip_chars=EVAL_STRIP_CHARS)
-    assert summarize(records)["overall"]["counted"] == 0
+    pipe = SegZeroPipeline(ScriptedReasoner(text), Failing(), prompt_format=prompt_format)
+    records = evaluate_batch(pipe, [(0, sample)], strip_chars=EVAL_STRIP_CHARS, compat="reference")
+    assert records[0]["status"] == status
+    counted = summarize(records)["overall"]["counted"]
+    if status == "skipped":
+        assert counted == 0  # in neither gIoU nor cIoU, no penalty
+    else:
+        assert counted == 1 and (records[0]["intersection"], records[0]["union"]) == (0, 16)
+    # repair mode: the error stops the run (resumable), as before
+    with pytest.raises(RuntimeError, match="segmentation failed"):
+        evaluate_batch(pipe, [(0, sample)], strip_chars=EVAL_STRIP_CHARS, compat="repair")
 
 
 def test_s8_giou_4_degenerate_aggregates():

@@ -11,8 +11,8 @@ question lower-cased and stripped of ``.``). The reference training string is pr
 vision tokens. In TRL's conversational format the image is its own ``{"type": "image"}`` content part
 placed before the text; the Qwen2-VL / Qwen2.5-VL chat template renders it as
 ``<|vision_start|><|image_pad|><|vision_end|>`` directly followed by the text, which is what the
-reference's ``<image>`` prefix becomes (for VisionReasoner the ``"\\n"`` after the placeholder is not
-reproduced: a one-token difference in the prompt, documented here rather than emulated).
+reference's ``<image>`` prefix becomes. The VisionReasoner (multi-object) training prompt is ``<image>\\n``
+plus the prompt, so its text part starts with ``"\\n"``; the Seg-Zero one has no newline.
 
 Published columns: Seg-Zero ``problem, solution ("<box>(x1,y1),(x2,y2)</box><points>(x1,y1),(x2,y2)</points>"),
 image``; VisionReasoner ``id, problem, solution (JSON list of {"bbox_2d", "point_2d"}), image, img_height,
@@ -101,6 +101,8 @@ def to_grpo_row(image: Any, problem: str, solution: str, kind: Kind, *, frame_si
     if kind not in KINDS:
         raise ValueError(f"unknown dataset kind {kind!r}; choose one of: {', '.join(KINDS)}")
     text = build_prompt(str(problem), PROMPT_TEMPLATES[kind])
+    if kind == "visionreasoner":
+        text = "\n" + text  # the reference's "<image>\n" prefix
     return {
         "prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}],
         "image": _frame_image(image, frame_size),

@@ -37,7 +37,7 @@ def test_to_grpo_row_shape():
     assert row["solution"] == SEG_SOL and row["problem"] == "The Red Car."
     vr = D.to_grpo_row(np.zeros((840, 840, 3), np.uint8), "'a' and 'b'", VR_SOL, "visionreasoner")
     assert vr["image"].size == (840, 840)
-    assert vr["prompt"][0]["content"][1]["text"].startswith('Please find "\'a\' and \'b\'" with bboxs and points.')
+    assert vr["prompt"][0]["content"][1]["text"].startswith('\nPlease find "\'a\' and \'b\'" with bboxs and points.')
     with pytest.raises(ValueError):
         D.to_grpo_row(img, "x", SEG_SOL, "other")  # type: ignore[arg-type]
 
@@ -69,7 +69,7 @@ def _check_rows(ds, kind, n, size=64):
     content = row["prompt"][0]["content"]
     assert row["prompt"][0]["role"] == "user"
     assert content[0]["type"] == "image"
-    assert content[1]["type"] == "text" and content[1]["text"] == build_prompt(row["problem"], kind)
+    assert content[1]["type"] == "text" and content[1]["text"] == ("\n" if kind == "visionreasoner" else "") + build_prompt(row["problem"], kind)
 
 
 def test_load_in_memory_both_schemas():
