@@ -11,135 +11,57 @@ Accepted answers (all coordinates are reasoning-frame pixels):
 * a single object instead of a list, a list wrapped in ``{"objects": [...]}``-like dicts, code
   fences, single-quoted (Python-literal) JSON, trailing text after the JSON, ``label`` keys, and
   output truncated mid-list (complete objects before the cut are kept).
+
+This module reads the objects out of a decoded answer and composes the steps; the other parts live in
+their own modules and are re-exported here, so ``segzero_tool.parsing`` stays the one import path:
+
+* :mod:`segzero_tool.parse_types`: :class:`ParseStatus`, :class:`FrameObject`, :class:`ParsedOutput`;
+* :mod:`segzero_tool.model_text`: the tag grammar and its linear-time scanners;
+* :mod:`segzero_tool.answer_json`: the lenient JSON decoding and its repairs;
+* :mod:`segzero_tool.reference_text`: the reference scripts' text locators (training rewards,
+  reference mode).
 """
 
 from __future__ import annotations
 
-import ast
-import json
 import math
-import re
 from collections.abc import Iterable
-from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
+# The parser's other modules. Every name the parser had is still importable from here: the public
+# ones are in ``__all__``, the private ones that tests and benchmarks reach for are re-exported by alias.
+from .answer_json import _DECODER as _DECODER
+from .answer_json import _JSON_START_RE as _JSON_START_RE
+from .answer_json import _JSON_WS_RE as _JSON_WS_RE
+from .answer_json import _MAX_INT_DIGITS as _MAX_INT_DIGITS
+from .answer_json import _MAX_REPAIR_TRIES as _MAX_REPAIR_TRIES
+from .answer_json import FENCE_RE, _decode
+from .answer_json import _cut_list_prefix as _cut_list_prefix
+from .answer_json import _first_json_start as _first_json_start
+from .answer_json import _literal_prefix as _literal_prefix
+from .answer_json import _parse_int as _parse_int
+from .answer_json import _strip_fences as _strip_fences
 from .frame import is_finite_number
-
-# The tag grammar, as regular expressions. They document the reference behaviour; the parser does
-# not run THINK_RE, ANSWER_RE or FORMAT_RE, whose lazy ``.*?`` makes a search quadratic (a
-# 64 KB run of ``<answer>`` took 14.5 s): :func:`_tag_block` and :func:`format_matches` give the
-# same answers in linear time (tests/test_model_text_total.py checks them against these).
-THINK_RE = re.compile(r"<think>(.*?)</think>", re.DOTALL)
-ANSWER_RE = re.compile(r"<answer>\s*(.*?)\s*</answer>", re.DOTALL)
-#: The full-match grammar used by the reference format reward.
-FORMAT_RE = re.compile(r"<think>.*?</think>\s*<answer>.*?</answer>", re.DOTALL)
-FENCE_RE = re.compile(r"```[a-zA-Z0-9_-]*\s*(.*?)(?:```|\Z)", re.DOTALL)
-_FORMAT_JOIN_RE = re.compile(r"</think>\s*<answer>")
-_JSON_START_RE = re.compile(r"[\[{]")
-_JSON_WS_RE = re.compile(r"[ \t\n\r]*")
+from .model_text import _FORMAT_JOIN_RE as _FORMAT_JOIN_RE
+from .model_text import ANSWER_RE, FORMAT_RE, THINK_RE, _answer_candidates, extract_think, format_matches
+from .model_text import _answer_block as _answer_block
+from .model_text import _tag_block as _tag_block
+from .parse_types import FrameObject, ParsedOutput, ParseStatus
+from .parse_types import _num as _num
+from .reference_text import (
+    REFERENCE_BRACE_RE,
+    REFERENCE_THINK_RE,
+    reference_answer_block,
+    reference_first_brace_object,
+    reference_sentence_fragments,
+    reference_think,
+)
 
 #: Answers longer than this are not decoded (pathological output); the issue is reported.
 MAX_ANSWER_CHARS = 200_000
-_MAX_REPAIR_TRIES = 64
-#: JSON integers with more digits than this are read as floats (exactly as ``float(int(s))``), so
-#: a run of thousands of digits is neither an int-string-conversion ``ValueError`` nor an ``int``
-#: that overflows later; beyond ~308 digits it becomes ``inf`` and is reported as non-finite.
-_MAX_INT_DIGITS = 18
 
 
-class ParseStatus(str, Enum):
-    """Outcome of parsing one model output."""
-
-    OK = "ok"  #: at least one usable object
-    NO_OBJECTS = "no_objects"  #: a well-formed answer that lists no object (e.g. ``[]``)
-    NO_ANSWER = "no_answer"  #: no ``<answer>`` block and no JSON anywhere
-    INVALID_JSON = "invalid_json"  #: an answer was found but is not decodable JSON
-    INVALID_OBJECTS = "invalid_objects"  #: decodable, but no item has a usable box or point
-
-
-@dataclass(frozen=True)
-class FrameObject:
-    """One object as the model wrote it, in reasoning-frame pixels (floats, not yet clamped).
-
-    Attributes:
-        box: ``(x1, y1, x2, y2)`` or ``None`` if the item had no usable box.
-        points: ``((x, y), ...)``, possibly empty.
-        label: optional ``label`` string written by the model.
-        issues: what was dropped or repaired for this item.
-    """
-
-    box: tuple[float, float, float, float] | None
-    points: tuple[tuple[float, float], ...] = ()
-    label: str | None = None
-    issues: tuple[str, ...] = ()
-
-    def to_answer_dict(self) -> dict[str, Any]:
-        """The VisionReasoner JSON form of this object (first point only)."""
-        d: dict[str, Any] = {}
-        if self.box is not None:
-            d["bbox_2d"] = [_num(v) for v in self.box]
-        if self.points:
-            d["point_2d"] = [_num(v) for v in self.points[0]]
-        return d
-
-
-@dataclass(frozen=True)
-class ParsedOutput:
-    """Result of :func:`parse_output`.
-
-    Attributes:
-        status: see :class:`ParseStatus`.
-        think: text inside ``<think>...</think>`` (stripped); ``""`` if absent.
-        answer_text: the raw text that was decoded as the answer, or ``None``.
-        objects: usable objects in reasoning-frame pixels.
-        issues: human-readable notes on everything that was wrong or repaired.
-        format_ok: the whole output fully matches ``<think>...</think>\\s*<answer>...</answer>``.
-        truncated: the output looks cut off (an unclosed tag or JSON).
-        total_items: how many items the answer listed (valid or not).
-    """
-
-    status: ParseStatus
-    think: str = ""
-    answer_text: str | None = None
-    objects: tuple[FrameObject, ...] = ()
-    issues: tuple[str, ...] = ()
-    format_ok: bool = False
-    truncated: bool = False
-    total_items: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return self.status is ParseStatus.OK
-
-    @property
-    def message(self) -> str:
-        """One line for humans: the status and the first issues."""
-        if self.ok and not self.issues:
-            return f"parsed {len(self.objects)} object(s)"
-        head = {
-            ParseStatus.OK: f"parsed {len(self.objects)} object(s)",
-            ParseStatus.NO_OBJECTS: "the answer lists no object",
-            ParseStatus.NO_ANSWER: "the model output has no <answer> block and no JSON",
-            ParseStatus.INVALID_JSON: "the answer is not valid JSON",
-            ParseStatus.INVALID_OBJECTS: "the answer has no item with a usable box or point",
-        }[self.status]
-        return head + ("; " + "; ".join(self.issues[:3]) if self.issues else "")
-
-
-# --- helpers -----------------------------------------------------------------------------------
-
-
-def _num(v: float) -> int | float:
-    return int(v) if float(v).is_integer() else float(v)
-
-
-def _parse_int(digits: str) -> int | float:
-    return int(digits) if len(digits) <= _MAX_INT_DIGITS else float(digits)
-
-
-#: The one JSON decoder: long integers become floats (see :data:`_MAX_INT_DIGITS`).
-_DECODER = json.JSONDecoder(parse_int=_parse_int)
+# --- reading objects out of a decoded answer ---------------------------------------------------
 
 
 def _to_number(value: Any) -> float | None:
@@ -183,163 +105,6 @@ def _extra_values(value: Any, n: int) -> int:
     if isinstance(value, (list, tuple)) and len(value) == 1 and isinstance(value[0], (list, tuple)):
         value = value[0]
     return max(0, len(value) - n) if isinstance(value, (list, tuple)) else 0
-
-
-def _tag_block(text: str, open_tag: str, close_tag: str) -> str | None:
-    """The text between the first ``open_tag`` and the first ``close_tag`` after it, or ``None``.
-
-    The same as ``re.search(open_tag + "(.*?)" + close_tag, text, re.DOTALL).group(1)`` (if the first
-    opening tag has no closing tag after it, no later one has), in linear time.
-    """
-    start = text.find(open_tag)
-    if start < 0:
-        return None
-    inner = start + len(open_tag)
-    end = text.find(close_tag, inner)
-    return None if end < 0 else text[inner:end]
-
-
-def _answer_block(text: str) -> str | None:
-    """:data:`ANSWER_RE`'s group 1 in linear time (``\\s`` and ``str.strip`` share one whitespace set)."""
-    inner = _tag_block(text, "<answer>", "</answer>")
-    return None if inner is None else inner.strip()
-
-
-def extract_think(text: str) -> tuple[str, bool]:
-    """Return ``(think_text, truncated)``; an unclosed ``<think>`` yields the rest of the text."""
-    inner = _tag_block(text, "<think>", "</think>")
-    if inner is not None:
-        return inner.strip(), False
-    start = text.find("<think>")
-    if start >= 0:
-        rest = text[start + len("<think>") :]
-        cut = rest.find("<answer>")
-        return (rest[:cut] if cut >= 0 else rest).strip(), True
-    return "", False
-
-
-def _answer_candidates(text: str) -> tuple[str | None, bool, list[str]]:
-    """Locate the answer text. Returns ``(answer, truncated, issues)``."""
-    issues: list[str] = []
-    block = _answer_block(text)
-    if block is not None:
-        return block, False, issues
-    start = text.find("<answer>")
-    if start >= 0:
-        issues.append("the <answer> block is not closed (output truncated?)")
-        return text[start + len("<answer>") :].strip(), True, issues
-    # No answer tags: look outside the think block, then anywhere.
-    think_end = text.rfind("</think>")
-    tail = text[think_end + len("</think>") :] if think_end >= 0 else text
-    for region in (tail, text) if think_end >= 0 else (text,):
-        fence = FENCE_RE.search(region)
-        if fence:
-            issues.append("no <answer> tags; used the fenced code block")
-            return fence.group(1), False, issues
-        first = _first_json_start(region)
-        if first is not None:
-            issues.append("no <answer> tags; used the first JSON in the text")
-            return region[first:], False, issues
-    return None, False, issues
-
-
-def _first_json_start(text: str) -> int | None:
-    m = _JSON_START_RE.search(text)
-    return m.start() if m else None
-
-
-def _strip_fences(answer: str) -> str:
-    m = FENCE_RE.search(answer)
-    return m.group(1) if m and answer.lstrip().startswith("```") else answer
-
-
-def _decode(answer: str) -> tuple[Any, list[str], bool]:
-    """Decode JSON leniently. Returns ``(value, issues, truncated)``; raises ``ValueError``."""
-    issues: list[str] = []
-    s = _strip_fences(answer).strip()
-    start = _first_json_start(s)
-    if start is None:
-        raise ValueError("no JSON list or object in the answer")
-    if start > 0:
-        issues.append("ignored text before the JSON")
-        s = s[start:]
-    try:
-        value, end = _DECODER.raw_decode(s)
-        if s[end:].strip():
-            issues.append("ignored text after the JSON")
-        return value, issues, False
-    except (ValueError, RecursionError, MemoryError):  # JSONDecodeError is a ValueError
-        pass
-    # Python literal syntax (single quotes, True/None) as in the Seg-Zero prompt example.
-    literal = _literal_prefix(s)
-    if literal is not None:
-        issues.append("the answer uses single quotes (Python literal), not JSON")
-        return literal, issues, False
-    # Truncated list: keep the complete objects before the cut.
-    if s.startswith("["):
-        value = _cut_list_prefix(s)
-        if value is not None:
-            issues.append("the JSON list is cut off; kept the complete objects before the cut")
-            return value, issues, True
-    raise ValueError("the answer is not valid JSON")
-
-
-def _cut_list_prefix(s: str) -> list[Any] | None:
-    """The longest ``s[:pos + 1] + "]"`` that decodes, ``pos`` one of the last 64 ``}``; else ``None``.
-
-    Decoding each such prefix costs ``64 x len(s)``; instead the list's elements are decoded once, in
-    order, until one fails: a prefix ending in ``}`` decodes exactly when it ends where a complete
-    object element ends, so the answer is the elements up to the last complete object.
-    """
-    items: list[Any] = []
-    best: tuple[int, int] | None = None
-    idx = _JSON_WS_RE.match(s, 1).end()  # type: ignore[union-attr]
-    while idx < len(s):
-        try:
-            value, end = _DECODER.raw_decode(s, idx)
-        except (ValueError, RecursionError, MemoryError):
-            break
-        items.append(value)
-        if isinstance(value, dict):
-            best = (len(items), end)
-        idx = _JSON_WS_RE.match(s, end).end()  # type: ignore[union-attr]
-        if idx >= len(s) or s[idx] != ",":
-            break
-        idx = _JSON_WS_RE.match(s, idx + 1).end()  # type: ignore[union-attr]
-    if best is None or s.count("}", best[1]) >= _MAX_REPAIR_TRIES:
-        return None
-    return items[: best[0]]
-
-
-def _literal_prefix(s: str) -> Any | None:
-    """``ast.literal_eval`` of the shortest bracket-balanced prefix, or ``None``."""
-    if "'" not in s:
-        return None
-    depth = 0
-    end = None
-    quote: str | None = None
-    for i, ch in enumerate(s):
-        if quote:
-            if ch == quote and s[i - 1] != "\\":
-                quote = None
-            continue
-        if ch in "'\"":
-            quote = ch
-        elif ch in "[{(":
-            depth += 1
-        elif ch in "]})":
-            depth -= 1
-            if depth == 0:
-                end = i + 1
-                break
-    if end is None:
-        return None
-    try:
-        value = ast.literal_eval(s[:end])
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return None
-    return value if isinstance(value, (list, dict, tuple)) else None
-
 
 def _items(value: Any) -> tuple[list[Any], list[str]]:
     """Normalise a decoded answer into a list of candidate items."""
@@ -500,81 +265,23 @@ def _dedupe(items: Iterable[str]) -> list[str]:
     return out
 
 
-# --- reference-compatible extraction (training rewards) -----------------------------------------
-#
-# The training rewards reproduce the reference reward code's text handling exactly, quirks included
-# (protocol section 8). They take their text through these helpers so that model text is still only
-# taken apart in this module. None of these change :func:`parse_output`.
-
-#: The single-object reward's JSON locator: the first ``{...}`` without a nested ``}``, anywhere.
-REFERENCE_BRACE_RE = re.compile(r"\{[^}]+\}")
-
-
-def format_matches(text: str) -> bool:
-    """``re.fullmatch`` of :data:`FORMAT_RE` (leading or trailing whitespace fails, as in the reference).
-
-    Computed in linear time: the text must start with ``<think>``, end with ``</answer>``, and hold a
-    ``</think>\\s*<answer>`` between the two (the lazy ``.*?`` parts match anything).
-    """
-    if not isinstance(text, str) or not (text.startswith("<think>") and text.endswith("</answer>")):
-        return False
-    return _FORMAT_JOIN_RE.search(text, len("<think>"), len(text) - len("</answer>")) is not None
-
-
-def reference_first_brace_object(text: str) -> str | None:
-    """The first ``{[^}]+}`` in ``text`` (inside ``<think>``, outside tags, ...), or ``None``.
-
-    Same answer as ``REFERENCE_BRACE_RE.search`` in linear time (a run of ``{`` with no ``}`` made
-    the regex quadratic).
-    """
-    if not isinstance(text, str):
-        return None
-    start = text.find("{")
-    while start >= 0:
-        if start + 1 < len(text) and text[start + 1] != "}":
-            end = text.find("}", start + 1)
-            return None if end < 0 else text[start : end + 1]
-        start = text.find("{", start + 1)
-    return None
-
-
-def reference_answer_block(text: str) -> str | None:
-    """The inner text of the **first** ``<answer>\\s*(.*?)\\s*</answer>`` block, or ``None``."""
-    if not isinstance(text, str):
-        return None
-    return _answer_block(text)
-
-
-def reference_sentence_fragments(text: str) -> list[str]:
-    """The non-repeat reward's split: the whole text on ``"."``, stripped, empties dropped.
-
-    Tags and JSON are part of the text, so ``10.5`` splits a coordinate into two fragments.
-    """
-    if not isinstance(text, str):
-        return []
-    return [s.strip() for s in text.split(".") if s.strip()]
-
-
-#: The reference scripts' think locator (a ``<`` inside the think text, or an empty think, does not match).
-REFERENCE_THINK_RE = re.compile(r"<think>([^<]+)</think>")
-
-
-def reference_think(text: str) -> str | None:
-    """Group 1 of the first :data:`REFERENCE_THINK_RE` match, or ``None``, in linear time.
-
-    At each ``<think>`` the run of non-``<`` characters ends at the next ``<``; it matches when that
-    run is not empty and ``</think>`` starts there. Each ``<think>`` is scanned only up to that ``<``,
-    which no later ``<think>`` lies before.
-    """
-    if not isinstance(text, str):
-        return None
-    start = text.find("<think>")
-    while start >= 0:
-        inner = start + len("<think>")
-        end = text.find("<", inner)
-        if end < 0:
-            return None
-        if end > inner and text.startswith("</think>", end):
-            return text[inner:end]
-        start = text.find("<think>", end)
-    return None
+__all__ = [
+    "ANSWER_RE",
+    "FENCE_RE",
+    "FORMAT_RE",
+    "MAX_ANSWER_CHARS",
+    "REFERENCE_BRACE_RE",
+    "REFERENCE_THINK_RE",
+    "THINK_RE",
+    "FrameObject",
+    "ParseStatus",
+    "ParsedOutput",
+    "extract_think",
+    "format_matches",
+    "parse_answer_value",
+    "parse_output",
+    "reference_answer_block",
+    "reference_first_brace_object",
+    "reference_sentence_fragments",
+    "reference_think",
+]

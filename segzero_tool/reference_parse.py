@@ -19,7 +19,7 @@ reference mode the objects come from :func:`read_like_reference` instead.
 The reference expressions are evaluated literally with the image's scale factors, so a value the
 reference cannot convert (a string in a VisionReasoner answer, NaN, a number whose scaled value
 overflows) fails here as it fails there. Only the regular expressions are replaced by the linear-time
-helpers of :mod:`segzero_tool.parsing`.
+helpers of :mod:`segzero_tool.reference_text`.
 """
 
 from __future__ import annotations
@@ -28,13 +28,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .parsing import (
-    FrameObject,
-    ParseStatus,
-    reference_answer_block,
-    reference_first_brace_object,
-    reference_think,
-)
+from .parse_types import FrameObject, ParseStatus
+from .reference_text import reference_answer_block, reference_first_brace_object, reference_think
 
 Compat = Literal["repair", "reference"]
 #: ``repair``: the lenient parser and the pipeline's repairs; ``reference``: as the reference scripts.
