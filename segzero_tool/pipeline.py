@@ -3,6 +3,9 @@
 >>> pipe = SegZeroPipeline.from_pretrained()                     # VisionReasoner-7B + SAM 2.1 large
 >>> result = pipe.segment("photo.jpg", "What can I have if I'm thirsty?")
 >>> result.save("results/")
+
+:class:`SegZeroPipeline` runs the stages; loading the models (:mod:`segzero_tool.loading`) and projecting
+answers into segmenter prompts (:mod:`segzero_tool.projection`) live in their own modules.
 """
 
 from __future__ import annotations
@@ -12,21 +15,21 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .backends import build_backend, resolve_reasoner_class, resolve_segmenter_class
 from .cancel import check_cancelled
-from .frame import DEFAULT_FRAME_SIZE, ROUNDINGS, ReasoningFrame, Rounding, point_in_box, rounding_for_format
+from .frame import DEFAULT_FRAME_SIZE, ROUNDINGS, ReasoningFrame, Rounding, rounding_for_format
 from .images import DEFAULT_MAX_PIXELS, ImageInput, LoadedImage, load_image
+from .loading import backend_label as backend_label
+from .loading import load_models
 from .parsing import FrameObject, ParsedOutput, ParseStatus, parse_output
-from .progress import report
+from .projection import project_objects
 from .prompts import DEFAULT_MAX_QUERY_CHARS, PromptFormat, build_prompt, validate_query
 from .reasoners.base import DEFAULT_MAX_NEW_TOKENS, Reasoner, ReasonerOutput, ReasonerRequest
-from .reference_parse import COMPAT_MODES, Compat, check_compat, read_like_reference
-from .registry import get_preset, resolve_model
+from .reference_parse import COMPAT_MODES, Compat, _reference_reading, check_compat
 from .result import SegmentationResult, SegmentedObject
 from .segmenters.base import ObjectPrompt, Segmenter, image_key
 
@@ -48,127 +51,6 @@ class _Job:
 
 def _ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1000.0
-
-
-def project_objects(parsed: ParsedOutput, frame: ReasoningFrame, *,
-                    compat: Compat = "repair") -> tuple[list[SegmentedObject], list[str]]:
-    """Back-project parsed frame objects into original pixels, repairing what must be repaired.
-
-    ``repair`` (default):
-
-    * coordinates are rounded as the frame says and clamped into the image;
-    * inverted boxes are reordered;
-    * a point outside its own box is dropped (SAM2 is then prompted with the box alone), because a
-      stray positive point would pull the mask onto another object.
-
-    ``reference``: SAM2 is prompted exactly as the reference scripts prompt it: every point, even one
-    outside its box, and the rounded coordinates unclamped and not reordered (SAM2 encodes the
-    coordinates it gets, so a clamped box would give another mask). The object's ``box`` and
-    ``points`` are still clamped and ordered for display; ``prompt_box`` / ``prompt_points`` keep what
-    SAM2 got when that differs.
-
-    Returns:
-        ``(objects, issues)``; objects have no masks yet.
-    """
-    if check_compat(compat) == "reference":
-        return _project_reference(parsed, frame)
-    objects: list[SegmentedObject] = []
-    issues: list[str] = []
-    for i, fo in enumerate(parsed.objects):
-        obj_issues = list(fo.issues)
-        box = None
-        if fo.box is not None:
-            x1, y1, x2, y2 = fo.box
-            if x1 > x2 or y1 > y2:
-                obj_issues.append("box corners were inverted; reordered")
-            box = frame.box_to_image(fo.box)
-            raw = frame.box_to_image(fo.box, clamp=False)
-            if raw != box:
-                obj_issues.append("box clamped into the image")
-        points: list[tuple[int, int]] = []
-        for p in fo.points:
-            q = frame.point_to_image(p)
-            if frame.point_to_image(p, clamp=False) != q:
-                obj_issues.append(f"point {list(p)} clamped into the image")
-            if box is not None and not point_in_box(q, box):
-                obj_issues.append(f"point {list(p)} lies outside its box; prompted with the box only")
-                continue
-            points.append(q)
-        if box is None and not points:
-            issues.append(f"object {i} has no usable box or point after projection; skipped")
-            continue
-        objects.append(SegmentedObject(
-            box=box, points=tuple(points), frame_box=fo.box, frame_points=fo.points,
-            label=fo.label, issues=tuple(obj_issues),
-        ))
-        issues.extend(f"object {i}: {s}" for s in obj_issues if s not in fo.issues)
-    return objects, issues
-
-
-def _project_reference(parsed: ParsedOutput, frame: ReasoningFrame) -> tuple[list[SegmentedObject], list[str]]:
-    objects: list[SegmentedObject] = []
-    issues: list[str] = []
-    for i, fo in enumerate(parsed.objects):
-        notes: list[str] = []
-        box = raw_box = None
-        if fo.box is not None:
-            box = frame.box_to_image(fo.box)
-            raw_box = frame.box_to_image(fo.box, clamp=False, reorder=False)
-            if raw_box != box:
-                notes.append(f"SAM2 got the box {list(raw_box)} as the reference passes it; the result's box is "
-                             "ordered and clamped into the image")
-        points = tuple(frame.point_to_image(p) for p in fo.points)
-        raw_points = tuple(frame.point_to_image(p, clamp=False) for p in fo.points)
-        if raw_points != points:
-            notes.append("SAM2 got the points unclamped, as the reference passes them; the result's points are "
-                         "clamped into the image")
-        if box is not None:
-            for p, q in zip(fo.points, points, strict=True):
-                if not point_in_box(q, box):
-                    notes.append(f"point {list(p)} lies outside its box; passed to SAM2 anyway, as the reference does")
-        if box is None and not points:
-            issues.append(f"object {i} has no usable box or point after projection; skipped")
-            continue
-        objects.append(SegmentedObject(
-            box=box, points=points, frame_box=fo.box, frame_points=fo.points, label=fo.label,
-            issues=(*fo.issues, *notes), prompt_box=raw_box if raw_box != box else None,
-            prompt_points=raw_points if raw_points != points else None,
-        ))
-        issues.extend(f"object {i}: {s}" for s in notes)
-    return objects, issues
-
-
-def _reference_reading(parsed: ParsedOutput, text: str, job: _Job, max_objects: int) -> tuple[ParsedOutput, list[str]]:
-    """``parsed`` with the objects and status of :func:`read_like_reference`, and the notes on it."""
-    reading = read_like_reference(text, job.prompt_format, job.frame.x_factor, job.frame.y_factor)
-    if not reading.ok:
-        had = f"; repair mode would have used {len(parsed.objects)} object(s)" if parsed.objects else ""
-        note = f"reference mode: the reference scripts cannot read this answer ({reading.reason}){had}"
-        return replace(parsed, status=reading.status, objects=()), [note]
-    objects = reading.objects
-    notes = []
-    if len(objects) > max_objects:
-        notes.append(f"the answer lists {len(objects)} objects; kept the first {max_objects} (max_objects)")
-        objects = objects[:max_objects]
-    return replace(parsed, status=reading.status, objects=objects), notes
-
-
-def backend_label(backend: str, model: str, cls: type) -> str:
-    """How a model being loaded is named in logs and progress: ``Ricky06662/VisionReasoner-7B
-    (transformers backend)`` for built-in backends; a plugin by its own class, with the model
-    argument it receives (``my_pkg.mod:MyReasoner (model argument: ...)``)."""
-    if ":" not in backend and "." not in backend:
-        return f"{model} ({backend} backend)"
-    return f"{cls.__module__}:{cls.__qualname__} (model argument: {model})"
-
-
-def _check_segmenter_extra(cls: type) -> None:
-    """Raise :class:`MissingDependencyError` now when the segmenter backend's optional package
-    (Meta's ``sam2`` for the ``sam2`` backend) is not installed."""
-    if cls.__module__ == "segzero_tool.segmenters.meta_sam2":
-        from .segmenters.meta_sam2 import import_sam2
-
-        import_sam2()
 
 
 class SegZeroPipeline:
@@ -261,45 +143,15 @@ class SegZeroPipeline:
             with_segmenter: ``False`` loads no segmenter (boxes and points only).
             **pipeline_kwargs: forwarded to the constructor (``frame_size``, ``max_objects``, ...).
         """
-        p = get_preset(preset or "default")
-        reasoner = p.reasoner if reasoner is None else reasoner
-        segmenter = p.segmenter if segmenter is None else segmenter
-        fmt = prompt_format
         budget = pipeline_kwargs.pop("max_new_tokens", None)
         rounding = pipeline_kwargs.pop("rounding", None)
-        # Resolve every name, backend class and optional extra of both models before loading
-        # either, so that a typo in the segmenter's settings does not wait for the reasoner to load.
-        entry = rcls = sentry = scls = None
-        if not isinstance(reasoner, Reasoner):
-            entry = resolve_model(reasoner, "reasoner")
-            rcls = resolve_reasoner_class(reasoner_backend)
-        if with_segmenter and not isinstance(segmenter, Segmenter):
-            sentry = resolve_model(segmenter, "segmenter")
-            scls = resolve_segmenter_class(segmenter_backend)
-            _check_segmenter_extra(scls)
-        if isinstance(reasoner, Reasoner):
-            reasoner_obj = reasoner
-        else:
-            assert entry is not None and rcls is not None
-            fmt = fmt or entry.prompt_format
-            budget = budget or entry.max_new_tokens
-            kw = {"device": reasoner_device or device, "dtype": dtype, **(reasoner_kwargs or {})}
-            label = backend_label(reasoner_backend, entry.hub_id, rcls)
-            logger.info("loading reasoner %s", label)
-            report("loading", f"loading reasoner {label}")
-            reasoner_obj = build_backend(rcls, entry.hub_id, kw)
-        segmenter_obj: Segmenter | None
-        if not with_segmenter:
-            segmenter_obj = None
-        elif isinstance(segmenter, Segmenter):
-            segmenter_obj = segmenter
-        else:
-            assert sentry is not None and scls is not None
-            kw = {"device": segmenter_device or device, **(segmenter_kwargs or {})}
-            label = backend_label(segmenter_backend, sentry.hub_id, scls)
-            logger.info("loading segmenter %s", label)
-            report("loading", f"loading segmenter {label}")
-            segmenter_obj = build_backend(scls, sentry.hub_id, kw)
+        reasoner_obj, segmenter_obj, fmt, budget = load_models(
+            reasoner, segmenter, preset=preset, reasoner_backend=reasoner_backend,
+            segmenter_backend=segmenter_backend, device=device, dtype=dtype, reasoner_device=reasoner_device,
+            segmenter_device=segmenter_device, reasoner_kwargs=reasoner_kwargs,
+            segmenter_kwargs=segmenter_kwargs, prompt_format=prompt_format, max_new_tokens=budget,
+            with_segmenter=with_segmenter,
+        )
         return cls(
             reasoner_obj,
             segmenter_obj,
@@ -342,7 +194,7 @@ class SegZeroPipeline:
         cap = max_objects or self.max_objects
         if job.compat == "reference":
             parsed = parse_output(output.text)
-            parsed, notes = _reference_reading(parsed, output.text, job, cap)
+            parsed, notes = _reference_reading(parsed, output.text, job.prompt_format, job.frame, cap)
         else:
             parsed = parse_output(output.text, max_objects=cap)
             notes = []

@@ -25,11 +25,14 @@ helpers of :mod:`segzero_tool.reference_text`.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Literal
 
-from .parse_types import FrameObject, ParseStatus
+from .parse_types import FrameObject, ParsedOutput, ParseStatus
 from .reference_text import reference_answer_block, reference_first_brace_object, reference_think
+
+if TYPE_CHECKING:
+    from .frame import ReasoningFrame
 
 Compat = Literal["repair", "reference"]
 #: ``repair``: the lenient parser and the pipeline's repairs; ``reference``: as the reference scripts.
@@ -156,6 +159,23 @@ def _read_multi(text: str, xf: float, yf: float) -> ReferenceReading:
         return _fail(ParseStatus.INVALID_OBJECTS, f"an item has no usable 'bbox_2d' / 'point_2d' ({_one_line(exc)})")
     objects = tuple(FrameObject(box=b, points=(p,)) for b, p in zip(boxes, points, strict=True))  # type: ignore[arg-type]
     return ReferenceReading(True, objects, ParseStatus.OK if objects else ParseStatus.NO_OBJECTS)
+
+
+def _reference_reading(parsed: ParsedOutput, text: str, prompt_format: Any, frame: ReasoningFrame,
+                       max_objects: int) -> tuple[ParsedOutput, list[str]]:
+    """``parsed`` (from :func:`~segzero_tool.parsing.parse_output`) with the objects and status of
+    :func:`read_like_reference` instead, and the notes on it: reference mode's parse step."""
+    reading = read_like_reference(text, prompt_format, frame.x_factor, frame.y_factor)
+    if not reading.ok:
+        had = f"; repair mode would have used {len(parsed.objects)} object(s)" if parsed.objects else ""
+        note = f"reference mode: the reference scripts cannot read this answer ({reading.reason}){had}"
+        return replace(parsed, status=reading.status, objects=()), [note]
+    objects = reading.objects
+    notes = []
+    if len(objects) > max_objects:
+        notes.append(f"the answer lists {len(objects)} objects; kept the first {max_objects} (max_objects)")
+        objects = objects[:max_objects]
+    return replace(parsed, status=reading.status, objects=objects), notes
 
 
 __all__ = ["COMPAT_MODES", "Compat", "ReferenceReading", "check_compat", "read_like_reference"]
