@@ -211,6 +211,25 @@ def _png_rows_missing(data: bytes) -> bool:
     return got < needed
 
 
+def stored_size(path: str | os.PathLike) -> tuple[int, int]:
+    """``(width, height)`` of an image file from its header, as stored (no EXIF turn), without
+    decoding it and whatever its size (Pillow's decompression-bomb guard does not apply).
+
+    Raises:
+        ImageLoadError: missing file or unreadable header.
+    """
+    from PIL import UnidentifiedImageError
+
+    try:
+        with open(Path(path).expanduser(), "rb") as fh:
+            img = _identify(fh)
+            return int(img.width), int(img.height)
+    except FileNotFoundError:
+        raise ImageLoadError(f"{path}: no such file") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, struct.error) as exc:
+        raise ImageLoadError(f"{path}: cannot read the image header ({exc})") from None
+
+
 def _truncated(img: Image.Image, fp: Any) -> bool:
     """Whether a loaded image lacks data its header promised (see :func:`_png_rows_missing`)."""
     if getattr(img, "_ended", False):  # JPEG: Pillow supplied the end marker (LOAD_TRUNCATED_IMAGES set)
@@ -234,7 +253,7 @@ def _too_large_for_pillow(source: str, img_size: tuple[int, int] | None) -> Imag
         "or downscale it")
 
 
-def _open_pil(fp: Any, source: str, max_pixels: int | None) -> np.ndarray:
+def _open_pil(fp: Any, source: str, max_pixels: int | None, *, exif_transpose: bool = True) -> np.ndarray:
     from PIL import Image as _Image
     from PIL import ImageOps, UnidentifiedImageError
 
@@ -246,7 +265,8 @@ def _open_pil(fp: Any, source: str, max_pixels: int | None) -> np.ndarray:
         if _truncated(img, fp):
             raise ImageLoadError(f"{source}: the image is truncated (its data ends before all {img.height:,} rows of "
                                  f"its {img.width}x{img.height} pixels); {_TRUNCATED_HINT}")
-        ImageOps.exif_transpose(img, in_place=True)
+        if exif_transpose:
+            ImageOps.exif_transpose(img, in_place=True)
     except ImageLoadError:
         raise
     except _Image.DecompressionBombError:
@@ -263,13 +283,16 @@ def _open_pil(fp: Any, source: str, max_pixels: int | None) -> np.ndarray:
     return _pil_to_rgb(img)
 
 
-def load_image(image: ImageInput | LoadedImage, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> LoadedImage:
+def load_image(image: ImageInput | LoadedImage, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+               exif_transpose: bool = True) -> LoadedImage:
     """Load an image from a path, bytes, a PIL image or a numpy array.
 
     Args:
         image: file path (``str``/``PathLike``), encoded bytes, ``PIL.Image.Image``, or an array
             ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)`` (uint8, uint16, bool or float in 0..1).
         max_pixels: refuse images with more pixels than this (``None``: no limit).
+        exif_transpose: for files and bytes, turn the picture as its EXIF orientation says (``False``:
+            the pixels as stored, which is how the reference evaluation reads its images).
 
     Returns:
         :class:`LoadedImage` with an ``(H, W, 3)`` uint8 RGB array.
@@ -287,7 +310,7 @@ def load_image(image: ImageInput | LoadedImage, *, max_pixels: int | None = DEFA
         data = bytes(image)
         if not data:
             raise ImageLoadError("<bytes>: no data")
-        return LoadedImage(_open_pil(io.BytesIO(data), "<bytes>", max_pixels), "<bytes>")
+        return LoadedImage(_open_pil(io.BytesIO(data), "<bytes>", max_pixels, exif_transpose=exif_transpose), "<bytes>")
     if isinstance(image, (str, os.PathLike)):
         path = Path(image).expanduser()
         if not path.exists():
@@ -302,7 +325,7 @@ def load_image(image: ImageInput | LoadedImage, *, max_pixels: int | None = DEFA
             raise ImageLoadError(f"{path}: the file is empty")
         try:
             with open(path, "rb") as fh:
-                return LoadedImage(_open_pil(fh, str(path), max_pixels), str(path))
+                return LoadedImage(_open_pil(fh, str(path), max_pixels, exif_transpose=exif_transpose), str(path))
         except PermissionError:
             raise ImageLoadError(f"{path}: permission denied") from None
     try:

@@ -208,3 +208,26 @@ def test_cli_refuses_a_truncated_png_with_exit_3(tmp_path):
     assert proc.returncode == 3, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "the image is truncated" in lines[0], proc.stderr
+
+
+# --- the evaluation's reader (images as stored, no EXIF turn) ---------------------------------------
+
+
+def test_eval_reader_applies_our_limit_not_pillows(big_png):
+    from segzero_tool.errors import ImageTooLargeError
+    from segzero_tool.eval.datasets import read_image_as_stored, stored_image_size
+
+    assert stored_image_size(big_png) == BIG_WH
+    assert read_image_as_stored(big_png, max_pixels=None).array.shape == (BIG_WH[1], BIG_WH[0], 3)
+    with pytest.raises(ImageTooLargeError, match="more than the limit of 90,000,000"):
+        read_image_as_stored(big_png, max_pixels=90_000_000)
+
+
+@pytest.mark.parametrize("kind", sorted(TRUNCATED))
+def test_eval_reader_refuses_truncated_files(kind, tmp_path):
+    from segzero_tool.eval.datasets import read_image_as_stored
+
+    path = tmp_path / ("cut.jpg" if kind.startswith("jpeg") else "cut.png")
+    path.write_bytes(TRUNCATED[kind]())
+    with pytest.raises(ImageLoadError, match="the image is truncated"):
+        read_image_as_stored(path)

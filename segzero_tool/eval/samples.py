@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ImageLoadError, SegZeroError
-from ..images import DEFAULT_MAX_PIXELS, LoadedImage, load_image
+from ..images import DEFAULT_MAX_PIXELS, LoadedImage, load_image, stored_size
 
 # the records keep the logger name they had before the loaders were split into modules
 logger = logging.getLogger("segzero_tool.eval.datasets")
@@ -78,37 +78,17 @@ class EvalSample:
 
 
 def read_image_as_stored(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> LoadedImage:
-    """Decode an image file to RGB without applying its EXIF orientation (as the reference eval)."""
-    from PIL import Image, UnidentifiedImageError
-
+    """Decode an image file to RGB without applying its EXIF orientation (as the reference eval),
+    under our pixel limit only (Pillow's own guard does not apply), refusing truncated files."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise ImageLoadError(f"{p}: no such file")
-    try:
-        with Image.open(p) as img:
-            if max_pixels is not None and img.width * img.height > max_pixels:
-                # load_image raises the proper error from the header alone
-                return load_image(img, max_pixels=max_pixels)
-            img.load()
-            loaded = load_image(img, max_pixels=max_pixels)
-    except ImageLoadError:
-        raise
-    except UnidentifiedImageError:
-        raise ImageLoadError(f"{p}: not a recognised image format (PNG, JPEG, WebP, ...)") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageLoadError(f"{p}: the image could not be decoded ({exc}); is the file complete?") from None
-    return LoadedImage(loaded.array, str(p))
+    return load_image(p, max_pixels=max_pixels, exif_transpose=False)
 
 
 def stored_image_size(path: str | os.PathLike) -> tuple[int, int]:
     """``(width, height)`` from the file header, stored orientation."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            return int(img.width), int(img.height)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise ImageLoadError(f"{path}: cannot read the image header ({exc})") from None
+    return stored_size(path)
 
 
 def to_bool_mask(value: Any, *, what: str = "mask") -> np.ndarray:
