@@ -211,6 +211,12 @@ def _png_rows_missing(data: bytes) -> bool:
     return got < needed
 
 
+def identify_image(fp: Any) -> Image.Image:
+    """Open an image file object lazily (header read, pixels not decoded) the way ``PIL.Image.open``
+    does but without Pillow's decompression-bomb guard; apply a pixel limit of your own."""
+    return _identify(fp)
+
+
 def stored_size(path: str | os.PathLike) -> tuple[int, int]:
     """``(width, height)`` of an image file from its header, as stored (no EXIF turn), without
     decoding it and whatever its size (Pillow's decompression-bomb guard does not apply).

@@ -231,3 +231,13 @@ def test_eval_reader_refuses_truncated_files(kind, tmp_path):
     path.write_bytes(TRUNCATED[kind]())
     with pytest.raises(ImageLoadError, match="the image is truncated"):
         read_image_as_stored(path)
+
+
+def test_eval_ground_truth_png_masks_as_large_as_their_image_are_read(tmp_path, monkeypatch):
+    from segzero_tool.eval.gt_masks import PngMask
+
+    path = tmp_path / "mask.png"
+    Image.new("1", (300, 200), 1).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow's guard would refuse this at open
+    mask = PngMask(path)()
+    assert mask.shape == (200, 300) and mask.all()

@@ -116,13 +116,18 @@ class PngMask:
     path: Path
 
     def __call__(self) -> np.ndarray:
-        from PIL import Image
+        from PIL import UnidentifiedImageError
 
+        from ..images import identify_image
+
+        # identified without Pillow's decompression-bomb guard: a mask is as large as its image,
+        # which our own pixel limit has already allowed
         try:
-            with Image.open(self.path) as img:
+            with open(self.path, "rb") as fh:
+                img = identify_image(fh)
                 img.load()
                 return to_bool_mask(img, what=str(self.path))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, SyntaxError, EOFError, UnidentifiedImageError) as exc:
             raise DatasetError(f"{self.path}: the mask PNG cannot be read ({exc})") from None
 
 
