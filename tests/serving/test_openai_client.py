@@ -155,29 +155,25 @@ def test_64_concurrent_asegment_calls(make_server):
         return await asyncio.gather(*(pipe.asegment(PLAIN, f"thing {i}") for i in range(64)))
 
     try:
-        t0 = time.perf_counter()
         results = asyncio.run(run())
-        elapsed = time.perf_counter() - t0
     finally:
         pipe.close()
     assert len(results) == 64 and all(len(r.objects) == 2 for r in results)
     assert len(server.requests) == 64 and server.rejected == []
-    assert server.max_in_flight > 8, server.max_in_flight  # no client-side serialisation
-    assert elapsed < 64 * 0.2 / 3  # well below one call after the other
+    # no client-side serialisation (the server counts requests in flight at once; no wall-clock check,
+    # which a loaded machine makes flaky)
+    assert server.max_in_flight > 8, server.max_in_flight
 
 
 def test_segment_many_sends_requests_concurrently(make_server):
     server = make_server(delay=0.3)
     with SegZeroPipeline.from_pretrained("visionreasoner-7b", BoxSegmenter(), reasoner_backend="openai",
                                          reasoner_kwargs={"base_url": server.url, "api_key_env": None}) as pipe:
-        t0 = time.perf_counter()
         results = pipe.segment_many([(PLAIN, f"query {i}") for i in range(8)], progress=False)
-        elapsed = time.perf_counter() - t0
     assert [len(r.objects) for r in results] == [2] * 8
     starts = [r["t_start"] for r in server.requests]
     ends = [r["t_end"] for r in server.requests]
     assert max(starts) < min(ends), "the requests did not overlap in time"
-    assert elapsed < 8 * 0.3 / 2
 
 
 def test_concurrency_limit_is_respected(make_server, make_client):
