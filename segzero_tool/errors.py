@@ -89,3 +89,36 @@ class HubUnreachableError(ModelLoadError):
                          "HF_HUB_CACHE pointing at it).")
         self.hints: tuple[str, ...] = tuple(hints)
         super().__init__(" ".join((message + ".", *self.hints)))
+
+
+class PromptError(SegZeroError, ValueError):
+    """Bad input to a steering call (:mod:`segzero_tool.steer`): prompt objects (a box or point that is
+    not numbers, lies wholly outside the image, a negative point with no positive prompt, too many
+    objects, ...), an object index out of range, a result without its image. The message names the
+    object and the field, says what was wrong and what to send instead."""
+
+    exit_code = 2
+
+
+class NoReasonerError(SegZeroError, ValueError):
+    """Reasoning was asked of a pipeline loaded without a reasoner (``reasoner="none"``); such a pipeline
+    segments from prompts (``segment_by_prompts``) only."""
+
+    exit_code = 2
+
+
+class ResultHandleError(SegZeroError, KeyError):
+    """A result id (:mod:`segzero_tool.handles`) cannot be resolved; the message says what to send instead."""
+
+    exit_code = 2
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ResultUnknown(ResultHandleError):
+    """The id was never issued by this store (or is not an id at all)."""
+
+
+class ResultExpired(ResultHandleError):
+    """The id was issued but its result outlived the store's lifetime or was evicted by newer results."""
