@@ -48,6 +48,12 @@ class SegmentedObject:
             ``box`` / ``points`` (reference mode passes the reference scripts' coordinates, which may
             lie outside the image or be inverted, while ``box`` and ``points`` stay inside it);
             ``None``: the segmenter got ``box`` / ``points``.
+        negative_points: negative (background) points ``((x, y), ...)`` sent to the segmenter, original
+            pixels; set by :func:`~segzero_tool.steer.segment_by_prompts` and
+            :func:`~segzero_tool.steer.refine_object` (serialised only when there are some).
+        low_res_logits: the segmenter's ``(256, 256)`` float32 low-resolution mask logits of the kept
+            mask, when it returns them; fed back as ``mask_input`` by
+            :func:`~segzero_tool.steer.refine_object`. Kept in memory only (never serialised).
     """
 
     box: tuple[int, int, int, int] | None
@@ -60,6 +66,8 @@ class SegmentedObject:
     issues: tuple[str, ...] = ()
     prompt_box: tuple[int, int, int, int] | None = None
     prompt_points: tuple[tuple[int, int], ...] | None = None
+    negative_points: tuple[tuple[int, int], ...] = ()
+    low_res_logits: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def segmenter_prompt(self) -> tuple[tuple[int, int, int, int] | None, tuple[tuple[int, int], ...]]:
@@ -81,6 +89,7 @@ class SegmentedObject:
         d: dict[str, Any] = {
             "box": list(self.box) if self.box is not None else None,
             "points": [list(p) for p in self.points],
+            **({"negative_points": [list(p) for p in self.negative_points]} if self.negative_points else {}),
             "score": None if not np.isfinite(self.score) else round(float(self.score), 6),
             "area": self.area,
             "frame_box": list(self.frame_box) if self.frame_box is not None else None,
@@ -106,7 +115,10 @@ class SegmentationResult:
 
     Attributes:
         query: the user's query, as given.
-        prompt_format: ``visionreasoner``, ``segzero`` or ``grounding``.
+        prompt_format: ``visionreasoner``, ``segzero`` or ``grounding``; ``prompts`` for a result made
+            from the caller's boxes and points (:func:`~segzero_tool.steer.segment_by_prompts`: no
+            reasoner, ``reasoner`` ``None``, empty ``reasoning`` and ``raw_output``, ``frame_size`` the
+            image size).
         reasoning: the ``<think>`` text.
         raw_output: the reasoner's complete text.
         parse_status: see :class:`~segzero_tool.parsing.ParseStatus`.
@@ -115,7 +127,7 @@ class SegmentationResult:
         objects: the segmented objects.
         timings: milliseconds per stage (``load``, ``reason``, ``parse``, ``segment``, ``total``, ...).
         frame_size: ``(width, height)`` of the reasoning frame.
-        reasoner: identifier of the reasoner model; ``segmenter`` likewise.
+        reasoner: identifier of the reasoner model (``None`` when none ran); ``segmenter`` likewise.
         truncated: the output looked cut off (token budget hit).
         compat: ``repair`` (the lenient parser, points outside their box dropped, coordinates clamped)
             or ``reference`` (only what the reference scripts read, passed to SAM2 as they pass it).
@@ -249,6 +261,7 @@ class SegmentationResult:
                 issues=tuple(o.get("issues", ())),
                 prompt_box=_prompt_box(o.get("prompt")),
                 prompt_points=_prompt_points(o.get("prompt")),
+                negative_points=tuple(tuple(p) for p in o.get("negative_points", ())),  # type: ignore[misc]
             ))
         fs = d.get("frame_size", {"width": 840, "height": 840})
         return cls(
