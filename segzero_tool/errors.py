@@ -122,3 +122,11 @@ class ResultUnknown(ResultHandleError):
 
 class ResultExpired(ResultHandleError):
     """The id was issued but its result outlived the store's lifetime or was evicted by newer results."""
+
+
+class RefinementNotSupported(SegZeroError):
+    """A segmenter backend was given negative points or a previous mask (``mask_input``) and cannot
+    honour them. Backends refuse rather than silently ignore such prompts; the transformers SAM2
+    backend (``transformers``, the default) and Meta's (``sam2``) support them."""
+
+    exit_code = 5  # the backend lacks the feature: choose another backend

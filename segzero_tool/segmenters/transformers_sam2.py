@@ -19,6 +19,29 @@ token count and each group is one decoder batch: results equal prompting each ob
 the usual Seg-Zero output (every object has a box and the same number of points) is one batch.
 ``batching="padded"`` always runs one batch and pads with label -10, trading exactness for one
 call.
+
+Refinement (``supports_refinement = True``): negative points become point tokens with label 0,
+placed after the positive points (box corners, positives, negatives: Meta's predictor's order).
+``ObjectPrompt.mask_input``, the previous low-resolution logits of the object (``(S/4, S/4)``,
+256 x 256 for the released models, 64 x 64 for the tiny test model), is passed to
+``Sam2Model.forward`` as ``input_masks`` and embedded by the prompt encoder's mask convolutions in
+place of the "no mask" embedding. Objects with and without ``mask_input`` are never in the same
+decoder batch (groups are keyed by (has mask, token count), or by has-mask alone when padded).
+Objects with a mask run with one object per *image* batch row (``(g, 1, ...)`` prompts against
+the embedding expanded to ``g`` rows), because transformers adds the dense mask embedding to the
+image embedding before repeating it over the point batch, which only works for one object per row;
+each result equals refining that object alone. A prompt with a ``mask_input`` but neither box nor
+points gets one "not a point" token (label -1), what transformers itself uses when no point is given.
+
+Multimask convention (SAM2's interactive refinement, as in Meta's ``SAM2ImagePredictor`` notebook:
+``predict(..., mask_input=logits[best][None], multimask_output=False)``): an object **without**
+``mask_input`` runs with ``multimask_output=True`` and keeps the candidate with the highest
+predicted IoU (the first-click / Seg-Zero protocol, negative points or not); an object **with**
+``mask_input`` runs with ``multimask_output=False`` and keeps the single mask the decoder returns.
+
+``SegmenterOutput.low_res_logits`` holds the kept candidate's logits (``pred_masks[.., best]`` in
+float32, before post-processing); objects with an empty prompt get a constant
+:data:`NO_MASK_LOGIT` map.
 """
 
 from __future__ import annotations
@@ -34,7 +57,7 @@ import numpy as np
 from ..devices import resolve_device, resolve_dtype
 from ..errors import MissingDependencyError, ModelLoadError
 from ..hub import check_hub_access, files_only, local_folder, progress_bars
-from .base import ObjectPrompt, Segmenter, SegmenterOutput, image_key
+from .base import ObjectPrompt, Segmenter, SegmenterOutput, check_mask_input, image_key
 from .cache import EmbeddingCache
 
 logger = logging.getLogger(__name__)
@@ -43,11 +66,16 @@ DEFAULT_MODEL_ID = "facebook/sam2.1-hiera-large"
 
 #: Point labels understood by SAM2's prompt encoder.
 LABEL_POSITIVE = 1
+LABEL_NEGATIVE = 0
+LABEL_NOT_A_POINT = -1  # the prompt encoder's "not a point" token (no position)
 LABEL_BOX_TOP_LEFT = 2
 LABEL_BOX_BOTTOM_RIGHT = 3
 LABEL_PAD = -10  # transformers' padding label: the token is zeroed (but still attended to)
 
 _BATCHING_MODES = ("exact", "padded")
+
+#: The low-resolution logit given to objects that were not run (an empty prompt): background.
+NO_MASK_LOGIT = -10.0
 
 
 @dataclass(frozen=True)
@@ -84,38 +112,56 @@ def check_image(image: Any) -> np.ndarray:
     return image
 
 
+def _numbers(values: Any, count: int, what: str) -> tuple[float, ...]:
+    """``count`` floats from a sequence, or a ValueError naming ``what``."""
+    try:
+        if len(values) != count:
+            raise ValueError
+        return tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        shape = "(x1, y1, x2, y2)" if count == 4 else "(x, y)"
+        raise ValueError(f"{what} must be {shape} numbers, got {values!r}") from None
+
+
 def prompt_tokens(prompt: ObjectPrompt) -> tuple[list[tuple[float, float]], list[int]]:
     """Turn one object's prompt into SAM2 point tokens, in original-image pixels.
 
     Returns:
         ``(coords, labels)``: the box corners ``(x1, y1), (x2, y2)`` with labels 2 and 3 (if there
-        is a box), then the positive points with label 1. Both lists are empty for an empty prompt.
+        is a box), then the positive points with label 1, then the negative points with label 0.
+        A prompt with only a ``mask_input`` gets one "not a point" token ``(0, 0)`` with label -1.
+        Both lists are empty for an empty prompt.
 
     Raises:
-        ValueError: a coordinate is not a finite number or the box does not have 4 values.
+        ValueError: a coordinate is not a finite number, a point does not have 2 values or the box
+            does not have 4.
     """
     coords: list[tuple[float, float]] = []
     labels: list[int] = []
     if prompt.box is not None:
-        if len(prompt.box) != 4:
-            raise ValueError(f"box must be (x1, y1, x2, y2), got {prompt.box!r}")
-        x1, y1, x2, y2 = (float(v) for v in prompt.box)
+        x1, y1, x2, y2 = _numbers(prompt.box, 4, "box")
         coords += [(x1, y1), (x2, y2)]
         labels += [LABEL_BOX_TOP_LEFT, LABEL_BOX_BOTTOM_RIGHT]
-    for point in prompt.points:
-        if len(point) != 2:
-            raise ValueError(f"point must be (x, y), got {point!r}")
-        coords.append((float(point[0]), float(point[1])))
-        labels.append(LABEL_POSITIVE)
+    for points, label, what in ((prompt.points, LABEL_POSITIVE, "point"),
+                                (prompt.negative_points, LABEL_NEGATIVE, "negative point")):
+        for point in points:
+            x, y = _numbers(point, 2, what)
+            coords.append((x, y))
+            labels.append(label)
     if coords and not np.isfinite(np.asarray(coords)).all():
         raise ValueError(f"prompt has a non-finite coordinate: {prompt!r}")
+    if not coords and prompt.mask_input is not None:
+        coords, labels = [(0.0, 0.0)], [LABEL_NOT_A_POINT]
     return coords, labels
 
 
-def empty_output(height: int, width: int, n: int = 0) -> SegmenterOutput:
-    """``n`` all-False ``(H, W)`` masks with score 0."""
+def empty_output(height: int, width: int, n: int = 0, *, low_res: int | None = None) -> SegmenterOutput:
+    """``n`` all-False ``(H, W)`` masks with score 0; with ``low_res``, ``(n, low_res, low_res)``
+    low-resolution logits filled with :data:`NO_MASK_LOGIT`."""
+    logits = None if low_res is None else np.full((n, low_res, low_res), NO_MASK_LOGIT, dtype=np.float32)
     return SegmenterOutput(
-        masks=np.zeros((n, height, width), dtype=bool), scores=np.zeros((n,), dtype=np.float32)
+        masks=np.zeros((n, height, width), dtype=bool), scores=np.zeros((n,), dtype=np.float32),
+        low_res_logits=logits,
     )
 
 
@@ -154,6 +200,7 @@ class TransformersSam2Segmenter(Segmenter):
     """
 
     name = "transformers"
+    supports_refinement = True
 
     def __init__(
         self,
@@ -262,6 +309,12 @@ class TransformersSam2Segmenter(Segmenter):
         """The model's square input side in pixels (1024 for the released models)."""
         return int(self.processor.target_size)
 
+    @property
+    def low_res_size(self) -> int:
+        """Side of the low-resolution logits and of ``mask_input``: ``S/4`` (256 for the released
+        models), the prompt encoder's ``mask_input_size``."""
+        return int(self.model.prompt_encoder.mask_input_size[0])
+
     def encode(self, image: np.ndarray, *, key: str | None = None) -> Sam2ImageEmbedding:
         """Return the image embedding, from the cache or by running the vision encoder once.
 
@@ -291,17 +344,21 @@ class TransformersSam2Segmenter(Segmenter):
         self.cache.put(key, embedding)
         return embedding
 
-    def _groups(self, tokens: list[tuple[list[tuple[float, float]], list[int]]]) -> list[list[int]]:
-        """Indices of the non-empty prompts, grouped into decoder batches."""
+    def _groups(
+        self, tokens: list[tuple[list[tuple[float, float]], list[int]]], has_mask: Sequence[bool] | None = None
+    ) -> list[list[int]]:
+        """Indices of the non-empty prompts, grouped into decoder batches.
+
+        A batch is homogeneous in ``has_mask`` (objects with a ``mask_input`` never share a batch
+        with objects without); in ``exact`` mode also in token count.
+        """
         live = [i for i, (coords, _) in enumerate(tokens) if coords]
-        if not live:
-            return []
-        if self.batching == "padded":
-            return [live]
-        by_length: dict[int, list[int]] = {}
+        masked = has_mask if has_mask is not None else [False] * len(tokens)
+        groups: dict[tuple[bool, int], list[int]] = {}
         for i in live:
-            by_length.setdefault(len(tokens[i][0]), []).append(i)
-        return list(by_length.values())
+            length = 0 if self.batching == "padded" else len(tokens[i][0])
+            groups.setdefault((bool(masked[i]), length), []).append(i)
+        return list(groups.values())
 
     def decode(self, embedding: Sam2ImageEmbedding, prompts: Sequence[ObjectPrompt]) -> SegmenterOutput:
         """Run the prompt encoder and mask decoder on a computed embedding.
@@ -312,44 +369,79 @@ class TransformersSam2Segmenter(Segmenter):
                 neither box nor points gets an all-False mask and score 0 (with a warning).
 
         Returns:
-            :class:`SegmenterOutput`: ``(n, H, W)`` bool masks at the original size and ``(n,)``
-            float32 predicted IoU of each kept mask.
+            :class:`SegmenterOutput`: ``(n, H, W)`` bool masks at the original size, ``(n,)``
+            float32 predicted IoU of each kept mask and ``(n, S/4, S/4)`` float32
+            ``low_res_logits`` of each kept mask (see the module docstring for the multimask
+            convention with ``mask_input``).
+
+        Raises:
+            ValueError: a non-finite or out-of-range coordinate, a malformed point or box, or a
+                ``mask_input`` that is not ``(S/4, S/4)`` real-valued and finite. Checked for every
+                object before the model runs.
         """
         import torch
 
         height, width = embedding.original_size
-        out = empty_output(height, width, len(prompts))
+        side = self.low_res_size
+        out = empty_output(height, width, len(prompts), low_res=side)
         tokens = [prompt_tokens(p) for p in prompts]
+        mask_inputs = [
+            None if p.mask_input is None else check_mask_input(p.mask_input, side, index=i)
+            for i, p in enumerate(prompts)
+        ]
         empty = [i for i, (coords, _) in enumerate(tokens) if not coords]
         if empty:
             logger.warning("SAM2: objects %s have neither a box nor points; their masks are empty", empty)
         size = self.image_size
         # Original pixels -> the model's S x S frame (what Sam2Processor does to input points).
         scale = np.array([size / width, size / height], dtype=np.float64)
+        scaled: dict[int, np.ndarray] = {}
+        for i, (pts, _) in enumerate(tokens):
+            if pts:
+                with np.errstate(over="ignore", invalid="ignore"):
+                    scaled[i] = (np.asarray(pts, dtype=np.float64) * scale).astype(np.float32)
+                if not np.isfinite(scaled[i]).all():
+                    raise ValueError(f"object {i} has a coordinate too large for the model (it overflows "
+                                     f"float32 in the {size}x{size} model frame): {prompts[i]!r}")
+        has_mask = [m is not None for m in mask_inputs]
         with torch.inference_mode():
-            for group in self._groups(tokens):
+            for group in self._groups(tokens, has_mask):
+                g = len(group)
                 length = max(len(tokens[i][0]) for i in group)
-                coords = np.zeros((1, len(group), length, 2), dtype=np.float32)
-                labels = np.full((1, len(group), length), LABEL_PAD, dtype=np.int64)
+                coords = np.zeros((g, length, 2), dtype=np.float32)
+                labels = np.full((g, length), LABEL_PAD, dtype=np.int64)
                 for row, i in enumerate(group):
-                    pts, lab = tokens[i]
-                    coords[0, row, : len(pts)] = np.asarray(pts, dtype=np.float64) * scale
-                    labels[0, row, : len(lab)] = lab
+                    coords[row, : len(tokens[i][0])] = scaled[i]
+                    labels[row, : len(tokens[i][1])] = tokens[i][1]
+                refine = has_mask[group[0]]
+                if refine:
+                    # One object per image row: (g, 1, ...) prompts, the embedding expanded to g rows.
+                    features = [f.expand(g, *f.shape[1:]) for f in embedding.features]
+                    masks_in = np.stack([mask_inputs[i] for i in group])[:, None]  # (g, 1, s, s)
+                    extra = {"input_masks": torch.from_numpy(masks_in).to(self.device, self.dtype)}
+                    coords, labels = coords[:, None], labels[:, None]
+                else:
+                    features, extra = list(embedding.features), {}
+                    coords, labels = coords[None], labels[None]
                 result = self.model(
-                    image_embeddings=list(embedding.features),
+                    image_embeddings=features,
                     input_points=torch.from_numpy(coords).to(self.device),
                     input_labels=torch.from_numpy(labels).to(self.device),
-                    multimask_output=True,
+                    multimask_output=not refine,
+                    **extra,
                 )
-                iou = result.iou_scores[0].float()  # (g, 3)
+                iou = result.iou_scores.reshape(g, -1).float()  # (g, 3), or (g, 1) with a mask input
+                candidates = result.pred_masks.reshape(g, iou.shape[1], *result.pred_masks.shape[-2:])
                 best = iou.argmax(dim=-1)  # (g,)
-                rows = torch.arange(len(group), device=best.device)
-                logits = result.pred_masks[0][rows, best].float()  # (g, S/4, S/4)
+                rows = torch.arange(g, device=best.device)
+                logits = candidates[rows, best].float()  # (g, S/4, S/4)
                 masks = self.processor.post_process_masks(
                     [logits[:, None]], [[height, width]], mask_threshold=0.0, binarize=True
                 )[0][:, 0]  # (g, H, W) bool
                 out.masks[group] = masks.cpu().numpy()
                 out.scores[group] = iou[rows, best].cpu().numpy()
+                assert out.low_res_logits is not None
+                out.low_res_logits[group] = logits.cpu().numpy()
         return out
 
     def segment(self, image: np.ndarray, prompts: Sequence[ObjectPrompt]) -> SegmenterOutput:
@@ -360,13 +452,14 @@ class TransformersSam2Segmenter(Segmenter):
             prompts: one :class:`ObjectPrompt` per object, original-image pixels.
 
         Returns:
-            :class:`SegmenterOutput` with ``(len(prompts), H, W)`` bool masks and float32 scores.
-            No prompts: ``(0, H, W)`` masks, and the model is not run.
+            :class:`SegmenterOutput` with ``(len(prompts), H, W)`` bool masks, float32 scores and
+            ``(len(prompts), S/4, S/4)`` float32 ``low_res_logits``. No prompts: ``(0, H, W)``
+            masks, and the model is not run.
         """
         check_image(image)
         prompts = list(prompts)
         if not prompts:
-            return empty_output(image.shape[0], image.shape[1])
+            return empty_output(image.shape[0], image.shape[1], low_res=self.low_res_size)
         return self.decode(self.encode(image), prompts)
 
     def close(self) -> None:
