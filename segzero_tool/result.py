@@ -132,6 +132,9 @@ class SegmentationResult:
         compat: ``repair`` (the lenient parser, points outside their box dropped, coordinates clamped)
             or ``reference`` (only what the reference scripts read, passed to SAM2 as they pass it).
         image: ``(H, W, 3)`` uint8 RGB original image (kept for overlays; not serialised).
+        verification: what the self-check loop did (:func:`~segzero_tool.verify.run_verification`:
+            status, rounds, verdicts, the verifier's text, timings); ``None`` when it did not run
+            (serialised only when set).
     """
 
     query: str
@@ -149,6 +152,7 @@ class SegmentationResult:
     truncated: bool = False
     image: np.ndarray | None = field(default=None, repr=False)
     compat: str = "repair"
+    verification: dict[str, Any] | None = None
 
     # --- views -----------------------------------------------------------------------------
 
@@ -231,6 +235,8 @@ class SegmentationResult:
                 d["union"]["rle"] = _masks.rle_encode(union)
             if mask_encoding in ("polygons", "both"):
                 d["union"]["polygons"] = _masks.mask_to_polygons(union, tolerance=polygon_tolerance)
+        if self.verification is not None:
+            d["verification"] = self.verification
         return d
 
     def to_json(self, mask_encoding: MaskEncoding = "rle", *, indent: int | None = 2) -> str:
@@ -270,7 +276,7 @@ class SegmentationResult:
             image_size=(w, h), objects=objects, parse_issues=tuple(d.get("parse_issues", ())),
             timings=dict(d.get("timings_ms", {})), frame_size=(int(fs["width"]), int(fs["height"])),
             reasoner=d.get("reasoner"), segmenter=d.get("segmenter"), truncated=bool(d.get("truncated", False)),
-            compat=str(d.get("compat", "repair")),
+            compat=str(d.get("compat", "repair")), verification=d.get("verification"),
         )
 
     def overlay(self, *, max_side: int | None = 1024, image: np.ndarray | None = None, **kw: Any) -> Image.Image:
