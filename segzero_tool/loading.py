@@ -11,10 +11,11 @@ import logging
 from typing import Any
 
 from .backends import build_backend, resolve_reasoner_class, resolve_segmenter_class
+from .errors import BackendError
 from .progress import report
 from .prompts import PromptFormat
 from .reasoners.base import Reasoner
-from .registry import get_preset, resolve_model
+from .registry import get_preset, is_no_reasoner, resolve_model
 from .segmenters.base import Segmenter
 
 #: The log lines keep the pipeline's logger name (``INFO segzero_tool.pipeline: loading reasoner ...``),
@@ -56,8 +57,11 @@ def load_models(
     prompt_format: str | PromptFormat | None,
     max_new_tokens: int | None,
     with_segmenter: bool,
-) -> tuple[Reasoner, Segmenter | None, str | PromptFormat | None, int | None]:
+) -> tuple[Reasoner | None, Segmenter | None, str | PromptFormat | None, int | None]:
     """The models of :meth:`~segzero_tool.pipeline.SegZeroPipeline.from_pretrained` (same arguments).
+
+    ``reasoner="none"`` (:data:`~segzero_tool.registry.NO_REASONER`) loads no reasoner (``None`` is
+    returned for it): only the segmenter is resolved and loaded.
 
     Returns:
         ``(reasoner, segmenter, prompt_format, max_new_tokens)``: the loaded (or given) models, and the
@@ -72,14 +76,22 @@ def load_models(
     # Resolve every name, backend class and optional extra of both models before loading
     # either, so that a typo in the segmenter's settings does not wait for the reasoner to load.
     entry = rcls = sentry = scls = None
-    if not isinstance(reasoner, Reasoner):
+    no_reasoner = is_no_reasoner(reasoner)
+    if no_reasoner and not with_segmenter:
+        raise BackendError("nothing to load: reasoner 'none' without a segmenter; load a segmenter "
+                           "(a pipeline without a reasoner segments from prompts) or name a reasoner")
+    if not isinstance(reasoner, Reasoner) and not no_reasoner:
         entry = resolve_model(reasoner, "reasoner")
         rcls = resolve_reasoner_class(reasoner_backend)
     if with_segmenter and not isinstance(segmenter, Segmenter):
         sentry = resolve_model(segmenter, "segmenter")
         scls = resolve_segmenter_class(segmenter_backend)
         _check_segmenter_extra(scls)
-    if isinstance(reasoner, Reasoner):
+    reasoner_obj: Reasoner | None
+    if no_reasoner:
+        reasoner_obj = None
+        logger.info("no reasoner: segmenting from prompts only")
+    elif isinstance(reasoner, Reasoner):
         reasoner_obj = reasoner
     else:
         assert entry is not None and rcls is not None

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from .cancel import check_cancelled
+from .errors import NoReasonerError
 from .frame import DEFAULT_FRAME_SIZE, ROUNDINGS, ReasoningFrame, Rounding, rounding_for_format
 from .images import DEFAULT_MAX_PIXELS, ImageInput, LoadedImage, load_image
 from .loading import backend_label as backend_label
@@ -57,7 +58,9 @@ class SegZeroPipeline:
     """Composes a :class:`Reasoner` and a :class:`Segmenter`.
 
     Args:
-        reasoner: any reasoner backend.
+        reasoner: any reasoner backend, or ``None`` for a pipeline that only segments from the caller's
+            prompts (:meth:`segment_by_prompts`, :meth:`refine_object`, :meth:`select_objects`;
+            :meth:`segment` then raises :class:`~segzero_tool.errors.NoReasonerError`).
         segmenter: any segmenter backend, or ``None`` to return boxes and points without masks.
         prompt_format: answer grammar of the reasoner (``visionreasoner``, ``segzero``, ``grounding``).
         frame_size: side of the square reasoning frame (840 for the released checkpoints).
@@ -74,7 +77,7 @@ class SegZeroPipeline:
 
     def __init__(
         self,
-        reasoner: Reasoner,
+        reasoner: Reasoner | None,
         segmenter: Segmenter | None,
         *,
         prompt_format: str | PromptFormat = PromptFormat.VISIONREASONER,
@@ -131,7 +134,8 @@ class SegZeroPipeline:
 
         Args:
             reasoner: registry name (``visionreasoner-7b``), hub id, local folder, or a ready
-                :class:`Reasoner`. Default: the preset's.
+                :class:`Reasoner`; ``"none"`` loads no reasoner (only the segmenter: see
+                :meth:`segment_by_prompts`). Default: the preset's.
             segmenter: likewise (``sam2.1-hiera-large``), or a ready :class:`Segmenter`.
             preset: ``default`` (VisionReasoner-7B + SAM 2.1 large), ``light``
                 (Qwen2.5-VL-3B-Instruct + SAM 2.1 tiny) or ``paper`` (VisionReasoner-7B + SAM 2 large).
@@ -170,6 +174,14 @@ class SegZeroPipeline:
             return self.rounding
         return rounding_for_format(PromptFormat.parse(prompt_format) if prompt_format is not None
                                    else self.prompt_format)
+
+    def _require_reasoner(self) -> Reasoner:
+        if self.reasoner is None:
+            raise NoReasonerError(
+                "this pipeline has no reasoner (it was loaded with reasoner 'none'), so it cannot segment by "
+                "reasoning; send boxes or points with segment_by_prompts(image, [{\"box\": [x1, y1, x2, y2]}]) "
+                "instead, or load a reasoner (from_pretrained(reasoner=...))")
+        return self.reasoner
 
     def _prepare(self, image: ImageInput | LoadedImage, query: str, prompt_format: str | PromptFormat | None,
                  compat: Compat | None = None) -> _Job:
@@ -287,6 +299,7 @@ class SegZeroPipeline:
     ) -> SegmentationResult:
         """Async :meth:`segment`: the reasoner's ``agenerate`` and the segmenter in a worker thread."""
         t_total = time.perf_counter()
+        reasoner = self._require_reasoner()
         compute_masks = kwargs.pop("compute_masks", True)
         max_objects = kwargs.pop("max_objects", None)
         max_new_tokens = kwargs.pop("max_new_tokens", None)
@@ -298,7 +311,7 @@ class SegZeroPipeline:
         request = await asyncio.to_thread(self._request, job, timings, max_new_tokens)
         t0 = time.perf_counter()
         check_cancelled()
-        output = (await self.reasoner.agenerate([request]))[0]
+        output = (await reasoner.agenerate([request]))[0]
         timings["reason"] = _ms(t0)
         check_cancelled()
         parsed, objects, issues = self._parse(job, output, timings, max_objects)
@@ -325,6 +338,7 @@ class SegZeroPipeline:
         content so that several queries about one image share one embedding and one decoder batch.
         """
         t_total = time.perf_counter()
+        reasoner = self._require_reasoner()
         jobs = [self._prepare(img, q, prompt_format, compat) for img, q in items]
         timings = [{"load": j.load_ms} for j in jobs]
         requests = [self._request(j, t, max_new_tokens) for j, t in zip(jobs, timings, strict=True)]
@@ -334,11 +348,11 @@ class SegZeroPipeline:
         t0 = time.perf_counter()
         # No lock here: backends that cannot run concurrently serialise themselves (the transformers
         # reasoner holds a per-model lock), while remote backends serve many calls at once.
-        outputs = self.reasoner.generate(requests)
+        outputs = reasoner.generate(requests)
         check_cancelled()
         if len(outputs) != len(requests):
             raise RuntimeError(
-                f"reasoner {type(self.reasoner).__name__} returned {len(outputs)} outputs for {len(requests)} requests"
+                f"reasoner {type(reasoner).__name__} returned {len(outputs)} outputs for {len(requests)} requests"
             )
         reason_ms = _ms(t0)
         for t in timings:
@@ -387,8 +401,47 @@ class SegZeroPipeline:
             result.segmenter = getattr(self.segmenter, "model_id", None) or type(self.segmenter).__name__
         return result
 
+    # --- steering (the caller's prompts; no reasoner needed): see segzero_tool.steer ---------
+
+    def _steering_segmenter(self) -> Segmenter:
+        if self.segmenter is None:
+            raise ValueError("this pipeline has no segmenter; load one to segment from prompts")
+        return self.segmenter
+
+    def segment_by_prompts(self, image: ImageInput | LoadedImage | SegmentationResult, objects: Any, *,
+                           max_objects: int | None = None, query: str = "") -> SegmentationResult:
+        """Segment the caller's ``{box?, points?, negative_points?, label?}`` objects (original-image
+        pixels) with this pipeline's segmenter, pixel limit and object cap: see
+        :func:`segzero_tool.steer.segment_by_prompts`. Needs no reasoner.
+
+        Raises:
+            PromptError: bad objects (the message says what to send); ImageLoadError: bad image.
+        """
+        from .steer import segment_by_prompts
+
+        return segment_by_prompts(self._steering_segmenter(), image, objects,
+                                  max_objects=max_objects or self.max_objects, max_pixels=self.max_pixels,
+                                  query=query, lock=self._segment_lock)
+
+    def refine_object(self, result: SegmentationResult, index: int, *, add_points: Any = (),
+                      remove_points: Any = (), box: Any = None) -> SegmentationResult:
+        """A new result with object ``index`` recomputed with extra positive (``add_points``) / negative
+        (``remove_points``) clicks or a new ``box``: see :func:`segzero_tool.steer.refine_object`."""
+        from .steer import refine_object
+
+        return refine_object(self._steering_segmenter(), result, index, add_points=add_points,
+                             remove_points=remove_points, box=box, lock=self._segment_lock)
+
+    def select_objects(self, result: SegmentationResult, indices: Sequence[int]) -> SegmentationResult:
+        """A new result keeping the objects at ``indices``, in that order: see
+        :func:`segzero_tool.steer.select_objects`."""
+        from .steer import select_objects
+
+        return select_objects(result, indices)
+
     def close(self) -> None:
-        self.reasoner.close()
+        if self.reasoner is not None:
+            self.reasoner.close()
         if self.segmenter is not None:
             self.segmenter.close()
 

@@ -92,6 +92,16 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+#: The reasoner name that loads no reasoner: the pipeline only segments from the caller's prompts
+#: (``segment_by_prompts``); ``--reasoner none``, ``SEGZERO_REASONER=none``, ``reasoner = "none"``.
+NO_REASONER = "none"
+
+
+def is_no_reasoner(name: object) -> bool:
+    """Whether ``name`` asks for no reasoner (``"none"``, any case, surrounding spaces ignored)."""
+    return isinstance(name, str) and name.strip().lower() == NO_REASONER
+
+
 def get_preset(name: str) -> Preset:
     try:
         return PRESETS[name.strip().lower()]

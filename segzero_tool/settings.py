@@ -55,7 +55,7 @@ class PipelineSettings:
     """What to load and how; every field has a sane default."""
 
     preset: str = "default"
-    reasoner: str | None = None
+    reasoner: str | None = None  # "none": no reasoner, only the segmenter (segment_by_prompts)
     segmenter: str | None = None
     reasoner_backend: str = "transformers"
     segmenter_backend: str = "transformers"
@@ -110,6 +110,14 @@ class PipelineSettings:
             if not str(getattr(self, name)).strip():
                 return f"{name} is empty"
         return None
+
+    @property
+    def no_reasoner(self) -> bool:
+        """Whether ``reasoner`` is ``"none"``: :meth:`build_pipeline` loads only the segmenter, and the
+        pipeline segments from the caller's prompts (``segment_by_prompts``), not by reasoning."""
+        from .registry import is_no_reasoner
+
+        return is_no_reasoner(self.reasoner)
 
     @classmethod
     def field_names(cls) -> list[str]:

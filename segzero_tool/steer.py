@@ -10,7 +10,14 @@ A result made from prompts is the reasoning pipeline's result type with ``prompt
 :data:`PROMPTS_FORMAT` (``"prompts"``), ``reasoner`` ``None``, empty ``reasoning`` and ``raw_output``,
 ``parse_status`` ``ok``, ``frame_size`` the image size, ``query`` what the caller passes (default ``""``).
 Results are never modified: refine and select return new ones (the objects list is copied; untouched
-objects are shared, and so is the image array).
+objects are shared, and so is the image array). The caller's objects are checked by
+:mod:`segzero_tool.prompt_objects`. The MCP server, the LangChain tools and the CLI are adapters over
+these functions.
+
+>>> from segzero_tool.steer import refine_object, segment_by_prompts, select_objects
+>>> result = segment_by_prompts(segmenter, "photo.jpg", [{"box": [10, 20, 200, 240]}])
+>>> better = refine_object(segmenter, result, 0, remove_points=[[120, 60]])
+>>> final = select_objects(better, [0])
 """
 
 from __future__ import annotations
@@ -23,12 +30,12 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import PromptError
-from ..images import DEFAULT_MAX_PIXELS, ImageInput, LoadedImage, load_image
-from ..parse_types import ParseStatus
-from ..result import SegmentationResult, SegmentedObject
-from ..segmenters.base import ObjectPrompt, Segmenter
-from .objects import parse_box, parse_points, parse_prompt_objects, show
+from .errors import PromptError
+from .images import DEFAULT_MAX_PIXELS, ImageInput, LoadedImage, load_image
+from .parse_types import ParseStatus
+from .prompt_objects import PromptObject, parse_box, parse_points, parse_prompt_objects, show
+from .result import SegmentationResult, SegmentedObject
+from .segmenters.base import ObjectPrompt, Segmenter
 
 #: ``prompt_format`` of a result made from the caller's prompts (no reasoner ran).
 PROMPTS_FORMAT = "prompts"
@@ -99,7 +106,7 @@ def segment_by_prompts(
         segmenter: any segmenter backend.
         image: anything :func:`~segzero_tool.images.load_image` accepts, or a result whose image to reuse.
         objects: a list of ``{box?, points?, negative_points?, label?}`` (see
-            :mod:`segzero_tool.steering.objects` for the rules).
+            :mod:`segzero_tool.prompt_objects` for the rules).
         max_objects: refuse more objects than this.
         max_pixels: refuse larger images.
         query: what the objects are meant to answer, recorded as the result's ``query`` (default ``""``).
@@ -238,5 +245,5 @@ def select_objects(result: SegmentationResult, indices: Any) -> SegmentationResu
     return replace(result, objects=[result.objects[i] for i in picked], timings=dict(result.timings))
 
 
-__all__ = ["DEFAULT_MAX_PROMPT_OBJECTS", "PROMPTS_FORMAT", "refine_object", "segment_by_prompts",
-           "segmenter_name", "select_objects"]
+__all__ = ["DEFAULT_MAX_PROMPT_OBJECTS", "PROMPTS_FORMAT", "PromptObject", "parse_prompt_objects", "refine_object",
+           "segment_by_prompts", "segmenter_name", "select_objects"]

@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import PromptError
+from .errors import PromptError
 
 #: Coordinates beyond this magnitude (pixels) are refused rather than clamped: they are not a slip.
 MAX_COORDINATE = 1_000_000
