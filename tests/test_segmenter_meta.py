@@ -30,7 +30,10 @@ class FakePredictor:
 
     ``predict`` returns three 0/1 float masks: candidate 0 is the box (or empty), 1 a square around
     the first point (or the box), 2 everything; the scores rank candidate ``best`` first. The masks
-    depend on the features of the image that is set, so a wrongly restored state is detected.
+    depend on the features of the image that is set, so a wrongly restored state is detected. The
+    low-resolution logits are ``(3, 256, 256)``, candidate ``c`` filled with ``c``. With
+    ``multimask_output=False`` (as Meta's predictor) only one candidate comes back: candidate 1.
+    Every call's arguments are recorded, ``mask_input`` and ``multimask_output`` included.
     """
 
     def __init__(self, best: int = 1) -> None:
@@ -49,13 +52,15 @@ class FakePredictor:
         self._orig_hw = [image.shape[:2]]
         self._is_image_set = True
 
-    def predict(self, point_coords=None, point_labels=None, box=None, multimask_output=True):
+    def predict(self, point_coords=None, point_labels=None, box=None, mask_input=None, multimask_output=True):
         assert self._is_image_set
         self.predict_calls.append(
             {
                 "point_coords": point_coords,
                 "point_labels": point_labels,
                 "box": box,
+                "mask_input": mask_input,
+                "multimask_output": multimask_output,
                 "features": self._features,
             }
         )
@@ -72,7 +77,10 @@ class FakePredictor:
         masks[2] = 1.0
         scores = np.array([0.1, 0.2, 0.3], dtype=np.float32)
         scores[self.best] = 0.9
-        return masks, scores, np.zeros((3, 8, 8), dtype=np.float32)
+        logits = np.broadcast_to(np.arange(3, dtype=np.float32)[:, None, None], (3, 256, 256)).copy()
+        if not multimask_output:
+            return masks[1:2], np.array([0.8], dtype=np.float32), logits[1:2]
+        return masks, scores, logits
 
 
 class StatelessPredictor:
@@ -149,6 +157,9 @@ def test_one_predict_per_object_with_reference_arguments() -> None:
     assert points_only["box"] is None
     np.testing.assert_array_equal(points_only["point_coords"], [[30, 40], [33, 44]])
     np.testing.assert_array_equal(points_only["point_labels"], [1, 1])
+    assert all(c["mask_input"] is None and c["multimask_output"] is True for c in fake.predict_calls)
+    assert out.low_res_logits.shape == (3, 256, 256) and out.low_res_logits.dtype == np.float32
+    assert (out.low_res_logits == 1.0).all()  # candidate 1 (the best) of each object
 
 
 @pytest.mark.parametrize("best", [0, 1, 2])
@@ -159,7 +170,7 @@ def test_keeps_the_top_score_mask(best: int) -> None:
     out = seg.segment(image, PROMPTS[:1])
     reference = FakePredictor(best=best)
     reference.set_image(image)
-    args = {k: fake.predict_calls[0][k] for k in ("point_coords", "point_labels", "box")}
+    args = {k: fake.predict_calls[0][k] for k in ("point_coords", "point_labels", "box", "mask_input")}
     expected, _, _ = reference.predict(**args)
     np.testing.assert_array_equal(out.masks[0], expected[best] > 0)
     assert out.scores[0] == pytest.approx(0.9)
@@ -290,3 +301,88 @@ def test_uncached_hub_checkpoint_offline_raises_model_load_error(stub_sam2) -> N
             "facebook/sam2-hiera-tiny", device="cpu", local_files_only=True, revision="0" * 40, progress=False
         )
     assert stub_sam2.build == []
+
+
+# --- refinement: negative points, mask_input, low-resolution logits (issue #12) -------------------
+
+
+def test_supports_refinement() -> None:
+    assert MetaSam2Segmenter.supports_refinement is True
+
+
+def test_negative_points_follow_positives_with_label_zero() -> None:
+    fake = FakePredictor()
+    seg = MetaSam2Segmenter(predictor=fake)
+    seg.segment(_image(50, 40), [
+        ObjectPrompt(box=(2, 3, 20, 30), points=((10, 12),), negative_points=((4, 5), (6, 7))),
+        ObjectPrompt(box=(2, 3, 20, 30), negative_points=((4, 5),)),
+    ])
+    both, negative_only = fake.predict_calls
+    np.testing.assert_array_equal(both["point_coords"], [[10, 12], [4, 5], [6, 7]])
+    np.testing.assert_array_equal(both["point_labels"], [1, 0, 0])
+    assert both["point_coords"].dtype == np.float32 and both["point_labels"].dtype == np.int32
+    np.testing.assert_array_equal(both["box"], [2, 3, 20, 30])
+    np.testing.assert_array_equal(negative_only["point_coords"], [[4, 5]])
+    np.testing.assert_array_equal(negative_only["point_labels"], [0])
+    assert both["multimask_output"] is negative_only["multimask_output"] is True  # no previous mask
+
+
+def test_mask_input_is_passed_with_a_leading_axis_and_single_mask_output() -> None:
+    fake = FakePredictor(best=2)
+    seg = MetaSam2Segmenter(predictor=fake)
+    previous = np.random.default_rng(0).normal(size=(256, 256)).astype(np.float64)
+    out = seg.segment(_image(50, 40), [
+        ObjectPrompt(box=(2, 3, 20, 30), points=((10, 12),), mask_input=previous),
+        ObjectPrompt(box=(5, 5, 15, 15)),
+    ])
+    refined, plain = fake.predict_calls
+    assert refined["mask_input"].shape == (1, 256, 256) and refined["mask_input"].dtype == np.float32
+    np.testing.assert_allclose(refined["mask_input"][0], previous.astype(np.float32))
+    assert refined["multimask_output"] is False and plain["multimask_output"] is True
+    assert plain["mask_input"] is None
+    # The single returned mask is kept (candidate 1 of the fake), the plain object keeps its best (2).
+    assert out.scores.tolist() == pytest.approx([0.8, 0.9])
+    assert (out.low_res_logits[0] == 1.0).all() and (out.low_res_logits[1] == 2.0).all()
+
+
+def test_mask_only_prompt_runs_without_points_or_box() -> None:
+    fake = FakePredictor()
+    seg = MetaSam2Segmenter(predictor=fake)
+    seg.segment(_image(50, 40), [ObjectPrompt(box=None, mask_input=np.zeros((256, 256), np.float32))])
+    (call,) = fake.predict_calls
+    assert call["point_coords"] is None and call["point_labels"] is None and call["box"] is None
+    assert call["mask_input"].shape == (1, 256, 256)
+
+
+def test_empty_object_gets_background_logits() -> None:
+    from segzero_tool.segmenters.transformers_sam2 import NO_MASK_LOGIT
+
+    out = MetaSam2Segmenter(predictor=FakePredictor()).segment(_image(50, 40), [ObjectPrompt(box=None), PROMPTS[1]])
+    assert (out.low_res_logits[0] == NO_MASK_LOGIT).all() and (out.low_res_logits[1] == 1.0).all()
+
+
+def test_predictor_without_logits_gives_none() -> None:
+    out = MetaSam2Segmenter(predictor=StatelessPredictor()).segment(_image(12, 10), PROMPTS[1:])
+    assert out.low_res_logits is None
+
+
+@pytest.mark.parametrize(
+    ("prompt", "match"),
+    [
+        (ObjectPrompt(box=(1, 1, 5, 5), negative_points=((float("nan"), 2),)), "non-finite"),
+        (ObjectPrompt(box=(1, 1, 5, 5), negative_points=((float("inf"), 2),)), "non-finite"),
+        (ObjectPrompt(box=(1, 1, 5, 5), negative_points=((1e39, 2),)), "too large"),
+        (ObjectPrompt(box=(1, 1, 5, 5), negative_points=((1, 2, 3),)), "negative point"),
+        (ObjectPrompt(box=(1, 1, 5, 5), mask_input=np.zeros((64, 64), np.float32)), "256, 256"),
+        (ObjectPrompt(box=(1, 1, 5, 5), mask_input=np.zeros((1, 256, 256), np.float32)), "256, 256"),
+        (ObjectPrompt(box=(1, 1, 5, 5), mask_input=np.zeros((256, 256), bool)), "float logits"),
+        (ObjectPrompt(box=(1, 1, 5, 5), mask_input=np.full((256, 256), np.nan, np.float32)), "not finite"),
+        (ObjectPrompt(box=(1, 1, 5, 5), mask_input=[[0.0] * 256] * 256), "numpy array"),
+    ],
+)
+def test_hostile_refinement_values_are_refused_before_predict(prompt: ObjectPrompt, match: str) -> None:
+    fake = FakePredictor()
+    seg = MetaSam2Segmenter(predictor=fake)
+    with pytest.raises(ValueError, match=match):
+        seg.segment(_image(20, 20), [PROMPTS[1], prompt])
+    assert fake.predict_calls == [] and fake.set_image_calls == []

@@ -6,6 +6,15 @@ pixels, ``normalize_coords=True``), ``multimask_output=True``; the candidate wit
 predicted IoU is kept. On CUDA the calls run under ``torch.autocast(bfloat16)`` like the Seg-Zero
 scripts.
 
+Refinement (``supports_refinement = True``): negative points are appended to ``point_coords`` with
+label 0 (after the positives, label 1); ``ObjectPrompt.mask_input`` (the previous ``(256, 256)``
+low-resolution logits) is passed as ``mask_input=logits[None]`` and, as in Meta's interactive
+refinement notebook, with ``multimask_output=False`` (the single returned mask is kept); objects
+without ``mask_input`` keep ``multimask_output=True`` and the best-IoU candidate. The third value
+``predict`` returns (the low-resolution logits) of the kept candidate is
+``SegmenterOutput.low_res_logits`` (``None`` when the predictor does not return them; objects with an
+empty prompt get a constant background map).
+
 Embedding reuse: the predictor holds one image at a time. This backend remembers which image (by
 content hash) is set and keeps an LRU of the predictor's per-image state (``_features``,
 ``_orig_hw``; private attributes of ``SAM2ImagePredictor``), so returning to a recent image skips
@@ -30,9 +39,17 @@ import numpy as np
 from ..devices import resolve_device, resolve_dtype
 from ..errors import MissingDependencyError, ModelLoadError
 from ..hub import check_hub_access, progress_bars
-from .base import ObjectPrompt, Segmenter, SegmenterOutput, image_key
+from .base import ObjectPrompt, Segmenter, SegmenterOutput, check_mask_input, image_key
 from .cache import EmbeddingCache
-from .transformers_sam2 import DEFAULT_MODEL_ID, check_image, empty_output
+from .transformers_sam2 import (
+    DEFAULT_MODEL_ID,
+    LABEL_NEGATIVE,
+    LABEL_POSITIVE,
+    NO_MASK_LOGIT,
+    check_image,
+    empty_output,
+    prompt_tokens,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +111,8 @@ class MetaSam2Segmenter(Segmenter):
     Args:
         predictor: a ``sam2.sam2_image_predictor.SAM2ImagePredictor`` or any object with
             ``set_image(image)`` and ``predict(point_coords=, point_labels=, box=,
-            multimask_output=)`` returning ``(masks (3, H, W), scores (3,), low_res_logits)``.
+            multimask_output=)`` returning ``(masks (3, H, W), scores (3,), low_res_logits)``;
+            ``mask_input=`` is passed only for prompts that carry one.
         device: device the predictor's model is on; used for autocast.
         autocast_dtype: ``torch.dtype`` for ``torch.autocast`` around the calls, or ``None`` (no
             autocast; the model's own dtype is used).
@@ -107,6 +125,7 @@ class MetaSam2Segmenter(Segmenter):
     """
 
     name = "sam2"
+    supports_refinement = True
 
     def __init__(
         self,
@@ -245,6 +264,13 @@ class MetaSam2Segmenter(Segmenter):
                 )
         self._current_key = key
 
+    @property
+    def low_res_size(self) -> int:
+        """Side of ``mask_input`` and of the low-resolution logits: the model's ``image_size / 4``
+        (256 for the released SAM2 models; 256 when the predictor does not say)."""
+        size = getattr(getattr(self.predictor, "model", None), "image_size", 1024)
+        return int(size) // 4 if isinstance(size, int) else 256
+
     def segment(self, image: np.ndarray, prompts: Sequence[ObjectPrompt]) -> SegmenterOutput:
         """Segment every prompted object of one image (see :class:`Segmenter`).
 
@@ -254,8 +280,14 @@ class MetaSam2Segmenter(Segmenter):
                 neither box nor points gets an all-False mask and score 0 (with a warning).
 
         Returns:
-            :class:`SegmenterOutput` with ``(len(prompts), H, W)`` bool masks and float32 scores.
+            :class:`SegmenterOutput` with ``(len(prompts), H, W)`` bool masks, float32 scores and
+            the kept candidates' low-resolution logits (``None`` if the predictor gives none).
             No prompts: ``(0, H, W)`` masks, and the predictor is not called.
+
+        Raises:
+            ValueError: a non-finite or out-of-range coordinate, a malformed point or box, or a
+                ``mask_input`` that is not ``(256, 256)`` real-valued and finite; checked for every
+                object before the predictor runs.
         """
         check_image(image)
         prompts = list(prompts)
@@ -263,19 +295,41 @@ class MetaSam2Segmenter(Segmenter):
         out = empty_output(height, width, len(prompts))
         if not prompts:
             return out
+        side = self.low_res_size
+        calls: list[dict[str, Any] | None] = []
+        for i, prompt in enumerate(prompts):
+            coords, labels = prompt_tokens(prompt)  # validates every coordinate
+            if not coords:
+                logger.warning("SAM2: object %d has neither a box nor points; its mask is empty", i)
+                calls.append(None)
+                continue
+            clicks = (LABEL_POSITIVE, LABEL_NEGATIVE)  # box corners go in box=, "not a point" nowhere
+            points = [c for c, label in zip(coords, labels, strict=True) if label in clicks]
+            point_labels = [label for label in labels if label in clicks]
+            with np.errstate(over="ignore", invalid="ignore"):
+                point_array = np.asarray(points, dtype=np.float32).reshape(-1, 2) if points else None
+                box = np.asarray(prompt.box, dtype=np.float32) if prompt.box is not None else None
+            for array in (point_array, box):
+                if array is not None and not np.isfinite(array).all():
+                    raise ValueError(f"object {i} has a coordinate too large for float32: {prompt!r}")
+            call: dict[str, Any] = {
+                "point_coords": point_array,
+                "point_labels": np.asarray(point_labels, dtype=np.int32) if points else None,
+                "box": box,
+                "multimask_output": prompt.mask_input is None,
+            }
+            if prompt.mask_input is not None:
+                call["mask_input"] = check_mask_input(prompt.mask_input, side, index=i)[None]  # (1, s, s)
+            calls.append(call)
+        low_res: list[np.ndarray | None] = [None] * len(prompts)
+        complete = True  # every run object came with its low-resolution logits
         key = image_key(image)
         with self._lock, self._context():
             self._set_image(image, key)
-            for i, prompt in enumerate(prompts):
-                if prompt.box is None and not prompt.points:
-                    logger.warning("SAM2: object %d has neither a box nor points; its mask is empty", i)
+            for i, call in enumerate(calls):
+                if call is None:
                     continue
-                coords = np.asarray(prompt.points, dtype=np.float32).reshape(-1, 2) if prompt.points else None
-                labels = np.ones(len(prompt.points), dtype=np.int32) if prompt.points else None
-                box = np.asarray(prompt.box, dtype=np.float32) if prompt.box is not None else None
-                masks, scores, _ = self.predictor.predict(
-                    point_coords=coords, point_labels=labels, box=box, multimask_output=True
-                )
+                masks, scores, logits = self.predictor.predict(**call)
                 scores = np.asarray(scores, dtype=np.float32).reshape(-1)
                 best = int(np.argmax(scores))
                 mask = np.asarray(masks[best])
@@ -285,6 +339,17 @@ class MetaSam2Segmenter(Segmenter):
                     )
                 out.masks[i] = mask > 0  # 0/1 floats (or logits) -> bool, threshold 0
                 out.scores[i] = scores[best]
+                if logits is None:
+                    complete = False
+                else:
+                    low_res[i] = np.asarray(logits[best], dtype=np.float32)
+        if complete:
+            shapes = {a.shape for a in low_res if a is not None}
+            if len(shapes) <= 1:
+                shape = shapes.pop() if shapes else (side, side)
+                out.low_res_logits = np.stack(
+                    [a if a is not None else np.full(shape, NO_MASK_LOGIT, np.float32) for a in low_res]
+                )
         return out
 
     def close(self) -> None:
