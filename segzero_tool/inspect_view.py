@@ -325,7 +325,8 @@ def _render(result: SegmentationResult, shown: tuple[int, ...], crops: bool, sid
         border = max(1, t // 64)
         tlw = max(1, round(t / 120))
         for j, i in enumerate(shown):
-            x0, y0 = gx + (j % lay.cols) * t, gy + (j // lay.cols) * t
+            along, across = (j % lay.cols) * t, (j // lay.cols) * t  # rows of ``cols`` tiles along the view's side
+            x0, y0 = (gx + along, gy + across) if lay.below else (gx + across, gy + along)
             tiles[i] = (x0, y0, x0 + t, y0 + t)
             colour = object_colour(i)
             inner = t - 2 * border - 2
@@ -367,9 +368,8 @@ def _render(result: SegmentationResult, shown: tuple[int, ...], crops: bool, sid
         cands: list[tuple[float, float]] = []
         if i in found:
             r0, c0, padded, _ = found[i]
-            dist = cv2.distanceTransform(padded, cv2.DIST_L2, 3)
-            py, px = np.unravel_index(int(np.argmax(dist)), dist.shape)
-            cx, cy = c0 - 1 + int(px), r0 - 1 + int(py)
+            py, px = _pole(padded)
+            cx, cy = c0 - 1 + px, r0 - 1 + py
             cands.append((cx - size[0] / 2, cy - size[1] / 2))
             cands.append((c0, r0))
         if obj.box is not None:
@@ -401,6 +401,18 @@ def _render(result: SegmentationResult, shown: tuple[int, ...], crops: bool, sid
                 cx, cy = px_ * s, py_ * s
                 draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=object_colour(i), outline=_DARK, width=max(1, lw))
     return out, lay, s, labels, tiles
+
+
+def _pole(padded: np.ndarray) -> tuple[int, int]:
+    """``(row, col)`` of the mask's innermost point (largest distance to its edge); along a ridge of
+    equal distances (a rectangle's midline), the one nearest the ridge's middle."""
+    import cv2
+
+    dist = cv2.distanceTransform(padded, cv2.DIST_L2, 3)
+    top = float(dist.max())
+    rows, cols = np.nonzero(dist >= top - 0.5)
+    k = int(np.argmin((rows - rows.mean()) ** 2 + (cols - cols.mean()) ** 2))
+    return int(rows[k]), int(cols[k])
 
 
 def _label_size(draw: Any, tag: str, font: Any, fp: int) -> tuple[tuple[int, int], tuple[int, int]]:
