@@ -73,20 +73,20 @@ def show(value: Any) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
-def _number(value: Any, where: str, shape: str) -> float:
-    """``value`` as a finite float within :data:`MAX_COORDINATE`, else :class:`PromptError`."""
+def _number(value: Any) -> float | str:
+    """``value`` as a finite float within :data:`MAX_COORDINATE`, else why not (a clause)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise PromptError(f"{where} must be {shape}; got {show(value)} ({type(value).__name__}), which is not a number")
+        return f"{show(value)} ({type(value).__name__}) is not a number"
     if isinstance(value, numbers.Integral) and abs(int(value)) > MAX_COORDINATE:
-        raise PromptError(f"{where} must be {shape}; got {show(value)}, beyond ±{MAX_COORDINATE:,} pixels")
+        return f"{show(value)} is beyond ±{MAX_COORDINATE:,} pixels"
     try:
         number = float(value)
     except (OverflowError, ValueError, TypeError):
-        raise PromptError(f"{where} must be {shape}; got {show(value)}, which is not a finite number") from None
+        return f"{show(value)} is not a finite number"
     if not math.isfinite(number):
-        raise PromptError(f"{where} must be {shape}; got {show(value)}, which is not a finite number")
+        return f"{show(value)} is not a finite number"
     if abs(number) > MAX_COORDINATE:
-        raise PromptError(f"{where} must be {shape}; got {show(value)}, beyond ±{MAX_COORDINATE:,} pixels")
+        return f"{show(value)} is beyond ±{MAX_COORDINATE:,} pixels"
     return number
 
 
@@ -100,7 +100,13 @@ def _numbers(value: Any, n: int, where: str, shape: str) -> list[int]:
     items = list(value)
     if len(items) != n:
         raise PromptError(f"{where} must be {shape}; got {len(items)} value(s): {show(value)}")
-    return [_pixel(_number(v, f"{where}[{k}]", shape)) for k, v in enumerate(items)]
+    out = []
+    for k, v in enumerate(items):
+        number = _number(v)
+        if isinstance(number, str):
+            raise PromptError(f"{where} must be {shape}; got {show(value)}: item {k}, {number}")
+        out.append(_pixel(number))
+    return out
 
 
 def _is_array(value: Any) -> bool:
