@@ -292,7 +292,7 @@ def _render(result: SegmentationResult, shown: tuple[int, ...], crops: bool, sid
     else:
         view = np.full((mh, mw, 3), 40, dtype=np.uint8)
     xs, ys = _nearest_indices(w, mw), _nearest_indices(h, mh)
-    lw = max(1, round(max(mw, mh) / 400))
+    lw = max(2, round(max(mw, mh) / 300))  # the coloured line; a 1 px dark edge on each side
     # masks: the light fill first, then every dark edge and coloured outline, then the labels on top
     found: dict[int, tuple[int, int, np.ndarray, list[np.ndarray]]] = {}
     for i in shown:
@@ -320,10 +320,11 @@ def _render(result: SegmentationResult, shown: tuple[int, ...], crops: bool, sid
     # tiles
     tiles: dict[int, tuple[int, int, int, int]] = {}
     if lay.cols:
-        gx, gy = (0, mh + lay.gap) if lay.below else (mw + lay.gap, 0)
+        spare = ((mw if lay.below else mh) - lay.cols * lay.tile) // 2  # the grid centred along the view
+        gx, gy = (max(0, spare), mh + lay.gap) if lay.below else (mw + lay.gap, max(0, spare))
         t = lay.tile
         border = max(1, t // 64)
-        tlw = max(1, round(t / 120))
+        tlw = max(2, round(t / 100))
         for j, i in enumerate(shown):
             along, across = (j % lay.cols) * t, (j // lay.cols) * t  # rows of ``cols`` tiles along the view's side
             x0, y0 = (gx + along, gy + across) if lay.below else (gx + across, gy + along)
@@ -368,9 +369,12 @@ def _render(result: SegmentationResult, shown: tuple[int, ...], crops: bool, sid
         cands: list[tuple[float, float]] = []
         if i in found:
             r0, c0, padded, _ = found[i]
-            py, px = _pole(padded)
-            cx, cy = c0 - 1 + px, r0 - 1 + py
-            cands.append((cx - size[0] / 2, cy - size[1] / 2))
+            pole = _pole(padded, _taken_mask(padded.shape, (r0 - 1, c0 - 1), taken, size))
+            if pole is not None:  # the innermost point of the mask that no earlier label covers
+                cands.append((c0 - 1 + pole[1] - size[0] / 2, r0 - 1 + pole[0] - size[1] / 2))
+            pole = _pole(padded)
+            if pole is not None:
+                cands.append((c0 - 1 + pole[1] - size[0] / 2, r0 - 1 + pole[0] - size[1] / 2))
             cands.append((c0, r0))
         if obj.box is not None:
             bx1, by1, bx2, by2 = (v * s for v in obj.box)
@@ -403,13 +407,35 @@ def _render(result: SegmentationResult, shown: tuple[int, ...], crops: bool, sid
     return out, lay, s, labels, tiles
 
 
-def _pole(padded: np.ndarray) -> tuple[int, int]:
-    """``(row, col)`` of the mask's innermost point (largest distance to its edge); along a ridge of
-    equal distances (a rectangle's midline), the one nearest the ridge's middle."""
+def _taken_mask(shape: tuple[int, int], origin: tuple[int, int], taken: Sequence[tuple[int, int, int, int]],
+                size: tuple[int, int]) -> np.ndarray | None:
+    """Where, in a padded block at ``origin`` (row, col of its top-left in the view), a label of ``size``
+    centred there would overlap a taken label; ``None`` when nothing is taken near the block."""
+    out = None
+    hw, hh = size[0] / 2, size[1] / 2
+    for x1, y1, x2, y2 in taken:
+        c1, c2 = math.floor(x1 - hw - origin[1]), math.ceil(x2 + hw - origin[1])
+        r1, r2 = math.floor(y1 - hh - origin[0]), math.ceil(y2 + hh - origin[0])
+        if c2 <= 0 or r2 <= 0 or c1 >= shape[1] or r1 >= shape[0]:
+            continue
+        if out is None:
+            out = np.zeros(shape, dtype=bool)
+        out[max(0, r1) : max(0, r2), max(0, c1) : max(0, c2)] = True
+    return out
+
+
+def _pole(padded: np.ndarray, exclude: np.ndarray | None = None) -> tuple[int, int] | None:
+    """``(row, col)`` of the mask's innermost point (largest distance to its edge, or to ``exclude``);
+    along a ridge of equal distances (a rectangle's midline), the one nearest the ridge's middle.
+    ``None`` when nothing of the mask is left."""
     import cv2
 
+    if exclude is not None:
+        padded = np.where(exclude, 0, padded).astype(np.uint8)
     dist = cv2.distanceTransform(padded, cv2.DIST_L2, 3)
     top = float(dist.max())
+    if top <= 0:
+        return None
     rows, cols = np.nonzero(dist >= top - 0.5)
     k = int(np.argmin((rows - rows.mean()) ** 2 + (cols - cols.mean()) ** 2))
     return int(rows[k]), int(cols[k])
@@ -554,9 +580,11 @@ def render_inspection(result: SegmentationResult, *, indices: Iterable[int] | No
     fitted = max_bytes is None or len(data) <= max_bytes
     reduced = max_bytes is not None and (side < first_side or mime != "image/png")
     notes = [f"The picture: {img.width}x{img.height} {mime.split('/')[1].upper()}, {len(data):,} bytes."]
-    if reduced and fitted:
-        notes.append(f"It was reduced to fit {int(max_bytes):,} bytes (longest side {max(img.size)} px instead of "  # type: ignore[arg-type]
-                     f"up to {first_side}" + (", JPEG instead of PNG" if mime == "image/jpeg" else "") + ").")
+    if reduced and fitted and side < first_side:
+        notes.append(f"It was reduced to fit {int(max_bytes):,} bytes: drawn for a longest side of {side} px instead "  # type: ignore[arg-type]
+                     f"of {first_side}" + (", as JPEG instead of PNG" if mime == "image/jpeg" else "") + ".")
+    elif reduced and fitted:
+        notes.append(f"It was reduced to fit {int(max_bytes):,} bytes: encoded as JPEG instead of PNG.")  # type: ignore[arg-type]
     elif not fitted:
         notes.append(f"It could not be made to fit {int(max_bytes):,} bytes; this is the smallest version "  # type: ignore[arg-type]
                      f"(longest side {max(img.size)} px).")
