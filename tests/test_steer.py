@@ -7,6 +7,7 @@ import io
 import json
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,6 +32,7 @@ from segzero_tool.settings import PipelineSettings
 from segzero_tool.steer import PROMPTS_FORMAT, refine_object, segment_by_prompts, select_objects
 from segzero_tool.summary import summarize
 
+REPO = Path(__file__).resolve().parents[1]
 W, H = 64, 48
 SIZE = (W, H)
 
@@ -431,14 +433,17 @@ def test_settings_accept_reasoner_none_without_loading_anything() -> None:
 # --- the embedding cache, on the tiny random SAM2 -------------------------------------------------
 
 
-def test_tiny_sam2_second_call_and_refine_skip_the_encoder(tmp_path, monkeypatch) -> None:
+@pytest.fixture(scope="module")
+def tiny_sam2_dir(tmp_path_factory):
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
     pytest.importorskip("torchvision")
     from segzero_tool.testing import tiny_sam2
 
-    folder = tiny_sam2.build_tiny_sam2(tmp_path / "sam", seed=0)
-    pipe = SegZeroPipeline.from_pretrained(reasoner="none", segmenter=str(folder), device="cpu")
+    return tiny_sam2.build_tiny_sam2(tmp_path_factory.mktemp("sam"), seed=0)
+
+
+def _encoder_calls(monkeypatch, pipe: SegZeroPipeline) -> list[int]:
     model = pipe.segmenter.model
     calls: list[int] = []
     original = model.get_image_embeddings
@@ -448,6 +453,12 @@ def test_tiny_sam2_second_call_and_refine_skip_the_encoder(tmp_path, monkeypatch
         return original(*args, **kwargs)
 
     monkeypatch.setattr(model, "get_image_embeddings", spy)
+    return calls
+
+
+def test_tiny_sam2_second_call_and_refine_skip_the_encoder(tiny_sam2_dir, monkeypatch) -> None:
+    pipe = SegZeroPipeline.from_pretrained(reasoner="none", segmenter=str(tiny_sam2_dir), device="cpu")
+    calls = _encoder_calls(monkeypatch, pipe)
     prompts: list[list[ObjectPrompt]] = []
     segment = pipe.segmenter.segment
 
@@ -472,3 +483,62 @@ def test_tiny_sam2_second_call_and_refine_skip_the_encoder(tmp_path, monkeypatch
     assert math.isfinite(refined.objects[0].score)
     pipe.segment_by_prompts(np.zeros((97, 61, 3), np.uint8), [{"box": [0, 0, 30, 30]}])
     assert len(calls) == 2  # another image: encoded once
+
+
+# --- the README's subsection, run as written (the tiny random SAM2 for sam2.1-hiera-tiny) ---------
+
+
+def _readme_section(title: str) -> str:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    start = readme.index(title + "\n")
+    end = readme.index("\n## ", start)
+    return readme[start:end]
+
+
+def test_readme_prompts_subsection_runs_as_written(tiny_sam2_dir, tmp_path, monkeypatch) -> None:
+    import re
+
+    section = _readme_section("### Your own boxes and points: no reasoner")
+    [code] = re.findall(r"(?ms)^```python\n(.*?)^```", section)
+    code = code.replace('"sam2.1-hiera-tiny"', repr(str(tiny_sam2_dir)))
+    code = code.replace('"examples/coffee.png"', repr(str(REPO / "examples" / "coffee.png")))
+    monkeypatch.chdir(tmp_path)
+    real = SegZeroPipeline.from_pretrained
+    made: list[SegZeroPipeline] = []
+    encoder: list[list[int]] = []
+
+    def from_pretrained(*args, **kwargs):
+        pipe = real(*args, **kwargs)
+        made.append(pipe)
+        encoder.append(_encoder_calls(monkeypatch, pipe))
+        return pipe
+
+    monkeypatch.setattr(SegZeroPipeline, "from_pretrained", from_pretrained)
+    scope: dict = {"SegZeroPipeline": SegZeroPipeline}
+    exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 - the README's own example
+    [pipe] = made
+    result, better, final = scope["result"], scope["better"], scope["final"]
+    # "loads only the segmenter; its segment raises NoReasonerError"
+    assert pipe.reasoner is None
+    with pytest.raises(NoReasonerError):
+        pipe.segment(REPO / "examples" / "coffee.png", "the cup")
+    # "the same SegmentationResult ..., prompt_format "prompts", reasoner None and no reasoning text"
+    assert isinstance(result, SegmentationResult) and (result.prompt_format, result.reasoner, result.reasoning) == (
+        "prompts", None, "")
+    # "each object keeps its box, points, negative_points and label"
+    cup, spoon = result.objects
+    assert (cup.box, cup.label) == ((172, 18, 410, 300), "cup")
+    assert (spoon.box, spoon.points, spoon.negative_points, spoon.label) == (None, ((365, 285),), ((440, 300),), "spoon")
+    # "a second call on the same image, and every refine_object, skips the image encoder"
+    assert encoder == [[1]]
+    # "a new result (the old one is left unchanged) ... extra positive and negative clicks"
+    assert result.objects[1] is spoon and spoon.points == ((365, 285),)
+    assert better.objects[1].points == ((365, 285), (405, 110))
+    assert better.objects[1].negative_points == ((440, 300), (300, 250))
+    # "select_objects keeps the objects at the given indices, in that order"
+    assert [o.label for o in final.objects] == ["spoon", "cup"]
+    assert (tmp_path / "results" / "result.json").is_file() and (tmp_path / "results" / "mask_1.png").is_file()
+    # "The same functions take any segmenter in segzero_tool.steer"
+    import segzero_tool.steer as steer
+
+    assert {"segment_by_prompts", "refine_object", "select_objects"} <= set(steer.__all__)
