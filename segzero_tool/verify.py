@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .inspect_view import render_inspection
 from .reasoners.base import ReasonerRequest
+from .steer import select_objects
 
 if TYPE_CHECKING:
     from .inspect_view import Inspection
@@ -250,14 +251,6 @@ def parse_verdict(text: Any, n_objects: int) -> Verdict:
 # --- the loop ----------------------------------------------------------------------------------------
 
 
-def _select(result: SegmentationResult, indices: Sequence[int]) -> SegmentationResult:
-    """A copy of ``result`` keeping only ``indices`` (in that order); the original is untouched.
-
-    Private stand-in for ``segzero_tool.steer.select_objects``, written concurrently (issue #12).
-    """
-    return dataclasses.replace(result, objects=[result.objects[i] for i in indices])
-
-
 def _clip_text(text: str, limit: int = TEXT_RECORD_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -362,14 +355,14 @@ def run_verification(
             if dropped:
                 issue = (f"verification: the verifier kept {_nums(verdict.keep)} of {n} object(s) and dropped "
                          f"{_nums(dropped)}; the kept objects are renumbered from #0")
-            final = _select(current, verdict.keep)
+            final = select_objects(current, list(verdict.keep))
             break
         if verdict.kind == "none":
             entry["kept"] = []
             record.update(status="none", kept=[])
             record["note"] = f"the verifier judged that none of the {n} object(s) answers the query"
             issue = f"verification: the verifier judged that none of the {n} object(s) answers the query; they were dropped"
-            final = _select(current, [])
+            final = select_objects(current, [])
             break
         if verdict.kind == "unparsed":
             record.update(status="unparsed", kept=list(range(n)))
