@@ -130,7 +130,8 @@ def test_entry_carries_creation_time_and_size() -> None:
 
 
 def test_thread_safety_smoke() -> None:
-    store: ResultHandles[int] = ResultHandles(max_count=16, ttl_s=None, max_bytes=16 * 100, sizer=lambda v: 100)
+    store: ResultHandles[int] = ResultHandles(max_count=16, ttl_s=None, max_bytes=16 * 100, sizer=lambda v: 100,
+                                              remember=10_000)  # every evicted id reads as expired
     errors: list[BaseException] = []
     barrier = threading.Barrier(8)
 
