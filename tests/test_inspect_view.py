@@ -7,6 +7,8 @@ import re
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from segzero_tool.inspect_view import MIN_VIEW_SIDE, object_colour, render_inspection
@@ -344,3 +346,22 @@ def test_the_result_is_not_changed():
     image = result.image.copy()
     render_inspection(result, crops=True, max_bytes=20_000)
     assert result.to_json() == before and (result.image == image).all()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), w=st.integers(1, 700), h=st.integers(1, 700), crops=st.booleans(),
+       max_side=st.integers(16, 900))
+def test_any_objects_render_within_max_side(data, w, h, crops, max_side):
+    objs = []
+    for _ in range(data.draw(st.integers(0, 6))):
+        x1, x2 = sorted(data.draw(st.lists(st.integers(0, w - 1), min_size=2, max_size=2)))
+        y1, y2 = sorted(data.draw(st.lists(st.integers(0, h - 1), min_size=2, max_size=2)))
+        kind = data.draw(st.sampled_from(["rect", "random", "none", "empty"]))
+        mask = {"rect": _rect_mask(h, w, x1, y1, x2, y2), "none": None, "empty": np.zeros((h, w), bool),
+                "random": np.random.default_rng(x1 + y2).random((h, w)) > 0.7}[kind]
+        objs.append(SegmentedObject(box=(x1, y1, x2, y2), points=((x1, y1),), score=0.5, mask=mask))
+    result = _result(w, h, objs)
+    ins = render_inspection(result, crops=crops, max_side=max_side)
+    assert max(ins.image.size) <= max_side
+    assert set(ins.labels) == set(range(len(objs)))
+    assert len([line for line in ins.text.splitlines() if line.startswith("- #")]) == len(objs)
