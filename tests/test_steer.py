@@ -542,3 +542,22 @@ def test_readme_prompts_subsection_runs_as_written(tiny_sam2_dir, tmp_path, monk
     import segzero_tool.steer as steer
 
     assert {"segment_by_prompts", "refine_object", "select_objects"} <= set(steer.__all__)
+
+
+def test_the_adapters_read_a_prompts_result() -> None:
+    """The MCP server's store and encoder and the LangChain tool's text take a result made from prompts."""
+    pytest.importorskip("mcp")
+    pytest.importorskip("langchain_core")
+    from segzero_tool.agents.tool import summarize_result
+    from segzero_tool.mcp_server.results import encode_result
+    from segzero_tool.mcp_server.store import ResultStore
+
+    result = segment_by_prompts(RefiningSegmenter(), _image(), [{"box": [1, 1, 9, 9], "negative_points": [[4, 4]],
+                                                                 "label": "a"}, {"points": [[20, 20]]}])
+    store = ResultStore()
+    rid = store.put(result)
+    encoded = encode_result(result, rid, mask_encoding="rle", max_bytes=100_000, stored=store.get(rid).result_dict)
+    out = encoded.output
+    assert out.prompt_format == "prompts" and out.parse_status == "ok" and len(out.objects) == 2
+    assert "Found 2 object(s)" in encoded.text and len(store.mask_png(rid, 0)) > 0
+    assert "#1: box none; point (20, 20)" in summarize_result(result)
