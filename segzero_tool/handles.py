@@ -39,6 +39,17 @@ def show(value: object) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def result_nbytes(result: object) -> int:
+    """Bytes a :class:`~segzero_tool.result.SegmentationResult` holds in memory: its image, masks and
+    low-resolution logits (a ``sizer`` for a store of live results). An image shared by several results
+    (a refined result shares its parent's) is counted for each: the budget errs on the safe side."""
+    n = int(getattr(getattr(result, "image", None), "nbytes", 0) or 0)
+    for obj in getattr(result, "objects", ()):
+        for array in (getattr(obj, "mask", None), getattr(obj, "low_res_logits", None)):
+            n += int(getattr(array, "nbytes", 0) or 0)
+    return n
+
+
 @dataclass(frozen=True)
 class Handle(Generic[T]):
     """One stored value: its ``id``, ``value``, ``created`` (store clock) and ``nbytes`` charged."""
@@ -213,4 +224,4 @@ class ResultHandles(Generic[T]):
                              f"({self._limits()}); use an id returned by a recent call, or {self.hint}")
 
 
-__all__ = ["DEFAULT_HINT", "Handle", "ResultHandles"]
+__all__ = ["DEFAULT_HINT", "Handle", "ResultHandles", "result_nbytes"]

@@ -228,9 +228,11 @@ class SegZeroPipeline:
                 f"segmenter {type(self.segmenter).__name__} returned masks of shape {out.masks.shape}, "
                 f"expected {(len(objects), h, w)}"
             )
-        for obj, mask, score in zip(objects, out.masks, out.scores, strict=True):
+        logits = getattr(out, "low_res_logits", None)  # kept for refine_object's mask_input
+        for k, (obj, mask, score) in enumerate(zip(objects, out.masks, out.scores, strict=True)):
             obj.mask = mask.astype(bool, copy=False)
             obj.score = float(score)
+            obj.low_res_logits = None if logits is None else np.array(logits[k], dtype=np.float32)
         return _ms(t0)
 
     def _finish(self, job: _Job, output: ReasonerOutput, parsed: ParsedOutput, objects: list[SegmentedObject],

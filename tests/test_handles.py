@@ -159,3 +159,20 @@ def test_thread_safety_smoke() -> None:
     stats = store.stats()
     assert stats["count"] == 16 and stats["bytes"] == 1600 and stats["evicted"] == 8 * 300 - 16
     assert len(set(store.ids())) == 16
+
+
+def test_result_nbytes_counts_image_masks_and_logits() -> None:
+    import numpy as np
+    from scripted import BoxSegmenter
+
+    from segzero_tool.handles import result_nbytes
+    from segzero_tool.steer import segment_by_prompts
+
+    image = np.zeros((48, 64, 3), np.uint8)
+    result = segment_by_prompts(BoxSegmenter(), image, [{"box": [1, 1, 5, 5]}, {"box": [2, 2, 9, 9]}])
+    result.objects[0].low_res_logits = np.zeros((256, 256), np.float32)
+    result.objects[1].low_res_logits = None
+    assert result_nbytes(result) == 48 * 64 * 3 + 2 * 48 * 64 + 256 * 256 * 4
+    store = ResultHandles(max_count=8, ttl_s=None, max_bytes=10_000_000, sizer=result_nbytes)
+    rid = store.put(result)
+    assert store.get(rid) is result and store.stats()["bytes"] == result_nbytes(result)

@@ -351,6 +351,21 @@ def test_refine_on_a_segmenter_without_refinement() -> None:
         refine_object(seg, result, 0, remove_points=[[5, 5]])
 
 
+def test_a_reasoning_result_keeps_its_logits_and_refines_from_them() -> None:
+    from scripted import ScriptedReasoner
+
+    answer = ('<think>x</think><answer>[{"bbox_2d": [100, 100, 400, 400], "point_2d": [200, 200]}]</answer>')
+    seg = RefiningSegmenter()
+    pipe = SegZeroPipeline(ScriptedReasoner(answer), seg)
+    result = pipe.segment(_image(), "the thing")
+    obj = result.objects[0]
+    assert obj.low_res_logits is not None and obj.low_res_logits.shape == (256, 256)
+    refined = pipe.refine_object(result, 0, remove_points=[[obj.box[0] + 1, obj.box[1] + 1]])
+    assert np.array_equal(seg.calls[-1][0].mask_input, obj.low_res_logits)
+    assert refined.reasoner == "scripted" and refined.reasoning == "x" and refined.query == "the thing"
+    assert "low_res_logits" not in result.to_json()
+
+
 # --- select_objects -------------------------------------------------------------------------------
 
 
