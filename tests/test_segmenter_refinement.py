@@ -410,6 +410,8 @@ def test_zero_prompts_give_empty_low_res_logits(seg: TransformersSam2Segmenter) 
         (ObjectPrompt(BOX, negative_points=((None, 2),)), "negative point must be"),
         (ObjectPrompt(BOX, negative_points=(("x", 2),)), "negative point must be"),
         (ObjectPrompt(BOX, negative_points=(5,)), "negative point must be"),
+        (ObjectPrompt(BOX, negative_points=None), "negative points must be a sequence"),
+        (ObjectPrompt(BOX, negative_points=np.array([[1.0, np.nan]])), "non-finite"),
         (ObjectPrompt(BOX, mask_input=np.zeros((256, 256), np.float32)), r"\(64, 64\)"),
         (ObjectPrompt(BOX, mask_input=np.zeros((1, SIDE, SIDE), np.float32)), r"\(64, 64\)"),
         (ObjectPrompt(BOX, mask_input=np.zeros((SIDE, SIDE), bool)), "float logits"),
@@ -431,6 +433,14 @@ def test_hostile_values_are_refused_before_the_model_runs(seg: TransformersSam2S
 def test_huge_but_representable_negative_point_runs(seg: TransformersSam2Segmenter) -> None:
     out = seg.segment(_image(40, 30), [ObjectPrompt(BOX, (POINT,), ((1e30, -1e30),))])
     assert out.masks.shape == (1, 40, 30) and np.isfinite(out.scores).all()
+
+
+def test_negative_points_as_a_numpy_array(seg: TransformersSam2Segmenter) -> None:
+    image = _image(40, 30)
+    as_array = seg.segment(image, [ObjectPrompt(BOX, (POINT,), np.array([NEG, (3.0, 4.0)]))])
+    as_tuple = seg.segment(image, [ObjectPrompt(BOX, (POINT,), (NEG, (3.0, 4.0)))])
+    assert np.array_equal(as_array.low_res_logits, as_tuple.low_res_logits)
+    assert ObjectPrompt(BOX, negative_points=np.zeros((0, 2))).refines is False
 
 
 def test_integer_and_float64_mask_inputs_are_accepted(seg: TransformersSam2Segmenter) -> None:

@@ -26,6 +26,15 @@ import numpy as np
 from ..errors import RefinementNotSupported
 
 
+def _has_items(values: Any) -> bool:
+    """Whether a points field is non-empty (a tuple, list or numpy ``(k, 2)`` array); a non-sequence
+    other than ``None`` counts as non-empty so that it reaches validation."""
+    try:
+        return len(values) > 0
+    except TypeError:
+        return values is not None
+
+
 @dataclass(frozen=True)
 class ObjectPrompt:
     """Prompt for one object, in original-image pixels.
@@ -51,7 +60,7 @@ class ObjectPrompt:
     @property
     def refines(self) -> bool:
         """Whether this prompt needs refinement support (negative points or a previous mask)."""
-        return bool(self.negative_points) or self.mask_input is not None
+        return self.mask_input is not None or _has_items(self.negative_points)
 
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:
@@ -65,7 +74,7 @@ class ObjectPrompt:
 
     def __repr__(self) -> str:
         text = f"ObjectPrompt(box={self.box!r}, points={self.points!r}"
-        if self.negative_points:
+        if _has_items(self.negative_points):
             text += f", negative_points={self.negative_points!r}"
         if self.mask_input is not None:
             mask = self.mask_input

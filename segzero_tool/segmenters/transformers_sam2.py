@@ -144,6 +144,10 @@ def prompt_tokens(prompt: ObjectPrompt) -> tuple[list[tuple[float, float]], list
         labels += [LABEL_BOX_TOP_LEFT, LABEL_BOX_BOTTOM_RIGHT]
     for points, label, what in ((prompt.points, LABEL_POSITIVE, "point"),
                                 (prompt.negative_points, LABEL_NEGATIVE, "negative point")):
+        try:
+            points = list(points)
+        except TypeError:
+            raise ValueError(f"{what}s must be a sequence of (x, y) pairs, got {points!r}") from None
         for point in points:
             x, y = _numbers(point, 2, what)
             coords.append((x, y))
