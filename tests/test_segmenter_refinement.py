@@ -204,9 +204,13 @@ def _image(height: int, width: int, seed: int = 0) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def seg(tmp_path_factory: pytest.TempPathFactory) -> TransformersSam2Segmenter:
-    folder = tiny_sam2.build_tiny_sam2(tmp_path_factory.mktemp("tiny_sam2"), seed=0)
-    return TransformersSam2Segmenter.from_pretrained(str(folder), device="cpu", progress=False)
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_sam2.build_tiny_sam2(tmp_path_factory.mktemp("tiny_sam2"), seed=0)
+
+
+@pytest.fixture(scope="module")
+def seg(tiny_dir: Path) -> TransformersSam2Segmenter:
+    return TransformersSam2Segmenter.from_pretrained(str(tiny_dir), device="cpu", progress=False)
 
 
 def _fresh(seg: TransformersSam2Segmenter, **kwargs) -> TransformersSam2Segmenter:
@@ -450,3 +454,16 @@ def test_integer_and_float64_mask_inputs_are_accepted(seg: TransformersSam2Segme
     as64 = seg.segment(image, [ObjectPrompt(BOX, mask_input=np.round(_logits()).astype(np.float64))])
     assert np.array_equal(as32.low_res_logits, as_int.low_res_logits)
     assert np.array_equal(as32.low_res_logits, as64.low_res_logits)
+
+
+def test_refinement_in_bfloat16(tiny_dir: Path) -> None:
+    """The mask input follows the model's dtype (bf16 on CUDA by default); logits come back float32."""
+    s = TransformersSam2Segmenter.from_pretrained(str(tiny_dir), device="cpu", dtype="bf16", progress=False)
+    image = _image(97, 61)
+    first = s.segment(image, [ObjectPrompt(BOX, (POINT,)), ObjectPrompt((0, 0, 60, 96))])
+    with _Calls(s.model) as model:
+        refined = s.segment(image, [ObjectPrompt(BOX, (POINT,), (NEG,), first.low_res_logits[0]),
+                                    ObjectPrompt((0, 0, 60, 96), mask_input=first.low_res_logits[1])])
+    assert all(c["input_masks"].dtype == torch.bfloat16 for c in model.kwargs)
+    assert first.low_res_logits.dtype == refined.low_res_logits.dtype == np.float32
+    assert np.isfinite(refined.scores).all() and refined.masks.shape == (2, 97, 61)
