@@ -10,7 +10,7 @@ right, y down; boxes are ``[x1, y1, x2, y2]`` with both corners inclusive; point
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -119,6 +119,100 @@ IncludeOverlayArg = Annotated[bool, Field(
 )]
 
 
+# --- the steering tools (the calling agent proposes, our segmenter draws the masks) -----------------
+
+PROMPTS_TOOL = "segment_by_prompts"
+REFINE_TOOL = "refine_object"
+INSPECT_TOOL = "inspect_result"
+SELECT_TOOL = "select_objects"
+
+_COORDS = ("Coordinates are pixels of the ORIGINAL image (not resized), origin at the top-left, x to the right, "
+           "y down; boxes [x1, y1, x2, y2] with both corners inclusive, points [x, y].")
+_SAME_RESULT = ("Returns a new result with a new result_id, in the same form as segment_by_reasoning (structured "
+                "content, text summary, masks as RLE / polygons / resources, optional inline overlay).")
+_LIVE = ("Results stay usable by id for a limited time and count (the server's live-result limits); an expired "
+         "id gives an error saying what to send instead.")
+
+PROMPTS_DESCRIPTION = f"""Segment objects that YOU locate: give a box and/or points per object and get a pixel-accurate SAM2 mask, score and area for each. Use it when you can see where the objects are (you do the reasoning, the server draws the masks), then check the masks with inspect_result, fix one with refine_object, and keep the good ones with select_objects.
+
+image: the image (same forms as segment_by_reasoning: local path inside the allowed folders, data: URL or base64, an http(s) URL when enabled, or a segzero:// resource URI), OR result_id of an earlier result to reuse its image (faster: the image embedding is cached). Send exactly one of them.
+
+objects: a list like [{{"box": [x1, y1, x2, y2], "label": "cup"}}, {{"points": [[x, y]], "negative_points": [[x, y]]}}]. Each object needs a box or at least one positive point; negative_points mark what is NOT the object; label is optional text kept in the result. Boxes and points slightly outside the image are clamped (reported in the object's issues). {_COORDS}
+
+{_SAME_RESULT} Each object keeps its box, points and label. {_LIVE}"""
+
+REFINE_DESCRIPTION = f"""Fix one object's mask: recompute object `index` of result `result_id` with extra clicks. add_points [[x, y], ...] are pixels that belong to the object (the mask should grow there); remove_points [[x, y], ...] are pixels that do not (the mask should shrink there); box [x1, y1, x2, y2] replaces the object's box and starts over from it. The previous mask is fed back to SAM2, as in its interactive refinement. Send at least one of them. {_COORDS}
+
+{_SAME_RESULT} The old result is left unchanged (its id and resources still work), so you can compare both with inspect_result. {_LIVE}"""
+
+INSPECT_DESCRIPTION = f"""Look at a result to check its masks: returns one picture of the image with every object's mask outlined and lightly filled in its own colour and its index written on a label of the same colour, plus a text listing each index with its box, score and area. indices (optional) shows only those objects; crops=true adds one zoomed tile per object around its box with the mask outline (use it for small objects or to check edges). The picture fits the server's inline picture budget. {_LIVE}"""
+
+SELECT_DESCRIPTION = f"""Keep only some objects of a result: indices [i, j, ...] (in the order you want them; [] keeps none). {_SAME_RESULT} Use it for the final answer, so that what you hand on holds only the right objects. {_LIVE}"""
+
+_POINT_SCHEMA = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}
+_POINTS_SCHEMA = {"type": "array", "items": _POINT_SCHEMA}
+_BOX_SCHEMA = {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4}
+
+OptionalImageArg = Annotated[str | None, Field(
+    description=(
+        "The image, in any form segment_by_reasoning accepts (local path inside the allowed folders, data: URL, "
+        "bare base64, http(s) URL when enabled, segzero:// resource URI). Leave it out when you send result_id."
+    ),
+)]
+BaseResultIdArg = Annotated[str | None, Field(
+    description="Instead of image: the result_id of an earlier result whose image to reuse (its embedding is cached).",
+)]
+ResultIdArg = Annotated[str, Field(description="The result_id of an earlier result (from any of this server's tools).")]
+ObjectsArg = Annotated[list[dict[str, Any]], Field(
+    description=(
+        "The objects to segment, e.g. [{\"box\": [10, 20, 200, 240], \"label\": \"cup\"}, {\"points\": [[320, 110]], "
+        "\"negative_points\": [[300, 150]]}]. Keys: box [x1, y1, x2, y2], points [[x, y], ...] (on the object), "
+        "negative_points [[x, y], ...] (not on it), label (text). Each object needs a box or a positive point. "
+        "Original-image pixels."
+    ),
+    json_schema_extra={"items": {"type": "object", "additionalProperties": False, "properties": {
+        "box": _BOX_SCHEMA, "points": _POINTS_SCHEMA, "negative_points": _POINTS_SCHEMA,
+        "label": {"type": "string"}}}},
+)]
+IndexArg = Annotated[int, Field(description="The object's index in the result's objects (0-based, as numbered by "
+                                            "inspect_result).")]
+AddPointsArg = Annotated[list[Any] | None, Field(
+    description="Pixels [[x, y], ...] that belong to the object: the mask should cover them.",
+    json_schema_extra={"anyOf": [_POINTS_SCHEMA, {"type": "null"}]},
+)]
+RemovePointsArg = Annotated[list[Any] | None, Field(
+    description="Pixels [[x, y], ...] that do not belong to the object: the mask should leave them out.",
+    json_schema_extra={"anyOf": [_POINTS_SCHEMA, {"type": "null"}]},
+)]
+BoxArg = Annotated[list[Any] | None, Field(
+    description="A new box [x1, y1, x2, y2] for the object (replaces its box; refinement starts over from it).",
+    json_schema_extra={"anyOf": [_BOX_SCHEMA, {"type": "null"}]},
+)]
+InspectIndicesArg = Annotated[list[Any] | None, Field(
+    description="Show only these objects (their numbers stay the result's indices); leave out for all.",
+    json_schema_extra={"anyOf": [{"type": "array", "items": {"type": "integer"}}, {"type": "null"}]},
+)]
+SelectIndicesArg = Annotated[list[Any], Field(
+    description="The indices of the objects to keep, in the order wanted, e.g. [2, 0]; [] keeps none.",
+    json_schema_extra={"items": {"type": "integer"}},
+)]
+CropsArg = Annotated[bool, Field(description="Add one zoomed tile per object around its box with its mask outline.")]
+
+
+class InspectionOutput(BaseModel):
+    """The structured result of ``inspect_result`` (the picture itself is the image content)."""
+
+    result_id: str = Field(description="The result inspected.")
+    indices: list[int] = Field(description="The objects shown, by their index in the result (the numbers drawn).")
+    crops: bool = Field(description="Whether crop tiles were drawn.")
+    text: str = Field(description="Each shown object's number with its box, score and area, and notes on the picture.")
+    mime_type: str = Field(description="image/png or image/jpeg.")
+    width: int = Field(description="Width of the picture in pixels.")
+    height: int = Field(description="Height of the picture in pixels.")
+    picture_bytes: int = Field(description="Size of the encoded picture.")
+    reduced: bool = Field(description="The picture was drawn smaller or as JPEG to fit the budget.")
+
+
 # --- output ---------------------------------------------------------------------------------------
 
 
@@ -196,5 +290,6 @@ def result_uri(result_id: str, part: str) -> str:
 __all__ = [
     "TOOL_NAME", "TOOL_DESCRIPTION", "URI_SCHEME", "CocoRle", "LeftOutMask", "SegmentedObjectOut", "SegmentationOutput",
     "ImageArg", "QueryArg", "PromptFormatArg", "MaxObjectsArg", "MaskEncodingArg", "IncludeOverlayArg",
-    "result_uri",
+    "result_uri", "PROMPTS_TOOL", "REFINE_TOOL", "INSPECT_TOOL", "SELECT_TOOL", "PROMPTS_DESCRIPTION",
+    "REFINE_DESCRIPTION", "INSPECT_DESCRIPTION", "SELECT_DESCRIPTION", "InspectionOutput",
 ]

@@ -1,4 +1,6 @@
-"""The MCP server: one tool, ``segment_by_reasoning``, and the resources of its results.
+"""The MCP server: ``segment_by_reasoning`` (when a reasoner is configured), the steering tools
+``segment_by_prompts``, ``refine_object``, ``inspect_result`` and ``select_objects``, and the resources of
+their results. ``--reasoner none`` serves only the steering tools (and loads only the segmenter).
 
 >>> server = create_server(ServerSettings())            # FastMCP (mcp 1.x) or MCPServer (mcp 2.x)
 >>> server.run()                                          # stdio; or see :func:`serve_http`
@@ -23,17 +25,37 @@ from segzero_tool.errors import SegZeroError
 from . import compat
 from .compat import CallToolResult, Context
 from .models import (
+    INSPECT_DESCRIPTION,
+    INSPECT_TOOL,
+    PROMPTS_DESCRIPTION,
+    PROMPTS_TOOL,
+    REFINE_DESCRIPTION,
+    REFINE_TOOL,
+    SELECT_DESCRIPTION,
+    SELECT_TOOL,
     TOOL_DESCRIPTION,
     TOOL_NAME,
+    AddPointsArg,
+    BaseResultIdArg,
+    BoxArg,
+    CropsArg,
     ImageArg,
     IncludeOverlayArg,
+    IndexArg,
+    InspectIndicesArg,
+    InspectionOutput,
     MaskEncodingArg,
     MaxObjectsArg,
+    ObjectsArg,
+    OptionalImageArg,
     PromptFormatArg,
     QueryArg,
+    RemovePointsArg,
+    ResultIdArg,
     SegmentationOutput,
+    SelectIndicesArg,
 )
-from .results import image_b64
+from .results import Encoded, image_b64
 from .service import STAGES, SegZeroService, tool_error_message
 from .settings import ServerSettings
 from .store import ResultNotFound
@@ -49,6 +71,18 @@ INSTRUCTIONS = (
     "pixels. Full-resolution masks and an overlay picture of each result are resources under "
     "segzero://results/{result_id}/. The server loads its models in the background after it starts: "
     "segzero://status says whether they are ready; a call made earlier waits for them with progress."
+)
+INSTRUCTIONS_NO_REASONER = (
+    "segzero: masks for the objects you point at (SAM2, no reasoning model on this server). You locate the objects: "
+    "call segment_by_prompts(image, objects=[{\"box\": [x1, y1, x2, y2]}, {\"points\": [[x, y]]}]) in original-image "
+    "pixels; check the masks with inspect_result(result_id) (a numbered picture); fix one with "
+    "refine_object(result_id, index, add_points / remove_points / box); keep the right ones with "
+    "select_objects(result_id, indices). Every call returns a new result_id; full-resolution masks and an overlay "
+    "are resources under segzero://results/{result_id}/. segzero://status says whether the segmenter is loaded."
+)
+STEERING_INSTRUCTIONS = (
+    " You can also locate objects yourself: segment_by_prompts(image or result_id, objects with boxes / points), "
+    "inspect_result to check masks, refine_object to fix one with clicks, select_objects to keep the right ones."
 )
 STATUS_URI = "segzero://status"
 
@@ -76,8 +110,9 @@ def create_server(settings: ServerSettings | None = None, *, pipeline: "SegZeroP
             svc.start_loading()
         yield {}
 
+    instructions = INSTRUCTIONS + STEERING_INSTRUCTIONS if svc.has_reasoner else INSTRUCTIONS_NO_REASONER
     server = compat.new_server(
-        "segzero", instructions=INSTRUCTIONS, lifespan=lifespan, log_level=settings.log_level, version=__version__,
+        "segzero", instructions=instructions, lifespan=lifespan, log_level=settings.log_level, version=__version__,
         host=settings.host, port=settings.port, path=settings.path, transport_security=transport_security(settings),
     )
     server.segzero = svc
@@ -100,22 +135,120 @@ def create_server(settings: ServerSettings | None = None, *, pipeline: "SegZeroP
         except SegZeroError as exc:
             log.info("%s refused: %s", TOOL_NAME, exc)
             raise compat.ToolError(tool_error_message(exc)) from None
-        content: list[Any] = [compat.TextContent(type="text", text=done.text)]
-        if done.overlay is not None:
-            data, mime = done.overlay
-            content.append(compat.ImageContent(type="image", data=image_b64(data), mimeType=mime))
-        content.extend(compat.ResourceLink(type="resource_link", **link) for link in done.links)
-        return compat.tool_result(content, done.output.model_dump(mode="json"))
+        return _encoded_result(done)
 
-    server.tool(
-        name=TOOL_NAME, title="Segment by reasoning", description=TOOL_DESCRIPTION,
-        annotations=compat.ToolAnnotations(title="Segment by reasoning", readOnlyHint=True, destructiveHint=False,
-                                           idempotentHint=False, openWorldHint=settings.allow_urls),
-    )(segment_by_reasoning)
+    if svc.has_reasoner:
+        server.tool(
+            name=TOOL_NAME, title="Segment by reasoning", description=TOOL_DESCRIPTION,
+            annotations=compat.ToolAnnotations(title="Segment by reasoning", readOnlyHint=True, destructiveHint=False,
+                                               idempotentHint=False, openWorldHint=settings.allow_urls),
+        )(segment_by_reasoning)
+    _add_steering_tools(server, svc, settings)
     _add_resources(server, svc)
     compat.set_server_version(server, __version__)
     compat.resource_not_found_as_invalid_params(server, ResultNotFound)
     return server
+
+
+def _encoded_result(done: Encoded) -> CallToolResult:
+    content: list[Any] = [compat.TextContent(type="text", text=done.text)]
+    if done.overlay is not None:
+        data, mime = done.overlay
+        content.append(compat.ImageContent(type="image", data=image_b64(data), mimeType=mime))
+    content.extend(compat.ResourceLink(type="resource_link", **link) for link in done.links)
+    return compat.tool_result(content, done.output.model_dump(mode="json"))
+
+
+def _refused(name: str, exc: SegZeroError) -> compat.ToolError:
+    log.info("%s refused: %s", name, exc)
+    return compat.ToolError(tool_error_message(exc))
+
+
+def _add_steering_tools(server: Any, svc: SegZeroService, settings: ServerSettings) -> None:
+    """``segment_by_prompts``, ``refine_object``, ``inspect_result`` and ``select_objects``: thin over
+    :mod:`segzero_tool.steer` through the service (live results by id, the same encoding as
+    ``segment_by_reasoning``)."""
+
+    def reporter(ctx: Context) -> Any:
+        async def progress(step: float, message: str) -> None:
+            await ctx.report_progress(step, STAGES, message)
+
+        return progress
+
+    async def segment_by_prompts(
+        ctx: Context,
+        objects: ObjectsArg,
+        image: OptionalImageArg = None,
+        result_id: BaseResultIdArg = None,
+        mask_encoding: MaskEncodingArg = "rle",
+        include_overlay: IncludeOverlayArg = False,
+    ) -> Annotated[CallToolResult, SegmentationOutput]:
+        try:
+            done = await svc.segment_by_prompts(objects, image=image, result_id=result_id, mask_encoding=mask_encoding,
+                                                include_overlay=include_overlay, progress=reporter(ctx))
+        except SegZeroError as exc:
+            raise _refused(PROMPTS_TOOL, exc) from None
+        return _encoded_result(done)
+
+    async def refine_object(
+        ctx: Context,
+        result_id: ResultIdArg,
+        index: IndexArg,
+        add_points: AddPointsArg = None,
+        remove_points: RemovePointsArg = None,
+        box: BoxArg = None,
+        mask_encoding: MaskEncodingArg = "rle",
+        include_overlay: IncludeOverlayArg = False,
+    ) -> Annotated[CallToolResult, SegmentationOutput]:
+        try:
+            done = await svc.refine_object(result_id, index, add_points=add_points, remove_points=remove_points,
+                                           box=box, mask_encoding=mask_encoding, include_overlay=include_overlay,
+                                           progress=reporter(ctx))
+        except SegZeroError as exc:
+            raise _refused(REFINE_TOOL, exc) from None
+        return _encoded_result(done)
+
+    async def inspect_result(
+        ctx: Context,
+        result_id: ResultIdArg,
+        indices: InspectIndicesArg = None,
+        crops: CropsArg = False,
+    ) -> Annotated[CallToolResult, InspectionOutput]:
+        try:
+            seen = await svc.inspect_result(result_id, indices, crops, progress=reporter(ctx))
+        except SegZeroError as exc:
+            raise _refused(INSPECT_TOOL, exc) from None
+        out = InspectionOutput(result_id=result_id, indices=list(seen.indices), crops=seen.crops, text=seen.text,
+                               mime_type=seen.mime_type, width=seen.image.width, height=seen.image.height,
+                               picture_bytes=len(seen.data), reduced=seen.reduced)
+        content = [compat.TextContent(type="text", text=seen.text),
+                   compat.ImageContent(type="image", data=image_b64(seen.data), mimeType=seen.mime_type)]
+        return compat.tool_result(content, out.model_dump(mode="json"))
+
+    async def select_objects(
+        ctx: Context,
+        result_id: ResultIdArg,
+        indices: SelectIndicesArg,
+        mask_encoding: MaskEncodingArg = "rle",
+        include_overlay: IncludeOverlayArg = False,
+    ) -> Annotated[CallToolResult, SegmentationOutput]:
+        try:
+            done = await svc.select_objects(result_id, indices, mask_encoding=mask_encoding,
+                                            include_overlay=include_overlay, progress=reporter(ctx))
+        except SegZeroError as exc:
+            raise _refused(SELECT_TOOL, exc) from None
+        return _encoded_result(done)
+
+    open_world = settings.allow_urls
+    for fn, name, title, description, world in (
+            (segment_by_prompts, PROMPTS_TOOL, "Segment by prompts (boxes / points)", PROMPTS_DESCRIPTION, open_world),
+            (refine_object, REFINE_TOOL, "Refine one object's mask", REFINE_DESCRIPTION, False),
+            (inspect_result, INSPECT_TOOL, "Inspect a result (numbered masks)", INSPECT_DESCRIPTION, False),
+            (select_objects, SELECT_TOOL, "Select objects of a result", SELECT_DESCRIPTION, False)):
+        server.tool(name=name, title=title, description=description,
+                    annotations=compat.ToolAnnotations(title=title, readOnlyHint=True, destructiveHint=False,
+                                                       idempotentHint=name in (INSPECT_TOOL,),
+                                                       openWorldHint=world))(fn)
 
 
 def _add_resources(server: Any, svc: SegZeroService) -> None:

@@ -33,7 +33,17 @@ import anyio
 
 from segzero_tool import __version__
 from segzero_tool.cancel import CancelToken, cancellation
-from segzero_tool.errors import ImageLoadError, ImageTooLargeError, QueryError, SegZeroError
+from segzero_tool.errors import (
+    ImageLoadError,
+    ImageTooLargeError,
+    NoReasonerError,
+    PromptError,
+    QueryError,
+    RefinementNotSupported,
+    ResultHandleError,
+    SegZeroError,
+)
+from segzero_tool.handles import ResultHandles, result_nbytes
 from segzero_tool.progress import Progress, progress_reporting
 from segzero_tool.prompts import validate_query
 
@@ -57,6 +67,13 @@ BUDGET_HINT = "the server operator can raise it with segzero-mcp --max-new-token
 #: How the model and its prompt format are chosen, as this command spells it.
 FORMAT_HINT = ("the server operator chooses them with segzero-mcp --reasoner and --prompt-format; a caller can "
                "also pass prompt_format")
+#: What to send instead of an unknown or expired result id (servers with and without a reasoner).
+LIVE_HINT = ("send the image again: call segment_by_prompts with image and objects (or segment_by_reasoning) "
+             "and use the new result_id")
+LIVE_HINT_NO_REASONER = ("send the image again: call segment_by_prompts with image and objects and use the new "
+                         "result_id")
+#: The steering tools (served with and without a reasoner).
+STEERING_TOOLS = ("segment_by_prompts", "refine_object", "inspect_result", "select_objects")
 _OWN_RESOURCE = re.compile(r"^segzero://results/([A-Za-z0-9_-]+)/(mask\.png|overlay\.png|objects/(\d+)/mask\.png)$")
 
 
@@ -190,15 +207,28 @@ class SegZeroService:
     Args:
         settings: server settings.
         pipeline: a ready pipeline (tests); by default it is built from ``settings.pipeline``.
+        clock: the live results' clock (seconds, monotonic; tests pass a fake one).
+
+    Results are kept twice under one id: as JSON and overlay PNG in :attr:`store` (the resources), and
+    live, with their image and low-resolution mask logits, in :attr:`live` (a
+    :class:`~segzero_tool.handles.ResultHandles` bounded by ``live_results`` / ``live_store_bytes`` /
+    ``live_ttl_s``) for the steering tools.
     """
 
     #: Seconds between progress notifications while a call runs (MCP clients: at least every 5 s).
     progress_interval_s = 2.0
 
-    def __init__(self, settings: ServerSettings, pipeline: SegZeroPipeline | None = None) -> None:
+    def __init__(self, settings: ServerSettings, pipeline: SegZeroPipeline | None = None, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.policy = settings.input_policy()
         self.store = ResultStore(max_results=settings.max_results, max_bytes=settings.max_store_bytes)
+        #: Whether ``segment_by_reasoning`` is served (not with ``--reasoner none`` or a reasoner-less pipeline).
+        self.has_reasoner = not settings.pipeline.no_reasoner and (pipeline is None or pipeline.reasoner is not None)
+        self.live: ResultHandles[SegmentationResult] = ResultHandles(
+            max_count=settings.live_results, ttl_s=settings.live_ttl_s, max_bytes=settings.live_store_bytes,
+            sizer=result_nbytes, clock=clock, prefix="", kind="result",
+            hint=LIVE_HINT if self.has_reasoner else LIVE_HINT_NO_REASONER)
         self.gate = Gate(settings.max_concurrency, settings.max_queue)
         self.started_at = time.time()
         describe = describe_models(settings)
@@ -237,13 +267,15 @@ class SegZeroService:
         p = self.settings.pipeline
         load = self.loader.status()
         models: dict[str, Any] = {
-            "preset": p.preset, "reasoner": configured_model(p, "reasoner"), "reasoner_backend": p.reasoner_backend,
+            "preset": p.preset, "reasoner": configured_model(p, "reasoner") if self.has_reasoner else "none",
+            "reasoner_backend": p.reasoner_backend if self.has_reasoner else None,
             "segmenter": configured_model(p, "segmenter"), "segmenter_backend": p.segmenter_backend,
         }
         device: Any = p.device
         pipe = self.loader.value
         if pipe is not None:
-            models["reasoner_loaded"] = getattr(pipe.reasoner, "model_id", None) or type(pipe.reasoner).__name__
+            models["reasoner_loaded"] = ("none" if pipe.reasoner is None else
+                                         getattr(pipe.reasoner, "model_id", None) or type(pipe.reasoner).__name__)
             if pipe.segmenter is not None:
                 models["segmenter_loaded"] = getattr(pipe.segmenter, "model_id", None) or type(pipe.segmenter).__name__
             found = {str(getattr(m, "device", "")) for m in (pipe.reasoner, pipe.segmenter) if m is not None}
@@ -255,8 +287,13 @@ class SegZeroService:
             "models": models, "device": device, "load": load,
             "queue": {"running": self.gate.running, "waiting": self.gate.waiting,
                       "max_concurrency": self.gate.max_running, "max_queue": self.gate.max_waiting},
-            "results": self.store.stats(), "uptime_seconds": round(time.time() - self.started_at, 1),
+            "tools": self.tool_names(), "results": self.store.stats(), "live_results": self.live.stats(),
+            "uptime_seconds": round(time.time() - self.started_at, 1),
         }
+
+    def tool_names(self) -> list[str]:
+        """The tools this server lists."""
+        return (["segment_by_reasoning"] if self.has_reasoner else []) + list(STEERING_TOOLS)
 
     # --- resources -----------------------------------------------------------------------------
 
@@ -310,6 +347,10 @@ class SegZeroService:
                     pipe = await self.loader.wait(waiting)
                 else:
                     pipe = self.loader.value
+                if not self.has_reasoner or pipe.reasoner is None:
+                    raise NoReasonerError(
+                        "this server has no reasoner (segzero-mcp --reasoner none); send boxes or points with "
+                        "segment_by_prompts(image, objects=[{\"box\": [x1, y1, x2, y2]}]) instead")
                 await calls.stage(3, "reasoning")
                 result = await run_in_thread(token, _reason, pipe, loaded, query, prompt_format, n_objects,
                                              progress=calls)
@@ -331,7 +372,8 @@ class SegZeroService:
         s = self.settings
         picture = result.overlay(max_side=s.overlay_max_side)
         png = encode_png(picture)
-        rid = self.store.put(result, overlay_png=png)
+        live_id = self.live.put(result) if result.image is not None else None
+        rid = self.store.put(result, overlay_png=png, result_id=live_id)
         try:  # the store already holds the RLE form; reuse it unless a concurrent put evicted it already
             stored = self.store.get(rid).result_dict
         except ResultNotFound:
@@ -340,6 +382,162 @@ class SegZeroService:
                              picture=picture if include_overlay else None, picture_png=png,
                              overlay_max_bytes=s.overlay_max_bytes, stored=stored, resource_links=s.resource_links,
                              budget_hint=BUDGET_HINT, format_hint=FORMAT_HINT, overlay_max_side=s.overlay_max_side)
+
+
+    # --- the steering tools -------------------------------------------------------------------
+
+    def live_result(self, result_id: Any) -> SegmentationResult:
+        """The live result ``result_id`` (with its image and mask logits).
+
+        Raises:
+            ResultExpired / ResultUnknown: the message says what to send instead.
+        """
+        return self.live.get(result_id)
+
+    async def _pipeline(self, calls: CallProgress) -> SegZeroPipeline:
+        if self.loaded:
+            return self.loader.value  # type: ignore[return-value]
+        await calls.stage(2, "loading models")
+
+        async def waiting(event: Progress | None, elapsed: float) -> None:
+            calls.latest = event
+
+        return await self.loader.wait(waiting)
+
+    async def _steer(self, work: Callable[[CancelToken, CallProgress], Awaitable[Any]],
+                     progress: ProgressFn | None) -> Any:
+        """Run one steering call under the gate, with the progress timer."""
+        calls = CallProgress(progress or _no_progress, self.progress_interval_s)
+        token = CancelToken()
+        timer = asyncio.ensure_future(calls.run_timer())
+        try:
+            await calls.emit(Progress("queued", f"{self.gate.running} running, {self.gate.waiting} waiting"))
+            await self.gate.acquire()
+            try:
+                out = await work(token, calls)
+            finally:
+                self.gate.release()
+        finally:
+            timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await timer
+        await calls.done()
+        return out
+
+    async def segment_by_prompts(self, objects: Any, *, image: str | None = None, result_id: str | None = None,
+                                 mask_encoding: str = "rle", include_overlay: bool = False,
+                                 progress: ProgressFn | None = None) -> Encoded:
+        """``segment_by_prompts``: the caller's boxes / points -> masks, on ``image`` or a live result's image.
+
+        Raises:
+            SegZeroError: PromptError (bad objects, neither or both of image / result_id), ResultExpired /
+                ResultUnknown, InputRejected / ImageLoadError (bad image), ServerBusy, a failed model load.
+        """
+        has_image = isinstance(image, str) and bool(image.strip())
+        if has_image == (result_id is not None):
+            raise PromptError("send exactly one of image (a file path, URL, data: URL or base64) and result_id (an "
+                              "earlier result whose image to reuse); got " +
+                              ("both" if has_image else "neither" if image is None else "an empty image"))
+        base = self.live_result(result_id) if result_id is not None else None
+        cap = self.settings.max_objects
+
+        async def work(token: CancelToken, calls: CallProgress) -> Encoded:
+            source: Any = base
+            if base is None:
+                await calls.stage(1, "loading image")
+                raw = await load_source(image, self.policy, read_resource=self.read_own_resource)  # type: ignore[arg-type]
+                from segzero_tool.images import load_image
+
+                source = await run_in_thread(token, functools.partial(load_image, max_pixels=self.settings.max_pixels),
+                                             raw)
+            pipe = await self._pipeline(calls)
+            await calls.stage(4, "segmenting")
+            result = await run_in_thread(token, functools.partial(pipe.segment_by_prompts, max_objects=cap),
+                                         source, objects, progress=calls)
+            await calls.stage(5, "encoding")
+            return await run_in_thread(token, self._encode, result, mask_encoding, include_overlay)
+
+        return await self._steer(work, progress)
+
+    async def refine_object(self, result_id: Any, index: Any, *, add_points: Any = None, remove_points: Any = None,
+                            box: Any = None, mask_encoding: str = "rle", include_overlay: bool = False,
+                            progress: ProgressFn | None = None) -> Encoded:
+        """``refine_object``: a new result (new id) with object ``index`` recomputed; the old one is unchanged."""
+        base = self.live_result(result_id)
+
+        async def work(token: CancelToken, calls: CallProgress) -> Encoded:
+            pipe = await self._pipeline(calls)
+            await calls.stage(4, f"refining object {index}")
+            result = await run_in_thread(token, functools.partial(
+                pipe.refine_object, add_points=add_points if add_points is not None else (),
+                remove_points=remove_points if remove_points is not None else (), box=box), base, index,
+                progress=calls)
+            await calls.stage(5, "encoding")
+            return await run_in_thread(token, self._encode, result, mask_encoding, include_overlay)
+
+        return await self._steer(work, progress)
+
+    async def select_objects(self, result_id: Any, indices: Any, *, mask_encoding: str = "rle",
+                             include_overlay: bool = False, progress: ProgressFn | None = None) -> Encoded:
+        """``select_objects``: a new result (new id) keeping the objects at ``indices``, in that order."""
+        from segzero_tool.steer import select_objects
+
+        base = self.live_result(result_id)
+
+        async def work(token: CancelToken, calls: CallProgress) -> Encoded:
+            await calls.stage(5, "encoding")
+            result = await run_in_thread(token, select_objects, base, indices)
+            return await run_in_thread(token, self._encode, result, mask_encoding, include_overlay)
+
+        return await self._steer(work, progress)
+
+    def inspection_budget(self) -> int:
+        """Largest inspection picture (encoded bytes): the inline overlay budget (base64) of the settings,
+        within the result budget."""
+        s = self.settings
+        return max(1, min(s.overlay_max_bytes, s.max_result_bytes - 16_000) * 3 // 4)
+
+    async def inspect_result(self, result_id: Any, indices: Any = None, crops: bool = False,
+                             progress: ProgressFn | None = None) -> Any:
+        """``inspect_result``: the numbered inspection picture of a live result and its text
+        (:class:`~segzero_tool.inspect_view.Inspection`)."""
+        from segzero_tool.inspect_view import render_inspection
+
+        base = self.live_result(result_id)
+        shown = _check_indices(base, indices)
+        if not isinstance(crops, bool):
+            raise PromptError(f"crops must be true or false; got {crops!r}"[:200])
+
+        async def work(token: CancelToken, calls: CallProgress) -> Any:
+            await calls.stage(5, "drawing")
+            return await run_in_thread(token, functools.partial(
+                render_inspection, indices=shown, crops=crops, max_side=self.settings.overlay_max_side,
+                max_bytes=self.inspection_budget()), base)
+
+        return await self._steer(work, progress)
+
+
+def _check_indices(result: SegmentationResult, indices: Any) -> list[int] | None:
+    """``indices`` of ``inspect_result`` checked against ``result`` (``None``: all objects)."""
+    if indices is None:
+        return None
+    n = len(result.objects)
+    valid = f"0 to {n - 1}" if n else "none: the result has no objects"
+    if isinstance(indices, (str, bytes, dict)) or not isinstance(indices, (list, tuple)):
+        raise PromptError(f"indices must be a list of object indices ({valid}), or left out for all objects; got "
+                          f"{_show(indices)}")
+    out: list[int] = []
+    for k, i in enumerate(indices):
+        if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n:
+            raise PromptError(f"indices[{k}] must be an object index ({valid}); got {_show(i)}")
+        out.append(i)
+    return out
+
+
+def _show(value: Any) -> str:
+    from segzero_tool.handles import show
+
+    return show(value)
 
 
 def preflight(settings: ServerSettings) -> None:
@@ -360,9 +558,9 @@ def preflight(settings: ServerSettings) -> None:
 
     p = settings.pipeline
     preset = get_preset(p.preset)
-    for kind, backend, table, resolve in (("reasoner", p.reasoner_backend, REASONER_BACKENDS, resolve_reasoner_class),
-                                          ("segmenter", p.segmenter_backend, SEGMENTER_BACKENDS,
-                                           resolve_segmenter_class)):
+    kinds = (("reasoner", p.reasoner_backend, REASONER_BACKENDS, resolve_reasoner_class),
+             ("segmenter", p.segmenter_backend, SEGMENTER_BACKENDS, resolve_segmenter_class))
+    for kind, backend, table, resolve in kinds[1:] if p.no_reasoner else kinds:
         if backend.strip().lower() not in table:
             resolve(backend)  # a plugin: import it now (BackendError names the problem)
         resolve_model(getattr(p, kind) or getattr(preset, kind), kind)  # type: ignore[arg-type]
@@ -391,15 +589,19 @@ def describe_models(settings: ServerSettings) -> str:
             return f"{kind} {backend} (model argument: {model})"
         return f"{kind} {model} ({backend} backend)"
 
-    return f"{one('reasoner', p.reasoner_backend)}, {one('segmenter', p.segmenter_backend)}, device {p.device}"
+    reasoner = "no reasoner (--reasoner none)" if p.no_reasoner else one("reasoner", p.reasoner_backend)
+    return f"{reasoner}, {one('segmenter', p.segmenter_backend)}, device {p.device}"
 
 
 def tool_error_message(exc: SegZeroError) -> str:
     """An actionable one-paragraph message for a tool error; names only what the caller (an agent)
     or the server's operator (segzero-mcp flags) can change."""
     msg = " ".join(str(exc).split())
-    if isinstance(exc, (ServerBusy, InputRejected, ResultNotFound, ModelLoadFailed)):
+    if isinstance(exc, (ServerBusy, InputRejected, ResultNotFound, ModelLoadFailed, ResultHandleError,
+                        NoReasonerError, RefinementNotSupported)):
         return msg
+    if isinstance(exc, PromptError):
+        return f"bad prompt: {msg}"
     if isinstance(exc, ImageTooLargeError):
         return (f"the image could not be used: {msg}. Send a downscaled image, or ask the server operator to raise "
                 "segzero-mcp --max-pixels.")

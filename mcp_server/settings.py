@@ -59,6 +59,9 @@ ENV_NAMES: dict[str, str] = {
     "max_queue": "SEGZERO_MCP_MAX_QUEUE",
     "max_results": "SEGZERO_MCP_MAX_RESULTS",
     "max_store_bytes": "SEGZERO_MCP_MAX_STORE_BYTES",
+    "live_results": "SEGZERO_MCP_LIVE_RESULTS",
+    "live_store_bytes": "SEGZERO_MCP_LIVE_STORE_BYTES",
+    "live_ttl_s": "SEGZERO_MCP_LIVE_TTL",
     "max_result_bytes": "SEGZERO_MCP_MAX_RESULT_BYTES",
     "max_request_bytes": "SEGZERO_MCP_MAX_REQUEST_BYTES",
     "resource_links": "SEGZERO_MCP_RESOURCE_LINKS",
@@ -75,9 +78,9 @@ _SIZE_RE = re.compile(r"^\s*(\d[\d_]*)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
                "ki": 2**10, "kib": 2**10, "mi": 2**20, "mib": 2**20, "gi": 2**30, "gib": 2**30}
 _BYTE_FIELDS = frozenset({"max_download_bytes", "max_base64_bytes", "max_store_bytes", "max_result_bytes",
-                          "max_request_bytes", "overlay_max_bytes"})
+                          "max_request_bytes", "overlay_max_bytes", "live_store_bytes"})
 _INT_FIELDS = frozenset({"port", "max_redirects", "max_pixels", "max_concurrency", "max_queue", "max_results",
-                         "overlay_max_side", "max_objects"}) | _BYTE_FIELDS
+                         "overlay_max_side", "max_objects", "live_results"}) | _BYTE_FIELDS
 _BOOL_FIELDS = frozenset({"allow_urls", "allow_private_urls", "lazy", "resource_links"})
 #: Flags shared with ``segzero segment`` that set :class:`PipelineSettings` fields.
 _PIPELINE_FLAGS = ("preset", "reasoner", "segmenter", "reasoner_backend", "segmenter_backend", "prompt_format",
@@ -157,6 +160,10 @@ class ServerSettings:
         max_queue: calls allowed to wait beyond those; more get a "busy" error.
         max_results: results kept for reading back by id.
         max_store_bytes: memory for those kept results.
+        live_results: results kept live (with their image and low-resolution mask logits) for the steering
+            tools ``refine_object``, ``inspect_result`` and ``select_objects`` (default 16).
+        live_store_bytes: memory for those live results (default 1 GB; images counted per result).
+        live_ttl_s: seconds a live result can be steered after it was made (default 1800).
         max_result_bytes: budget of one tool result as sent to the client (text, structured content and
             any inline picture together); inline masks that do not fit are left out and named by URI.
         max_request_bytes: largest HTTP request body; larger ones are refused (413) before being read.
@@ -191,6 +198,9 @@ class ServerSettings:
     max_queue: int = 16
     max_results: int = 64
     max_store_bytes: int = 256_000_000
+    live_results: int = 16
+    live_store_bytes: int = 1_000_000_000
+    live_ttl_s: float = 1800.0
     max_result_bytes: int = 512 * 1024
     max_request_bytes: int = 40_000_000
     resource_links: bool = False
@@ -219,8 +229,10 @@ class ServerSettings:
         set_(self, "roots", tuple(self._checked_root(r) for r in self.roots))
         if not self.url_timeout_s > 0:
             raise SettingsError(f"url timeout must be a positive number of seconds, got {self.url_timeout_s}")
+        if not self.live_ttl_s > 0:
+            raise SettingsError(f"live ttl must be a positive number of seconds, got {self.live_ttl_s}")
         for name in ("max_download_bytes", "max_base64_bytes", "max_pixels", "max_concurrency", "max_results",
-                     "max_store_bytes", "max_result_bytes", "max_request_bytes", "overlay_max_side", "overlay_max_bytes", "max_objects"):
+                     "max_store_bytes", "max_result_bytes", "max_request_bytes", "overlay_max_side", "overlay_max_bytes", "max_objects", "live_results", "live_store_bytes"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         for name in ("max_queue", "max_redirects"):
@@ -342,7 +354,7 @@ class ServerSettings:
         if args.transport is not None:
             updates["transport"] = args.transport
         for name in ("host", "port", "path", "health_path", "url_timeout_s", "max_redirects", "max_pixels", "max_concurrency",
-                     "max_queue", "max_results", "overlay_max_side", "max_objects", "allow_urls",
+                     "max_queue", "max_results", "overlay_max_side", "max_objects", "allow_urls", "live_results", "live_ttl_s",
                      "allow_private_urls", "lazy", "resource_links", "log_level", *_BYTE_FIELDS):
             value = getattr(args, name)
             if value is not None:
@@ -377,7 +389,7 @@ def _convert_env(name: str, raw: str, var: str) -> Any:
         return parse_size(raw, var)
     if name in _INT_FIELDS:
         return _parse_int(raw, var)
-    if name == "url_timeout_s":
+    if name in ("url_timeout_s", "live_ttl_s"):
         return _parse_float(raw, var)
     if name in ("allowed_hosts", "allowed_origins"):
         return _split(raw, ",")
@@ -458,6 +470,13 @@ def build_parser() -> argparse.ArgumentParser:
     lim.add_argument("--max-results", type=int, help="results kept for reading back by id (default 64)")
     lim.add_argument("--max-store-bytes", type=_size, metavar="BYTES",
                      help="memory for kept results (default 256MB)")
+    lim.add_argument("--live-results", type=int,
+                     help="results kept live (image and mask logits) for refine_object / inspect_result / "
+                          "select_objects (default 16)")
+    lim.add_argument("--live-store-bytes", type=_size, metavar="BYTES",
+                     help="memory for live results (default 1GB; fewer results are kept when they are large)")
+    lim.add_argument("--live-ttl", dest="live_ttl_s", type=float, metavar="SECONDS",
+                     help="seconds a result stays live for the steering tools (default 1800)")
     lim.add_argument("--max-result-bytes", type=_size, metavar="BYTES",
                      help="budget of one tool result as sent to the client: text, structured content and inline "
                           "picture together; masks that do not fit are left out and named by resource URI "

@@ -13,6 +13,7 @@ id to read its masks back, and the store never holds more than one oversized ent
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import uuid
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from segzero_tool.result import SegmentationResult
 
 _ID_CHARS = 16
+_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class ResultNotFound(SegZeroError, KeyError):
@@ -94,11 +96,16 @@ class ResultStore:
 
     # --- writing -------------------------------------------------------------------------------
 
-    def put(self, result: SegmentationResult, *, overlay_png: bytes | None = None) -> str:
+    def put(self, result: SegmentationResult, *, overlay_png: bytes | None = None,
+            result_id: str | None = None) -> str:
         """Store ``result`` (and its overlay) and return its new id.
 
         Least recently used results are evicted until both limits hold again; a result larger
-        than ``max_bytes`` by itself is stored alone (see the module docstring).
+        than ``max_bytes`` by itself is stored alone (see the module docstring). ``result_id``
+        stores it under an id issued elsewhere (the service's live results), which must be new here.
+
+        Raises:
+            ValueError: ``result_id`` is already stored here or is not made of ``[A-Za-z0-9_-]``.
         """
         result_dict = result.to_dict("rle")
         nbytes = len(json.dumps(result_dict, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
@@ -106,7 +113,10 @@ class ResultStore:
             overlay_png = bytes(overlay_png)
             nbytes += len(overlay_png)
         with self._lock:
-            result_id = self._new_id()
+            if result_id is None:
+                result_id = self._new_id()
+            elif result_id in self._entries or not _ID_RE.match(result_id):
+                raise ValueError(f"result id {result_id!r} is already stored or not made of [A-Za-z0-9_-]")
             self._entries[result_id] = StoredResult(result_id, time.time(), result_dict, overlay_png, nbytes)
             self._bytes += nbytes
             self._evict(keep=result_id)
