@@ -29,7 +29,9 @@ def _png(contents: list[dict]) -> np.ndarray:
 
 async def test_tool_and_resource_templates_are_described(make_server, kit):
     async with kit.connect_memory(make_server()) as client:
-        (tool,) = await client.list_tools()
+        tools = await client.list_tools()
+        assert [t["name"] for t in tools] == ["segment_by_reasoning", "segment_by_prompts", "refine_object", "inspect_result", "select_objects"]
+        tool = tools[0]
         templates = {t["uriTemplate"] for t in await client.list_resource_templates()}
     assert tool["name"] == "segment_by_reasoning"
     assert len(tool["description"]) > 1000 and "COCO" in tool["description"] and "top-left" in tool["description"]
