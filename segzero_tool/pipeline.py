@@ -11,6 +11,7 @@ answers into segmenter prompts (:mod:`segzero_tool.projection`) live in their ow
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 import time
@@ -38,6 +39,32 @@ logger = logging.getLogger(__name__)
 
 #: Default cap on objects per answer (the reference reward truncates at 120).
 DEFAULT_MAX_OBJECTS = 50
+#: Default and largest number of verifier rounds of the self-check loop (``verify=True``).
+DEFAULT_VERIFY_ROUNDS = 2
+MAX_VERIFY_ROUNDS = 5
+#: How the self-check loop's retry asks the reasoner again: the user's query and the verifier's hint.
+RETRY_QUERY = "{query} (hint: {hint})"
+
+
+def retry_query(query: str, hint: str, max_chars: int = DEFAULT_MAX_QUERY_CHARS) -> str:
+    """The query of a retry (:data:`RETRY_QUERY`): ``"<query> (hint: <hint>)"``; the hint is cut so that
+    the whole stays within ``max_chars`` (the query itself is never cut; an empty hint gives the query)."""
+    hint = " ".join(str(hint).split())
+    if not hint:
+        return query
+    room = max_chars - len(RETRY_QUERY.format(query=query, hint=""))
+    if room <= 1:
+        return query
+    if len(hint) > room:
+        hint = hint[: room - 1].rstrip() + "…"
+    return RETRY_QUERY.format(query=query, hint=hint)
+
+
+def check_verify_rounds(rounds: int) -> int:
+    """``rounds`` as an int in ``1..MAX_VERIFY_ROUNDS``, else ``ValueError``."""
+    if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or not 1 <= rounds <= MAX_VERIFY_ROUNDS:
+        raise ValueError(f"verify_rounds must be an integer from 1 to {MAX_VERIFY_ROUNDS}, got {rounds!r}")
+    return int(rounds)
 
 
 @dataclass(frozen=True)
@@ -73,6 +100,8 @@ class SegZeroPipeline:
         max_objects: keep at most this many objects per answer (extra ones are reported in the issues).
         max_pixels: refuse larger images (decompression-bomb guard).
         max_query_chars: refuse longer queries.
+        verifier: the self-check loop's verifier (``segment(..., verify=True)``): any reasoner; ``None``
+            (default) uses the pipeline's own reasoner.
     """
 
     def __init__(
@@ -88,6 +117,7 @@ class SegZeroPipeline:
         max_objects: int = DEFAULT_MAX_OBJECTS,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         max_query_chars: int = DEFAULT_MAX_QUERY_CHARS,
+        verifier: Reasoner | None = None,
     ) -> None:
         if frame_size <= 0:
             raise ValueError(f"frame_size must be positive, got {frame_size}")
@@ -107,6 +137,7 @@ class SegZeroPipeline:
         self.max_objects = int(max_objects)
         self.max_pixels = max_pixels
         self.max_query_chars = int(max_query_chars)
+        self.verifier = verifier
         self._segment_lock = threading.Lock()
 
     # --- construction ----------------------------------------------------------------------
@@ -128,6 +159,7 @@ class SegZeroPipeline:
         segmenter_kwargs: dict[str, Any] | None = None,
         prompt_format: str | PromptFormat | None = None,
         with_segmenter: bool = True,
+        verifier: Reasoner | None = None,
         **pipeline_kwargs: Any,
     ) -> SegZeroPipeline:
         """Load a reasoner and a segmenter by registry name, hub id or local folder.
@@ -145,8 +177,13 @@ class SegZeroPipeline:
             prompt_format: override the registry's format for the reasoner (required knowledge for
                 unregistered folders of non-VisionReasoner models).
             with_segmenter: ``False`` loads no segmenter (boxes and points only).
+            verifier: the self-check loop's verifier, a ready :class:`Reasoner` instance (names are not
+                loaded here: build one with its backend's ``from_pretrained``); default the reasoner.
             **pipeline_kwargs: forwarded to the constructor (``frame_size``, ``max_objects``, ...).
         """
+        if verifier is not None and not isinstance(verifier, Reasoner):
+            raise TypeError(f"verifier must be a Reasoner instance (or None: the pipeline's reasoner), got "
+                            f"{type(verifier).__name__}; load it with its backend's from_pretrained first")
         budget = pipeline_kwargs.pop("max_new_tokens", None)
         rounding = pipeline_kwargs.pop("rounding", None)
         reasoner_obj, segmenter_obj, fmt, budget = load_models(
@@ -162,6 +199,7 @@ class SegZeroPipeline:
             prompt_format=fmt or PromptFormat.VISIONREASONER,
             max_new_tokens=budget or DEFAULT_MAX_NEW_TOKENS,
             rounding=rounding,
+            verifier=verifier,
             **pipeline_kwargs,
         )
 
@@ -274,6 +312,8 @@ class SegZeroPipeline:
         max_new_tokens: int | None = None,
         compute_masks: bool = True,
         compat: Compat | None = None,
+        verify: bool = False,
+        verify_rounds: int = DEFAULT_VERIFY_ROUNDS,
     ) -> SegmentationResult:
         """Segment what ``query`` asks for in ``image``.
 
@@ -285,13 +325,20 @@ class SegZeroPipeline:
             max_new_tokens: override the generation budget for this call.
             compute_masks: ``False`` skips SAM2 (boxes and points only).
             compat: override the pipeline's ``reference`` / ``repair`` mode for this call.
+            verify: run the self-check loop (:func:`segzero_tool.verify.run_verification`) when objects
+                came back: :attr:`verifier` (default the reasoner) sees the inspection picture and the
+                query and keeps, drops or asks for a retry; a retry segments the same loaded image again
+                (the segmenter's cached embedding) with :func:`retry_query` (``"<query> (hint: <hint>)"``)
+                and no verification of its own. The result keeps the user's ``query``; ``timings["verify"]``
+                is the loop's time, added into ``timings["total"]``; ``result.verification`` records it.
+            verify_rounds: at most this many verifier calls (1 to :data:`MAX_VERIFY_ROUNDS`; 2: one retry).
 
         Raises:
             ImageLoadError, ImageTooLargeError, QueryError: bad input (nothing is run).
         """
         return self.segment_many([(image, query)], prompt_format=prompt_format, max_objects=max_objects,
                                  max_new_tokens=max_new_tokens, compute_masks=compute_masks, progress=False,
-                                 compat=compat)[0]
+                                 compat=compat, verify=verify, verify_rounds=verify_rounds)[0]
 
     async def asegment(
         self,
@@ -299,9 +346,12 @@ class SegZeroPipeline:
         query: str,
         **kwargs: Any,
     ) -> SegmentationResult:
-        """Async :meth:`segment`: the reasoner's ``agenerate`` and the segmenter in a worker thread."""
+        """Async :meth:`segment`: the reasoner's ``agenerate`` and the segmenter in a worker thread
+        (``verify=True``: the self-check loop in a worker thread too)."""
         t_total = time.perf_counter()
         reasoner = self._require_reasoner()
+        verify = bool(kwargs.pop("verify", False))
+        verify_rounds = check_verify_rounds(kwargs.pop("verify_rounds", DEFAULT_VERIFY_ROUNDS))
         compute_masks = kwargs.pop("compute_masks", True)
         max_objects = kwargs.pop("max_objects", None)
         max_new_tokens = kwargs.pop("max_new_tokens", None)
@@ -320,7 +370,12 @@ class SegZeroPipeline:
         if compute_masks:
             timings["segment"] = await asyncio.to_thread(self._run_segmenter, job.image.array, objects)
         timings["total"] = _ms(t_total)
-        return self._finish(job, output, parsed, objects, issues, timings)
+        result = self._finish(job, output, parsed, objects, issues, timings)
+        if verify and result.objects:
+            check_cancelled()
+            result = await asyncio.to_thread(self._verify, job, result, verify_rounds, max_objects, max_new_tokens,
+                                             compute_masks)
+        return result
 
     def segment_many(
         self,
@@ -332,15 +387,19 @@ class SegZeroPipeline:
         compute_masks: bool = True,
         progress: bool = True,
         compat: Compat | None = None,
+        verify: bool = False,
+        verify_rounds: int = DEFAULT_VERIFY_ROUNDS,
     ) -> list[SegmentationResult]:
         """Segment many ``(image, query)`` pairs.
 
         All inputs are validated first (a bad one raises before any model runs), the reasoner gets
         every request in one call (backends batch them), and the segmenter work is grouped by image
         content so that several queries about one image share one embedding and one decoder batch.
+        ``verify`` / ``verify_rounds``: the self-check loop on each result with objects, as in :meth:`segment`.
         """
         t_total = time.perf_counter()
         reasoner = self._require_reasoner()
+        verify_rounds = check_verify_rounds(verify_rounds)
         jobs = [self._prepare(img, q, prompt_format, compat) for img, q in items]
         timings = [{"load": j.load_ms} for j in jobs]
         requests = [self._request(j, t, max_new_tokens) for j, t in zip(jobs, timings, strict=True)]
@@ -379,7 +438,32 @@ class SegZeroPipeline:
         for job, output, (parsed, objects, issues), t in zip(jobs, outputs, parsed_all, timings, strict=True):
             t["total"] = _ms(t_total) if len(jobs) == 1 else sum(t.values())
             results.append(self._finish(job, output, parsed, objects, issues, t))
+        if verify:
+            for k, (job, result) in enumerate(zip(jobs, results, strict=True)):
+                if result.objects:
+                    check_cancelled()
+                    results[k] = self._verify(job, result, verify_rounds, max_objects, max_new_tokens, compute_masks)
         return results
+
+    def _verify(self, job: _Job, result: SegmentationResult, rounds: int, max_objects: int | None,
+                max_new_tokens: int | None, compute_masks: bool) -> SegmentationResult:
+        """The self-check loop on ``result`` (see :meth:`segment`'s ``verify``)."""
+        from .verify import run_verification
+
+        verifier = self.verifier if self.verifier is not None else self._require_reasoner()
+
+        def rerun(hint: str) -> SegmentationResult:
+            again = self.segment_many(
+                [(job.image, retry_query(job.query, hint, self.max_query_chars))], prompt_format=job.prompt_format,
+                max_objects=max_objects, max_new_tokens=max_new_tokens, compute_masks=compute_masks, progress=False,
+                compat=job.compat, verify=False)[0]
+            return dataclasses.replace(again, query=job.query)
+
+        before = float(result.timings.get("total", 0.0))
+        out = run_verification(result, verifier=verifier, query=job.query, max_rounds=rounds, rerun=rerun)
+        verify_ms = float(out.timings.get("verify", 0.0))
+        out.timings = {**out.timings, "total": before + verify_ms}
+        return out
 
     def add_masks(self, result: SegmentationResult) -> SegmentationResult:
         """Run the segmenter for a result made with ``compute_masks=False`` (in place; returns it).
@@ -454,4 +538,5 @@ class SegZeroPipeline:
         self.close()
 
 
-__all__ = ["COMPAT_MODES", "DEFAULT_MAX_OBJECTS", "FrameObject", "SegZeroPipeline", "project_objects"]
+__all__ = ["COMPAT_MODES", "DEFAULT_MAX_OBJECTS", "DEFAULT_VERIFY_ROUNDS", "MAX_VERIFY_ROUNDS", "RETRY_QUERY",
+           "FrameObject", "SegZeroPipeline", "check_verify_rounds", "project_objects", "retry_query"]

@@ -32,6 +32,11 @@ class SettingsError(SegZeroError, ValueError):
     exit_code = 2
 
 
+#: The largest ``verify_rounds`` (:data:`segzero_tool.pipeline.MAX_VERIFY_ROUNDS`; not imported: no numpy here).
+_MAX_VERIFY_ROUNDS = 5
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
 #: dtype names the model loaders accept (see :func:`segzero_tool.devices.resolve_dtype`).
 _DTYPE_NAMES = frozenset({"auto", "bf16", "bfloat16", "fp16", "float16", "half", "fp32", "float32", "float"})
 
@@ -76,6 +81,9 @@ class PipelineSettings:
     reasoner_model_name: str | None = None  # the name the server serves the model under
     structured_outputs: str | None = None  # auto, regex, grammar or off
     image_format: str | None = None  # png or jpeg
+    # the self-check loop (segment(..., verify=True)); rounds: 1 to MAX_VERIFY_ROUNDS
+    verify: bool = False
+    verify_rounds: int = 2
 
     ENV_PREFIX = "SEGZERO_"
 
@@ -95,6 +103,11 @@ class PipelineSettings:
             value = getattr(self, name)
             if value is not None and value < low:
                 return f"{name} must be at least {low}, got {value}"
+        if isinstance(self.verify_rounds, bool) or not isinstance(self.verify_rounds, int) or not (
+                1 <= self.verify_rounds <= _MAX_VERIFY_ROUNDS):
+            return f"verify_rounds must be from 1 to {_MAX_VERIFY_ROUNDS}, got {self.verify_rounds!r}"
+        if not isinstance(self.verify, bool):
+            return f"verify must be true or false, got {self.verify!r}"
         dtype = str(self.dtype).strip().lower().removeprefix("torch.")
         if dtype not in _DTYPE_NAMES:
             return f"dtype must be auto, bf16, fp16 or fp32, got {self.dtype!r}"
@@ -134,6 +147,16 @@ class PipelineSettings:
             if name not in known:
                 raise SettingsError(f"{source}: unknown setting {key!r}; known: {', '.join(known)}")
             typ = str(known[name].type)
+            if typ.startswith("bool"):
+                word = str(value).strip().lower()
+                if isinstance(value, bool):
+                    pass
+                elif word in _TRUE or word in _FALSE:
+                    value = word in _TRUE
+                else:
+                    raise SettingsError(f"{source}: setting {key!r} must be true or false, got {value!r}")
+                updates[name] = value
+                continue
             try:
                 if typ.startswith("int"):
                     value = int(value)
