@@ -72,5 +72,5 @@ def test_example_client_configs_start_segzero_mcp_with_valid_flags(kit, tmp_path
                 seen += 1
             else:
                 assert entry["url"] == "http://127.0.0.1:8765/mcp" and "Bearer" in entry["headers"]["Authorization"]
-    assert seen == 3
+    assert seen == 4
     assert "claude mcp add segzero -- segzero-mcp" in (folder / "claude_code.md").read_text()

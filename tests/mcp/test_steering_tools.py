@@ -362,6 +362,14 @@ async def test_stdio_reasoner_none_runs_the_worked_example(kit, tiny_sam2_dir, i
                     ids.append(res["structuredContent"]["result_id"])
             status = json.loads((await client.read("segzero://status"))[0]["text"])
     first, seen, refined, picked = (r.get("structuredContent") for r in replies)
+    # the README's abbreviated replies
+    assert "#0: box [172, 18, 410, 300]; score 0.70" in _text(replies[0]) and "label 'cup'" in _text(replies[0])
+    assert "#1: box none; point (365, 285); score 0.64" in _text(replies[0])
+    assert "- #0 box [172, 18, 410, 300] score 0.70 area 2,871 px (1.2% of the image); label 'cup'" in _text(replies[1])
+    assert "- #1 box none points (365, 285) score 0.64 area 4,494 px (1.9% of the image); label 'spoon'" in _text(
+        replies[1])
+    assert "#1: box none; points (365, 285), (405, 110)" in _text(replies[2])
+    assert "#0: box none; points (365, 285), (405, 110)" in _text(replies[3])
     assert [(o["index"], o["box"], o["points"], o["label"]) for o in first["objects"]] == [
         (0, [172, 18, 410, 300], [], "cup"), (1, None, [[365, 285]], "spoon")]
     assert first["mask_encoding"] == "none" and first["objects"][0]["rle"] is None
