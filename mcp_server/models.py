@@ -118,6 +118,18 @@ IncludeOverlayArg = Annotated[bool, Field(
     ),
 )]
 
+VerifyArg = Annotated[bool, Field(
+    description=(
+        "Run the self-check loop: after the masks, the verifier model looks at a numbered picture of them with the "
+        "query and keeps the objects that answer it, drops the others, or asks for one retry with a hint. Slower "
+        "(one more model call per round); off by default. What it did is in `verification` and parse_issues."
+    ),
+)]
+VerifyRoundsArg = Annotated[int, Field(
+    ge=1, le=5,
+    description="At most this many verifier calls when verify is true (1 to 5; default 2 = one retry allowed).",
+)]
+
 
 # --- the steering tools (the calling agent proposes, our segmenter draws the masks) -----------------
 
@@ -280,6 +292,9 @@ class SegmentationOutput(BaseModel):
     masks_left_out_reason: str | None = Field(default=None, description="Why masks were left out, when they were.")
     notes: list[str] = Field(default_factory=list,
                              description="Anything else shortened or left out of this result, and where to find it.")
+    verification: dict[str, Any] | None = Field(
+        default=None, description="What the self-check loop did (verify=true): its rounds, the verifier's verdicts "
+                                  "and text; null when it did not run.")
 
 
 def result_uri(result_id: str, part: str) -> str:
@@ -290,6 +305,6 @@ def result_uri(result_id: str, part: str) -> str:
 __all__ = [
     "TOOL_NAME", "TOOL_DESCRIPTION", "URI_SCHEME", "CocoRle", "LeftOutMask", "SegmentedObjectOut", "SegmentationOutput",
     "ImageArg", "QueryArg", "PromptFormatArg", "MaxObjectsArg", "MaskEncodingArg", "IncludeOverlayArg",
-    "result_uri", "PROMPTS_TOOL", "REFINE_TOOL", "INSPECT_TOOL", "SELECT_TOOL", "PROMPTS_DESCRIPTION",
+    "result_uri", "VerifyArg", "VerifyRoundsArg", "PROMPTS_TOOL", "REFINE_TOOL", "INSPECT_TOOL", "SELECT_TOOL", "PROMPTS_DESCRIPTION",
     "REFINE_DESCRIPTION", "INSPECT_DESCRIPTION", "SELECT_DESCRIPTION", "InspectionOutput",
 ]

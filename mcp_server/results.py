@@ -131,7 +131,7 @@ def encode_result(result: SegmentationResult, rid: str, *, mask_encoding: str, m
         timings_ms={k: round(v, 1) for k, v in result.timings.items()},
         mask_uris=[o["mask_uri"] for o in objects], union_mask_uri=result_uri(rid, "mask.png"),
         overlay_uri=result_uri(rid, "overlay.png"), result_uri=result_uri(rid, "result.json"),
-        masks_left_out=[], masks_left_out_reason=None, notes=[],
+        masks_left_out=[], masks_left_out_reason=None, notes=[], verification=d.get("verification"),
     )
     links = _links(fields, overlay_max_side) if resource_links else []
     text_reserve = TEXT_BUDGET * 2 + 2 * _BLOCK_OVERHEAD  # JSON escaping can at most double the text

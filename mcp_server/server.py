@@ -54,6 +54,8 @@ from .models import (
     ResultIdArg,
     SegmentationOutput,
     SelectIndicesArg,
+    VerifyArg,
+    VerifyRoundsArg,
 )
 from .results import Encoded, image_b64
 from .service import STAGES, SegZeroService, tool_error_message
@@ -125,13 +127,16 @@ def create_server(settings: ServerSettings | None = None, *, pipeline: "SegZeroP
         max_objects: MaxObjectsArg = None,
         mask_encoding: MaskEncodingArg = "rle",
         include_overlay: IncludeOverlayArg = False,
+        verify: VerifyArg = False,
+        verify_rounds: VerifyRoundsArg = 2,
     ) -> Annotated[CallToolResult, SegmentationOutput]:
         async def progress(step: float, message: str) -> None:
             await ctx.report_progress(step, STAGES, message)
 
         try:
             done = await svc.segment(image, query, prompt_format=prompt_format, max_objects=max_objects,
-                                     mask_encoding=mask_encoding, include_overlay=include_overlay, progress=progress)
+                                     mask_encoding=mask_encoding, include_overlay=include_overlay, progress=progress,
+                                     verify=verify, verify_rounds=verify_rounds)
         except SegZeroError as exc:
             log.info("%s refused: %s", TOOL_NAME, exc)
             raise compat.ToolError(tool_error_message(exc)) from None

@@ -23,6 +23,7 @@ import asyncio
 import collections
 import contextlib
 import functools
+import inspect
 import logging
 import re
 import time
@@ -313,7 +314,7 @@ class SegZeroService:
 
     async def segment(self, image: str, query: str, *, prompt_format: str | None = None,
                       max_objects: int | None = None, mask_encoding: str = "rle", include_overlay: bool = False,
-                      progress: ProgressFn | None = None) -> Encoded:
+                      progress: ProgressFn | None = None, verify: bool = False, verify_rounds: int = 2) -> Encoded:
         """Run one tool call.
 
         Raises:
@@ -351,10 +352,18 @@ class SegZeroService:
                     raise NoReasonerError(
                         "this server has no reasoner (segzero-mcp --reasoner none); send boxes or points with "
                         "segment_by_prompts(image, objects=[{\"box\": [x1, y1, x2, y2]}]) instead")
-                await calls.stage(3, "reasoning")
-                result = await run_in_thread(token, _reason, pipe, loaded, query, prompt_format, n_objects,
-                                             progress=calls)
-                if pipe.segmenter is not None and result.objects:
+                if verify:
+                    if "verify" not in inspect.signature(pipe.segment).parameters:
+                        raise SegZeroError("this server's pipeline has no self-check loop; call again without verify")
+                    await calls.stage(3, "reasoning, segmenting and verifying")
+                    result = await run_in_thread(token, functools.partial(
+                        pipe.segment, prompt_format=prompt_format, max_objects=n_objects, verify=True,
+                        verify_rounds=verify_rounds), loaded, query, progress=calls)
+                else:
+                    await calls.stage(3, "reasoning")
+                    result = await run_in_thread(token, _reason, pipe, loaded, query, prompt_format, n_objects,
+                                                 progress=calls)
+                if not verify and pipe.segmenter is not None and result.objects:
                     await calls.stage(4, f"segmenting {len(result.objects)} object(s)")
                     await run_in_thread(token, pipe.add_masks, result, progress=calls)
                 await calls.stage(5, "encoding")

@@ -36,7 +36,8 @@ async def test_tool_and_resource_templates_are_described(make_server, kit):
     assert tool["name"] == "segment_by_reasoning"
     assert len(tool["description"]) > 1000 and "COCO" in tool["description"] and "top-left" in tool["description"]
     props = tool["inputSchema"]["properties"]
-    assert set(props) == {"image", "query", "prompt_format", "max_objects", "mask_encoding", "include_overlay"}
+    assert set(props) == {"image", "query", "prompt_format", "max_objects", "mask_encoding", "include_overlay", "verify",
+                          "verify_rounds"}
     assert all(len(p["description"]) > 60 for p in props.values())
     assert sorted(tool["inputSchema"]["required"]) == ["image", "query"]
     assert props["max_objects"]["anyOf"][0] == {"maximum": 100, "minimum": 1, "type": "integer"}

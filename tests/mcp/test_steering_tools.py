@@ -381,3 +381,27 @@ async def test_stdio_reasoner_none_runs_the_worked_example(kit, tiny_sam2_dir, i
     assert picked["objects"][0]["rle"] is not None and len(set(ids)) == 3
     assert status["models"]["reasoner"] == "none" and status["state"] == "ready"
     assert "no reasoner" in errlog.read_text()
+
+
+# --- segment_by_reasoning(verify=true): the self-check loop -------------------------------------------
+
+
+async def test_segment_by_reasoning_verify_keeps_what_the_verifier_keeps(steer_server, kit, image_root):
+    from segzero_tool.pipeline import SegZeroPipeline
+
+    reasoner = kit.ScriptedReasoner([kit.ANSWER, '<think>only #1</think><answer>{"keep": [1]}</answer>'])
+    async with kit.connect_memory(steer_server(SegZeroPipeline(reasoner, kit.BoxSegmenter()))) as client:
+        (tool,) = [t for t in await client.list_tools() if t["name"] == "segment_by_reasoning"]
+        props = tool["inputSchema"]["properties"]
+        assert props["verify"]["default"] is False and props["verify_rounds"]["default"] == 2
+        assert "verification" in tool["outputSchema"]["properties"]
+        res = await client.call({"image": "coffee.png", "query": "the cup", "verify": True})
+        plain = await client.call({"image": "coffee.png", "query": "the cup"})
+        bad = await client.call({"image": "coffee.png", "query": "the cup", "verify": True, "verify_rounds": 9})
+    assert res.get("isError") is not True, res
+    out = res["structuredContent"]
+    assert [o["box"] for o in out["objects"]] == [kit.BOXES[1]]
+    assert out["verification"] is not None and "verif" in " ".join(out["parse_issues"])
+    assert len(reasoner.calls) == 3  # reason, verify; then the plain call reasons only
+    assert plain["structuredContent"]["verification"] is None and len(plain["structuredContent"]["objects"]) == 2
+    assert bad["isError"] is True
