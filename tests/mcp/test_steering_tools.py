@@ -383,6 +383,30 @@ async def test_stdio_reasoner_none_runs_the_worked_example(kit, tiny_sam2_dir, i
     assert "no reasoner" in errlog.read_text()
 
 
+@pytest.mark.slow
+async def test_stdio_reasoner_none_lists_tools_while_the_segmenter_loads(kit, image_root, tmp_path):
+    import os
+
+    folder = tmp_path / "slow-segmenter"
+    folder.mkdir()
+    (folder / "load_s").write_text("60")
+    env = kit.server_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), env["PYTHONPATH"]])
+    args = ["-m", "segzero_tool.mcp_server", "--reasoner", "none", "--segmenter", str(folder),
+            "--segmenter-backend", "steer_plugins:SlowLoadingSegmenter", "--allow-root", str(image_root)]
+    with open(tmp_path / "stderr.txt", "w") as err:
+        async with kit.connect_stdio(args, env, image_root, err) as client:
+            t0 = time.monotonic()
+            tools = await client.list_tools()
+            status = json.loads((await client.read("segzero://status"))[0]["text"])
+            stale = await client.call({"result_id": "0123456789abcdef"}, name="inspect_result")
+            elapsed = time.monotonic() - t0
+    assert [t["name"] for t in tools] == STEERING
+    assert status["state"] == "loading" and status["models"]["reasoner"] == "none"
+    assert stale["isError"] is True and "unknown result id" in _text(stale)  # answered without the models
+    assert elapsed < 10, elapsed
+
+
 # --- segment_by_reasoning(verify=true): the self-check loop -------------------------------------------
 
 
