@@ -322,6 +322,10 @@ class SegZeroService:
                 :class:`ServerBusy`, a failed model load; the message says what to do.
             asyncio.CancelledError: the call was cancelled (its work has stopped).
         """
+        if not self.has_reasoner:
+            raise NoReasonerError(
+                "this server has no reasoner (segzero-mcp --reasoner none); send boxes or points with "
+                "segment_by_prompts(image, objects=[{\"box\": [x1, y1, x2, y2]}]) instead")
         calls = CallProgress(progress or _no_progress, self.progress_interval_s)
         validate_query(query)  # cheap checks first: nothing waits in the queue for a bad query
         if not isinstance(image, str) or not image.strip():
@@ -348,7 +352,7 @@ class SegZeroService:
                     pipe = await self.loader.wait(waiting)
                 else:
                     pipe = self.loader.value
-                if not self.has_reasoner or pipe.reasoner is None:
+                if pipe.reasoner is None:
                     raise NoReasonerError(
                         "this server has no reasoner (segzero-mcp --reasoner none); send boxes or points with "
                         "segment_by_prompts(image, objects=[{\"box\": [x1, y1, x2, y2]}]) instead")

@@ -100,6 +100,17 @@ async def test_tools_listed_with_and_without_a_reasoner(steer_server, kit):
         assert len(bare[name]["description"]) > 300 and "outputSchema" in bare[name]
 
 
+async def test_without_a_reasoner_segment_by_reasoning_is_refused(steer_server, kit):
+    from segzero_tool.errors import NoReasonerError
+
+    server = steer_server()
+    async with kit.connect_memory(server) as client:
+        res = await client.call({"image": "coffee.png", "query": "the cup"})
+    assert res["isError"] is True
+    with pytest.raises(NoReasonerError, match="segment_by_prompts"):
+        await server.segzero.segment("coffee.png", "the cup")
+
+
 def test_reasoner_none_from_flags_and_environment(image_root):
     from segzero_tool.mcp_server import ServerSettings
     from segzero_tool.mcp_server.service import SegZeroService, describe_models, preflight
