@@ -1,4 +1,6 @@
-"""MCP server for segzero-tool (``segzero_tool.mcp_server``): the ``segment_by_reasoning`` tool.
+"""MCP server for segzero-tool (``segzero_tool.mcp_server``): the ``segment_by_reasoning`` tool and the
+steering tools ``segment_by_prompts``, ``refine_object``, ``inspect_result`` and ``select_objects``
+(``segzero-mcp --reasoner none`` loads only the segmenter and serves only those four).
 
 Run it with ``segzero-mcp`` (stdio, for an MCP client configuration) or ``segzero-mcp --http``;
 build it in Python with :func:`create_server`. Needs the ``mcp`` extra
