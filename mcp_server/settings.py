@@ -12,6 +12,10 @@ Server variables (see :data:`ENV_NAMES`)::
     SEGZERO_MCP_ROOTS (os.pathsep-separated folders)
     SEGZERO_MCP_ALLOW_URLS=1           SEGZERO_MCP_ALLOW_PRIVATE_URLS=1   SEGZERO_MCP_URL_TIMEOUT
     SEGZERO_MCP_MAX_DOWNLOAD_BYTES     SEGZERO_MCP_MAX_BASE64_BYTES       SEGZERO_MCP_MAX_PIXELS ...
+    SEGZERO_MCP_LIVE_RESULTS (16)      SEGZERO_MCP_LIVE_STORE_BYTES (1GB) SEGZERO_MCP_LIVE_TTL (1800 s):
+        the results the steering tools (refine_object, inspect_result, select_objects) can still use
+
+``SEGZERO_REASONER=none`` (``--reasoner none``) loads only the segmenter and serves only the steering tools.
 
 The server's ``max_pixels`` and ``max_objects`` are the limits that apply: they are copied into
 ``pipeline`` so that the pipeline enforces the same values.
