@@ -175,7 +175,7 @@ BaseResultIdArg = Annotated[str | None, Field(
     description="Instead of image: the result_id of an earlier result whose image to reuse (its embedding is cached).",
 )]
 ResultIdArg = Annotated[str, Field(description="The result_id of an earlier result (from any of this server's tools).")]
-ObjectsArg = Annotated[list[dict[str, Any]], Field(
+ObjectsArg = Annotated[list[Any], Field(
     description=(
         "The objects to segment, e.g. [{\"box\": [10, 20, 200, 240], \"label\": \"cup\"}, {\"points\": [[320, 110]], "
         "\"negative_points\": [[300, 150]]}]. Keys: box [x1, y1, x2, y2], points [[x, y], ...] (on the object), "

@@ -224,6 +224,7 @@ BAD = [
     ("segment_by_prompts", {"image": "coffee.png", "objects": [{"box": ["a", 0, 5, 5]}]}, "is not a number"),
     ("segment_by_prompts", {"image": "coffee.png", "objects": [{"box": [700, 500, 900, 600]}]}, "objects[0].box"),
     ("segment_by_prompts", {"image": "coffee.png", "objects": [{"boxx": [0, 0, 5, 5]}]}, "unknown key"),
+    ("segment_by_prompts", {"image": "coffee.png", "objects": [5]}, "objects[0] must be an object"),
     ("segment_by_prompts", {"result_id": "0123456789abcdef", "objects": [{"box": [0, 0, 5, 5]}]},
      "segment_by_prompts with image"),
     ("refine_object", {"result_id": "nope", "index": 0, "add_points": [[1, 1]]}, "unknown result id 'nope'"),
