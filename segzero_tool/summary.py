@@ -73,11 +73,19 @@ def _object_line(i: int, result: SegmentationResult, links: Links | None, omitte
     return line
 
 
+def from_prompts(result: SegmentationResult) -> bool:
+    """Whether ``result`` was made from the caller's prompts (``segment_by_prompts``: no reasoner ran)."""
+    return result.prompt_format == "prompts"
+
+
 def what_next(result: SegmentationResult, budget_hint: str | None = None,
               format_hint: str | None = None) -> str | None:
     """One sentence on what could help when no object came back (``None`` when objects did)."""
     if result.objects:
         return None
+    if from_prompts(result):
+        return ("Call segment_by_prompts with the boxes or points of the objects you want (image pixels), "
+                "or keep an earlier result that had them.")
     if result.truncated:
         hint = f" ({budget_hint})" if budget_hint else ""
         return ("The model's answer was cut off by its token budget before it finished; rephrasing will not "
@@ -113,7 +121,21 @@ def summarize(result: SegmentationResult, *, links: Links | None = None, max_cha
     rid = f" (result_id {links.result_id})" if links is not None and links.result_id else ""
     head: list[str] = []
     tail: list[str] = []
-    if result.objects:
+    prompted = from_prompts(result)
+    asked = f" (query {clip(result.query, 300)!r})" if prompted and result.query.strip() else ""
+    if result.objects and prompted:
+        head.append(f"Found {len(result.objects)} object(s) from {len(result.objects)} prompted objects{asked} in "
+                    f"the {w}x{h} image{rid}.")
+        head.append("Coordinates are original-image pixels, origin top-left, x right, y down; "
+                    "box = [x1, y1, x2, y2] inclusive; point = (x, y).")
+    elif prompted:
+        head.append(f"No object in this result from prompted objects{asked} in the {w}x{h} image{rid} "
+                    "(none was kept).")
+        if result.parse_issues:
+            issues = "; ".join(clip(s, 160) for s in result.parse_issues[:5])
+            more = f" (+{len(result.parse_issues) - 5} more)" if len(result.parse_issues) > 5 else ""
+            head.append(f"Issues: {issues}{more}.")
+    elif result.objects:
         head.append(f"Found {len(result.objects)} object(s) for the query {clip(result.query, 300)!r} in the "
                     f"{w}x{h} image{rid}.")
         head.append("Coordinates are original-image pixels, origin top-left, x right, y down; "
@@ -168,4 +190,4 @@ def summarize(result: SegmentationResult, *, links: Links | None = None, max_cha
     return text if len(text) < max_chars else text[: max_chars - 2] + "…"
 
 
-__all__ = ["TEXT_BUDGET", "Links", "summarize", "what_next", "clip"]
+__all__ = ["TEXT_BUDGET", "Links", "clip", "from_prompts", "summarize", "what_next"]
