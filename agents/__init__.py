@@ -2,6 +2,8 @@
 
 * :class:`SegmentByReasoningTool` (``segment_by_reasoning``): the pipeline as a LangChain tool
   (``agents/tool.py``; needs the ``langchain`` extra);
+* :func:`make_steering_tools`: ``segment_by_prompts``, ``refine_object``, ``inspect_result`` and
+  ``select_objects`` sharing one store of live results with ``segment_by_reasoning`` (``agents/steering.py``);
 * :func:`object_geometry` and friends: grasp point, orientation, box, area and 3-D point of a mask
   (``agents/geometry.py``; numpy and OpenCV only).
 
@@ -18,6 +20,12 @@ _EXPORTS: dict[str, str] = {
     "SegmentByReasoningTool": "tool",
     "summarize_result": "tool",
     "decode_base64_image": "tool",
+    "SegmentByPromptsTool": "steering",
+    "RefineObjectTool": "steering",
+    "InspectResultTool": "steering",
+    "SelectObjectsTool": "steering",
+    "make_steering_tools": "steering",
+    "new_result_store": "steering",
     "Intrinsics": "geometry",
     "ObjectGeometry": "geometry",
     "object_geometry": "geometry",

@@ -54,7 +54,7 @@ from segzero_tool.prompts import DEFAULT_MAX_QUERY_CHARS, validate_query
 from segzero_tool.result import SegmentationResult
 from segzero_tool.settings import PipelineSettings
 from segzero_tool.sources import ImagePolicy, decode_base64_image, load_image_source
-from segzero_tool.summary import TEXT_BUDGET, summarize
+from segzero_tool.summary import TEXT_BUDGET, Links, summarize
 
 if TYPE_CHECKING:
     from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackManagerForToolRun
@@ -127,12 +127,14 @@ BUDGET_HINT = "raise max_new_tokens of the pipeline (SegZeroPipeline.from_pretra
 FORMAT_HINT = "check the pipeline's reasoner and prompt_format, or pass prompt_format to the tool"
 
 
-def summarize_result(result: SegmentationResult, *, reasoning_chars: int = 600, max_chars: int = TEXT_BUDGET) -> str:
+def summarize_result(result: SegmentationResult, *, reasoning_chars: int = 600, max_chars: int = TEXT_BUDGET,
+                     result_id: str | None = None) -> str:
     """The compact text a chat model reads (:func:`segzero_tool.summary.summarize`, shared with the MCP
     server): objects with boxes, points, scores and areas, the reasoning, and, when nothing was found,
-    the parse status, the issues and what could help; at most ``max_chars`` (8,000) characters."""
+    the parse status, the issues and what could help; at most ``max_chars`` (8,000) characters.
+    ``result_id``: the result's id in a store of live results, named in the text."""
     return summarize(result, max_chars=max_chars, reasoning_chars=reasoning_chars, budget_hint=BUDGET_HINT,
-                     format_hint=FORMAT_HINT)
+                     format_hint=FORMAT_HINT, links=Links(result_id=result_id) if result_id else None)
 
 
 def _image_hint(policy: ImagePolicy) -> str:
@@ -215,6 +217,10 @@ class SegmentByReasoningTool(BaseTool):
     max_image_bytes: int = Field(25_000_000, gt=0)
     reasoning_chars: int = Field(600, ge=0)
     progress_interval_s: float = Field(2.0, gt=0, le=60)
+    #: a store of live results (:class:`~segzero_tool.handles.ResultHandles`) shared with the steering tools
+    #: (:func:`segzero_tool.agents.make_steering_tools`): each result is stored and its ``result_id`` is in the
+    #: text, so ``refine_object`` / ``inspect_result`` / ``select_objects`` can take it. ``None``: not stored.
+    handles: Any = Field(None, exclude=True, repr=False)
 
     @field_validator("pipeline")
     @classmethod
@@ -298,7 +304,8 @@ class SegmentByReasoningTool(BaseTool):
 
     def _respond(self, result: SegmentationResult) -> tuple[str | list[Any], SegmentationResult]:
         """``(content, artifact)``: the summary (plus the overlay as an image block) and the result."""
-        text = summarize_result(result, reasoning_chars=self.reasoning_chars)
+        rid = self.handles.put(result) if self.handles is not None else None
+        text = summarize_result(result, reasoning_chars=self.reasoning_chars, result_id=rid)
         if not self.include_image:
             return text, result
         buf = io.BytesIO()
