@@ -259,4 +259,25 @@ def result_geometry(result: SegmentationResult, *, depth: np.ndarray | None = No
     return out
 
 
-__all__ = ["Intrinsics", "ObjectGeometry", "deproject", "object_geometry", "result_geometry"]
+def box_agreement(mask: Any, box: Any) -> dict[str, float]:
+    """How well a mask agrees with the box it was prompted with (inclusive ``[x1, y1, x2, y2]`` pixels).
+
+    Returns:
+        ``{"inside": share of the mask's pixels inside the box, "coverage": share of the box's pixels
+        covered by the mask}``, each in ``[0, 1]`` (an empty mask: both 0). A mask far outside its box
+        has a small ``inside``; a speck in a large box a small ``coverage``.
+    """
+    m = _as_mask(mask)
+    h, w = m.shape
+    x1, y1, x2, y2 = (int(round(float(v))) for v in box)
+    x1, x2 = sorted((max(0, min(w - 1, x1)), max(0, min(w - 1, x2))))
+    y1, y2 = sorted((max(0, min(h - 1, y1)), max(0, min(h - 1, y2))))
+    total = int(np.count_nonzero(m))
+    if total == 0:
+        return {"inside": 0.0, "coverage": 0.0}
+    inside = int(np.count_nonzero(m[y1 : y2 + 1, x1 : x2 + 1]))
+    area = (x2 - x1 + 1) * (y2 - y1 + 1)
+    return {"inside": round(inside / total, 4), "coverage": round(inside / area, 4)}
+
+
+__all__ = ["Intrinsics", "ObjectGeometry", "box_agreement", "deproject", "object_geometry", "result_geometry"]

@@ -77,6 +77,10 @@ class LazyPipeline:
         pipeline = self._pipeline or await asyncio.to_thread(self.get)
         return await pipeline.asegment(image, query, **kwargs)
 
+    def refine_object(self, result: Any, index: int, **kwargs: Any) -> Any:
+        """The pipeline's ``refine_object`` (the planner refines a mask that disagrees with its box)."""
+        return self.get().refine_object(result, index, **kwargs)
+
     def __getattr__(self, name: str) -> Any:  # max_pixels, max_objects, ... of the real pipeline
         if name.startswith("_"):
             raise AttributeError(name)

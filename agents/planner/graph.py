@@ -6,8 +6,9 @@
                                  ↑                    ↑         └─failed→ resolve   └─rejected─→ END
                                  └──── re-query ──────┴── choice ──────────┘ └─abort─→ END
 
-* ``resolve`` re-queries automatically (a refined description; bounded by ``max_attempts``) and
-  otherwise asks the human with ``interrupt({"type": "question", ...})``;
+* ``resolve`` re-queries automatically (a refined description; bounded by ``max_attempts``), refines
+  once a mask that disagrees with the reasoner's box (the reasoner's point as a click, with
+  ``refine_object`` of the pipeline), and otherwise asks the human with ``interrupt({"type": "question", ...})``;
 * ``approve`` always asks with ``interrupt({"type": "approval", "plan": [...]})`` before anything
   runs (unless ``require_approval=False``);
 * resume either with ``graph.invoke(Command(resume=...), config)`` on the same ``thread_id``.
@@ -19,7 +20,15 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .perception import as_depth, as_segment_fn, measure, perceive_query, resolve_image, to_intrinsics
+from .perception import (
+    as_depth,
+    as_segment_fn,
+    measure,
+    object_record,
+    perceive_query,
+    resolve_image,
+    to_intrinsics,
+)
 from .planning import build_plan, check_plan, select
 from .state import PlannerInput, PlannerState, TaskSpec
 from .task import parse_task_llm, parse_task_rules, refine_query_llm, refine_query_rules
@@ -140,6 +149,8 @@ def build_planner_graph(
     if max_depth_m is not None and not max_depth_m > 0:
         raise ValueError(f"max_depth_m must be positive, got {max_depth_m}")
     segment = as_segment_fn(segmenter)
+    # the last full result per (role, query), for refine_object (memory only: the state stays JSON)
+    live: dict[tuple[str, str], Any] = {}
 
     def understand_task(state: PlannerState) -> dict[str, Any]:
         task = (state.get("task") or "").strip()
@@ -174,7 +185,7 @@ def build_planner_graph(
             if old is not None and old.get("query") == query:
                 continue
             image = resolve_image(state["image"]) if image is None else image
-            p = perceive_query(segment, image, query)
+            p = perceive_query(segment, image, query, keep=lambda r, k=(role, query): live.__setitem__(k, r))
             p["tried"] = [*(old or {}).get("tried", []), query]
             objects[role] = p
             log.append(f"perceive {role}: {query!r} -> {p['summary']}")
@@ -223,6 +234,13 @@ def build_planner_graph(
         attempts = dict(state.get("attempts") or {})
         n = attempts.get(role, 0)
         auto = (kind == "found" and n < max_attempts) or (kind == "unique" and n == 0 < max_attempts)
+        # looked up only now: a lazily loaded pipeline has loaded by the time a mask is checked
+        refine_fn = getattr(segmenter, "refine_object", None)
+        if kind == "mask_box" and callable(refine_fn) and not attempts.get(f"{role}:refine"):
+            attempts[f"{role}:refine"] = 1
+            update = _refined(refine_fn, role, query, perception, int(failed["index"]), state)
+            if update is not None:
+                return Command(goto="geometry", update={**update, "attempts": attempts})
         if auto:
             problem = "not_found" if kind == "found" else "ambiguous"
             new = (refine_query_llm(query, problem, state["task"], model) if model is not None
@@ -256,6 +274,33 @@ def build_planner_graph(
             return Command(goto="plan", update=update)
         return Command(goto="plan", update={"log": [said, "the answer resolves nothing; asking again"]})
 
+    def _refined(refine_fn: Callable[..., Any], role: str, query: str, perception: dict[str, Any], index: int,
+                 state: PlannerState) -> dict[str, Any] | None:
+        """Refine object ``index`` with the reasoner's point as a click, restarting from its box."""
+        result = live.get((role, query))
+        try:
+            if result is None or index >= len(result.objects):
+                result = segment(resolve_image(state["image"]), query)
+                live[(role, query)] = result
+            obj = result.objects[index]
+            box = list(obj.box)
+            x1, y1, x2, y2 = box
+            inside = [p for p in obj.points if x1 <= p[0] <= x2 and y1 <= p[1] <= y2]
+            click = list(inside[0]) if inside else [(x1 + x2) // 2, (y1 + y2) // 2]
+            refined = refine_fn(result, index, add_points=[click], box=box)
+        except Exception as exc:  # noqa: BLE001 - the human is asked instead
+            logger.warning("refining %s #%d failed: %s", role, index, exc)
+            return None
+        live[(role, query)] = refined
+        record = {**object_record(index, refined.objects[index]), "refined": True}
+        objects = list(perception["objects"])
+        objects[index] = record
+        ag = record.get("agreement") or {}
+        return {"objects": {**state["objects"], role: {**perception, "objects": objects}},
+                "log": [f"resolve: {role} #{index}: the mask did not match its box; refined with a click at "
+                        f"{tuple(click)} in box {box} -> {ag.get('inside', 0):.0%} inside, "
+                        f"{ag.get('coverage', 0):.0%} of the box covered"]}
+
     def approve(state: PlannerState) -> Command:
         payload = {
             "type": "approval",
@@ -288,7 +333,7 @@ def build_planner_graph(
     g.add_node("geometry", geometry)
     g.add_node("plan", plan)
     g.add_node("check", check)
-    g.add_node("resolve", resolve, destinations=("perceive", "plan", END))
+    g.add_node("resolve", resolve, destinations=("perceive", "geometry", "plan", END))
     g.add_node("approve", approve, destinations=("execute", END))
     g.add_node("execute", execute)
     g.add_edge(START, "understand_task")
@@ -319,6 +364,12 @@ def _question(kind: str, role: str, query: str, perception: dict[str, Any], fail
         text = (f"I found {perception['count']} candidates for {query!r}: {listing}. Which one should I "
                 f"{action}? Resume with {{'choice': <index>}}, {{'query': '<a better description>'}} "
                 "or {'abort': true}.")
+    elif kind == "mask_box":
+        k = "mask_off_box"
+        text = (f"The mask I got does not fit the object I located: {failed['detail']}"
+                + (" (also after a refinement click)" if (state.get("attempts") or {}).get(f"{role}:refine") else "")
+                + ". Resume with {'proceed': true} to use it anyway, {'choice': <index>} for another candidate, "
+                "{'query': '<a better description>'} or {'abort': true}.")
     else:
         k = "unreachable"
         text = (f"Step {failed.get('step')} is not reachable: {failed['detail']}. Resume with "

@@ -47,21 +47,33 @@ def resolve_image(image: Any, max_bytes: int = 25_000_000) -> Any:
     return image
 
 
-def perceive_query(segment: SegmentFn, image: Any, query: str) -> dict[str, Any]:
-    """Run one query and keep what the planner needs (boxes, points, scores, RLE masks)."""
+def object_record(i: int, obj: Any) -> dict[str, Any]:
+    """What the planner keeps of one object: box, points, score, area, RLE mask and, with a mask and
+    a box, how well they agree (:func:`~segzero_tool.agents.geometry.box_agreement`)."""
+    from segzero_tool.agents.geometry import box_agreement
     from segzero_tool.masks import rle_encode
 
+    record = {
+        "index": i,
+        "box": list(obj.box) if obj.box is not None else None,
+        "points": [list(p) for p in obj.points],
+        "score": round(float(obj.score), 4) if np.isfinite(obj.score) else None,
+        "area": obj.area,
+        "rle": rle_encode(obj.mask) if obj.mask is not None else None,
+    }
+    if obj.mask is not None and obj.box is not None:
+        record["agreement"] = box_agreement(obj.mask, obj.box)
+    return record
+
+
+def perceive_query(segment: SegmentFn, image: Any, query: str,
+                   keep: Callable[[SegmentationResult], None] | None = None) -> dict[str, Any]:
+    """Run one query and keep what the planner needs (boxes, points, scores, RLE masks, mask/box
+    agreement); ``keep(result)`` receives the full result (for a later refinement)."""
     result = segment(image, query)
-    objects = []
-    for i, obj in enumerate(result.objects):
-        objects.append({
-            "index": i,
-            "box": list(obj.box) if obj.box is not None else None,
-            "points": [list(p) for p in obj.points],
-            "score": round(float(obj.score), 4) if np.isfinite(obj.score) else None,
-            "area": obj.area,
-            "rle": rle_encode(obj.mask) if obj.mask is not None else None,
-        })
+    if keep is not None:
+        keep(result)
+    objects = [object_record(i, obj) for i, obj in enumerate(result.objects)]
     w, h = result.image_size
     return {
         "query": query,
@@ -168,5 +180,6 @@ def point_3d(depth: np.ndarray | None, intrinsics: Intrinsics | None, point: Seq
     return [round(v, 4) for v in deproject((float(point[0]), float(point[1])), z, intrinsics)]
 
 
-__all__ = ["SegmentFn", "as_depth", "as_segment_fn", "depth_at", "measure", "perceive_query", "point_3d",
+__all__ = ["SegmentFn", "as_depth", "as_segment_fn", "depth_at", "measure", "object_record", "perceive_query",
+           "point_3d",
            "resolve_image", "to_intrinsics"]

@@ -19,6 +19,26 @@ from .state import MANIPULATIONS
 DIRECTIONS = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "forward": (0.0, -1.0), "backward": (0.0, 1.0)}
 
 
+#: A mask agrees with the reasoner's box when at least this share of it lies inside the box ...
+MIN_MASK_INSIDE_BOX = 0.6
+#: ... and it covers at least this share of the box (thin objects lie diagonally in their boxes).
+MIN_BOX_COVERAGE = 0.05
+
+
+def mask_box_problem(obj: dict[str, Any] | None) -> str | None:
+    """Why an object's mask disagrees with its box (``obj["agreement"]``), or ``None`` when it agrees
+    (or there is nothing to compare)."""
+    agreement = (obj or {}).get("agreement")
+    if not agreement:
+        return None
+    inside, coverage = float(agreement["inside"]), float(agreement["coverage"])
+    if inside >= MIN_MASK_INSIDE_BOX and coverage >= MIN_BOX_COVERAGE:
+        return None
+    box = (obj or {}).get("box")
+    return (f"the mask does not match the box {box} the model gave ({inside:.0%} of the mask inside it, "
+            f"{coverage:.0%} of the box covered; needs {MIN_MASK_INSIDE_BOX:.0%} and {MIN_BOX_COVERAGE:.0%})")
+
+
 def select(perception: dict[str, Any] | None, role: str, choices: dict[str, int]) -> dict[str, Any] | None:
     """The object to use for ``role``: the human's valid choice, the only candidate, or — among
     several — the first for a target (the check flags it) and the largest for a reference."""
@@ -180,11 +200,13 @@ def build_plan(spec: dict[str, Any], objects: dict[str, dict[str, Any]], choices
 def check_plan(spec: dict[str, Any], objects: dict[str, dict[str, Any]], plan: list[dict[str, Any]],
                choices: dict[str, int], overrides: list[str], *, has_depth: bool,
                max_depth_m: float | None) -> list[dict[str, Any]]:
-    """Preconditions, in the order they should be resolved: found? unique? reachable?
+    """Preconditions, in the order they should be resolved: found? unique? mask on its box? reachable?
 
     * found: the segmenter returned at least one object for the role;
     * unique: a manipulated target has exactly one candidate (or the human chose one); several
       references pass (the largest is used) with a note;
+    * mask_box: the chosen object's mask agrees with the box the reasoner gave (see
+      :func:`mask_box_problem`; only a failure is listed: a mask far outside its box, or a speck in it);
     * reachable: every step point lies inside the image and, with a depth map, has a valid depth no
       farther than ``max_depth_m``.
 
@@ -205,16 +227,20 @@ def check_plan(spec: dict[str, Any], objects: dict[str, dict[str, Any]], plan: l
         n = int(p.get("count", 0))
         q = p.get("query", spec.get(role))
         add(role, "found", n > 0, f"{n} candidate(s) for {q!r}" if n else f"nothing found for {q!r}")
-        if n <= 1:
-            continue
-        choice = choices.get(role)
-        if choice is not None and 0 <= choice < n:
-            add(role, "unique", True, f"{n} candidates for {q!r}; the human chose #{choice}")
-        elif role == "target" and spec["action"] in MANIPULATIONS:
-            add(role, "unique", False, f"{n} candidates for {q!r}; which one is meant is unclear")
-        else:
-            best = select(p, role, choices)
-            add(role, "unique", True, f"{n} candidates for {q!r}; using the largest (#{best['index']})")
+        if n > 1:
+            choice = choices.get(role)
+            if choice is not None and 0 <= choice < n:
+                add(role, "unique", True, f"{n} candidates for {q!r}; the human chose #{choice}")
+            elif role == "target" and spec["action"] in MANIPULATIONS:
+                add(role, "unique", False, f"{n} candidates for {q!r}; which one is meant is unclear")
+            else:
+                best = select(p, role, choices)
+                add(role, "unique", True, f"{n} candidates for {q!r}; using the largest (#{best['index']})")
+        if n >= 1 and all(c["ok"] for c in checks if c["role"] == role):
+            problem = mask_box_problem(select(p, role, choices))
+            if problem is not None:
+                obj = select(p, role, choices)
+                add(role, "mask_box", False, f"#{obj['index']} for {q!r}: {problem}", index=obj["index"])
     if any(not c["ok"] for c in checks) or spec["action"] == "locate":
         return checks
     for step in plan:
@@ -237,4 +263,5 @@ def check_plan(spec: dict[str, Any], objects: dict[str, dict[str, Any]], plan: l
     return checks
 
 
-__all__ = ["DIRECTIONS", "build_plan", "check_plan", "place_point", "select"]
+__all__ = ["DIRECTIONS", "MIN_BOX_COVERAGE", "MIN_MASK_INSIDE_BOX", "build_plan", "check_plan", "mask_box_problem",
+           "place_point", "select"]
