@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .overlay import PALETTE, _downscaled_block, _nearest_indices
-from .summary import TEXT_BUDGET, clip
+from .summary import TEXT_BUDGET, clip, from_prompts
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -495,16 +495,20 @@ def _text(result: SegmentationResult, shown: tuple[int, ...], *, crops: bool, la
     w, h = result.image_size
     n = len(result.objects)
     q = clip(result.query, 300)
+    # a result of segment_by_prompts has no reasoner and usually no query
+    prompted = from_prompts(result)
+    source = (f"from prompted objects (query {q!r})" if result.query.strip() else "from prompted objects") \
+        if prompted else f"for the query {q!r}"
     head: list[str] = []
     if n == 0:
-        head.append(f"No object to inspect for the query {q!r} in the {w}x{h} image (parse status "
+        head.append(f"No object to inspect {source} in the {w}x{h} image (parse status "
                     f"{result.parse_status.value}): the picture shows the image alone, with nothing drawn.")
     elif not shown:
         head.append(f"No object selected: the indices list is empty (the result has {n} object(s), #0 to #{n - 1}); "
                     "the picture shows the image alone, with nothing drawn.")
     else:
         which = f"all {n} object(s)" if len(shown) == n else f"{len(shown)} of {n} object(s)"
-        head.append(f"Inspection of {which} for the query {q!r} in the {w}x{h} image. Each object is numbered "
+        head.append(f"Inspection of {which} {source} in the {w}x{h} image. Each object is numbered "
                     "with its index in the result, in its own colour; its mask is outlined and lightly filled in "
                     "that colour, and an object without a mask shows its box.")
         if crops and lay.cols:

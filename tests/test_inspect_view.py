@@ -365,3 +365,16 @@ def test_any_objects_render_within_max_side(data, w, h, crops, max_side):
     assert max(ins.image.size) <= max_side
     assert set(ins.labels) == set(range(len(objs)))
     assert len([line for line in ins.text.splitlines() if line.startswith("- #")]) == len(objs)
+
+
+def test_text_of_a_prompts_result_names_its_source_not_an_empty_query():
+    from scripted import BoxSegmenter
+
+    from segzero_tool.steer import segment_by_prompts
+
+    image = np.zeros((120, 160, 3), np.uint8)
+    result = segment_by_prompts(BoxSegmenter(), image, [{"box": [10, 10, 60, 60]}])
+    text = render_inspection(result).text
+    assert "from prompted objects in the 160x120 image" in text and "query ''" not in text
+    asked = segment_by_prompts(BoxSegmenter(), image, [{"box": [10, 10, 60, 60]}], query="the cup")
+    assert "from prompted objects (query 'the cup')" in render_inspection(asked).text
