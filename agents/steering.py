@@ -33,10 +33,8 @@ import base64
 import contextlib
 import io
 import json
-import os
 import re
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any, Literal
 
 from langchain_core.messages.content import create_image_block
@@ -51,7 +49,14 @@ from segzero_tool.result import SegmentationResult
 from segzero_tool.sources import ImagePolicy, load_image_source
 from segzero_tool.summary import TEXT_BUDGET, Links, summarize
 
-from .tool import BUDGET_HINT, FORMAT_HINT, SegmentByReasoningTool, _image_hint, _tool_errors
+from .tool import (
+    BUDGET_HINT,
+    FORMAT_HINT,
+    ImageIntakeFields,
+    SegmentByReasoningTool,
+    _image_hint,
+    _tool_errors,
+)
 
 #: Default store of live results: how many, for how long, and about how many bytes.
 DEFAULT_MAX_RESULTS = 64
@@ -254,7 +259,7 @@ class _SteeringTool(BaseTool):
         return [{"type": "text", "text": text}, block], result
 
 
-class SegmentByPromptsTool(_SteeringTool):
+class SegmentByPromptsTool(ImageIntakeFields, _SteeringTool):
     """``segment_by_prompts``: the caller's boxes and clicks -> masks (no reasoner needed).
 
     Attributes (beyond the shared ones: ``pipeline``, ``handles``, ``include_image``, ...):
@@ -267,33 +272,11 @@ class SegmentByPromptsTool(_SteeringTool):
     args_schema: type[BaseModel] = SegmentByPromptsArgs
     handle_validation_error: bool | str | Callable[..., Any] | None = _validation_message("segment_by_prompts")
 
-    allowed_roots: tuple[Path, ...] | None = Field(default_factory=lambda: (Path(os.path.realpath(Path.cwd())),))
-    allow_urls: bool = False
-    allow_private_urls: bool = False
-    url_timeout_s: float = Field(15.0, gt=0, allow_inf_nan=False)
-    max_image_bytes: int = Field(25_000_000, gt=0)
-
-    @field_validator("allowed_roots", mode="before")
-    @classmethod
-    def _one_root(cls, value: Any) -> Any:
-        return (value,) if isinstance(value, (str, os.PathLike)) else value
-
-    @field_validator("allowed_roots")
-    @classmethod
-    def _resolve_roots(cls, value: tuple[Path, ...] | None) -> tuple[Path, ...]:
-        if value is None:  # the working directory, like the MCP server
-            value = (Path.cwd(),)
-        return tuple(Path(os.path.realpath(Path(r).expanduser())) for r in value)
-
     @model_validator(mode="after")
     def _describe_image_forms(self) -> SegmentByPromptsTool:
         if self.args_schema in (SegmentByPromptsArgs, SegmentByPromptsArgsWithUrls):
             self.args_schema = SegmentByPromptsArgsWithUrls if self.allow_urls else SegmentByPromptsArgs
         return self
-
-    @property
-    def image_policy(self) -> ImagePolicy:
-        return SegmentByReasoningTool.image_policy.fget(self)  # type: ignore[attr-defined]
 
     def _image(self, image: Any, policy: ImagePolicy) -> Any:
         if isinstance(image, str) and _RESULT_ID.fullmatch(image.strip()):

@@ -174,7 +174,43 @@ def _validation_message(error: ValidationError) -> str:
 # --- the tool --------------------------------------------------------------------------------------
 
 
-class SegmentByReasoningTool(BaseTool):
+class ImageIntakeFields(BaseModel):
+    """The image intake fields shared by the tools that take an ``image`` (local paths under
+    ``allowed_roots``, optional URLs, a size cap) and the core policy they describe."""
+
+    allowed_roots: tuple[Path, ...] | None = Field(default_factory=lambda: (Path(os.path.realpath(Path.cwd())),))
+    allow_urls: bool = False
+    allow_private_urls: bool = False
+    url_timeout_s: float = Field(15.0, gt=0, allow_inf_nan=False)
+    max_image_bytes: int = Field(25_000_000, gt=0)
+
+    @field_validator("allowed_roots", mode="before")
+    @classmethod
+    def _one_root(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, (str, os.PathLike)) else value
+
+    @field_validator("allowed_roots")
+    @classmethod
+    def _resolve_roots(cls, value: tuple[Path, ...] | None) -> tuple[Path, ...]:
+        if value is None:  # the working directory, like the MCP server
+            value = (Path.cwd(),)
+        return tuple(Path(os.path.realpath(Path(r).expanduser())) for r in value)
+
+    @property
+    def image_policy(self) -> ImagePolicy:
+        """The core intake policy these fields describe (see :mod:`segzero_tool.sources`)."""
+        return ImagePolicy(
+            allowed_roots=self.allowed_roots or (), allow_urls=self.allow_urls,
+            allow_private_urls=self.allow_private_urls, url_timeout_s=self.url_timeout_s,
+            max_download_bytes=self.max_image_bytes, max_base64_bytes=self.max_image_bytes,
+            max_file_bytes=self.max_image_bytes, reader="this tool",
+            roots_hint="ask the user to add the folder to the tool's allowed_roots",
+            urls_hint="ask the user to build the tool with allow_urls=True",
+            private_urls_hint="ask the user to build the tool with allow_private_urls=True",
+        )
+
+
+class SegmentByReasoningTool(ImageIntakeFields, BaseTool):
     """Reasoning segmentation as a LangChain tool, backed by one (shared) :class:`SegZeroPipeline`.
 
     Attributes:
@@ -207,14 +243,9 @@ class SegmentByReasoningTool(BaseTool):
     handle_validation_error: bool | str | Callable[..., Any] | None = _validation_message
 
     pipeline: Any = Field(exclude=True, repr=False)
-    allowed_roots: tuple[Path, ...] | None = Field(default_factory=lambda: (Path(os.path.realpath(Path.cwd())),))
-    allow_urls: bool = False
-    allow_private_urls: bool = False
-    url_timeout_s: float = Field(15.0, gt=0, allow_inf_nan=False)
     include_image: bool = False
     overlay_max_side: int = Field(768, ge=16)
     overlay_format: Literal["jpeg", "png"] = "jpeg"
-    max_image_bytes: int = Field(25_000_000, gt=0)
     reasoning_chars: int = Field(600, ge=0)
     progress_interval_s: float = Field(2.0, gt=0, le=60)
     #: a store of live results (:class:`~segzero_tool.handles.ResultHandles`) shared with the steering tools
@@ -229,18 +260,6 @@ class SegmentByReasoningTool(BaseTool):
             raise ValueError(f"pipeline must be a SegZeroPipeline (with segment/asegment), got {type(value).__name__}")
         return value
 
-    @field_validator("allowed_roots", mode="before")
-    @classmethod
-    def _one_root(cls, value: Any) -> Any:
-        return (value,) if isinstance(value, (str, os.PathLike)) else value
-
-    @field_validator("allowed_roots")
-    @classmethod
-    def _resolve_roots(cls, value: tuple[Path, ...] | None) -> tuple[Path, ...]:
-        if value is None:  # the working directory, like the MCP server
-            value = (Path.cwd(),)
-        return tuple(Path(os.path.realpath(Path(r).expanduser())) for r in value)
-
     @model_validator(mode="after")
     def _describe_image_forms(self) -> SegmentByReasoningTool:
         """The description and the ``image`` argument match ``allow_urls`` (unless set by the caller)."""
@@ -249,19 +268,6 @@ class SegmentByReasoningTool(BaseTool):
         if self.args_schema in (SegmentArgs, SegmentArgsWithUrls):
             self.args_schema = SegmentArgsWithUrls if self.allow_urls else SegmentArgs
         return self
-
-    @property
-    def image_policy(self) -> ImagePolicy:
-        """The core intake policy these fields describe (see :mod:`segzero_tool.sources`)."""
-        return ImagePolicy(
-            allowed_roots=self.allowed_roots or (), allow_urls=self.allow_urls,
-            allow_private_urls=self.allow_private_urls, url_timeout_s=self.url_timeout_s,
-            max_download_bytes=self.max_image_bytes, max_base64_bytes=self.max_image_bytes,
-            max_file_bytes=self.max_image_bytes, reader="this tool",
-            roots_hint="ask the user to add the folder to the tool's allowed_roots",
-            urls_hint="ask the user to build the tool with allow_urls=True",
-            private_urls_hint="ask the user to build the tool with allow_private_urls=True",
-        )
 
     # --- construction ----------------------------------------------------------------------
 

@@ -343,15 +343,7 @@ class SegZeroService:
 
                 loaded = await run_in_thread(token, functools.partial(load_image, max_pixels=self.settings.max_pixels),
                                              source)
-                if not self.loaded:
-                    await calls.stage(2, "loading models")
-
-                    async def waiting(event: Progress | None, elapsed: float) -> None:
-                        calls.latest = event
-
-                    pipe = await self.loader.wait(waiting)
-                else:
-                    pipe = self.loader.value
+                pipe = await self._pipeline(calls)
                 if pipe.reasoner is None:
                     raise NoReasonerError(
                         "this server has no reasoner (segzero-mcp --reasoner none); send boxes or points with "
