@@ -6,6 +6,7 @@ Masks are ``(H, W)`` bool arrays. JSON conversions encode masks as COCO RLE or p
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from .atomic import atomic_write_bytes
+from .errors import PromptError
 from .parsing import ParseStatus
 
 if TYPE_CHECKING:
@@ -26,6 +28,9 @@ MaskEncoding = Literal["rle", "polygons", "both", "none"]
 
 #: Names of the mask files :meth:`SegmentationResult.save` writes (and so may remove when stale).
 _OUR_MASK_FILE = re.compile(r"mask_(?:0|[1-9][0-9]*|union)\.png")
+
+#: The file of the objects' low-resolution logits that :meth:`SegmentationResult.save` writes.
+LOGITS_FILE = "logits.npz"
 
 #: Version of the JSON layout written by :meth:`SegmentationResult.to_dict`.
 SCHEMA_VERSION = 1
@@ -53,7 +58,8 @@ class SegmentedObject:
             :func:`~segzero_tool.steer.refine_object` (serialised only when there are some).
         low_res_logits: the segmenter's ``(256, 256)`` float32 low-resolution mask logits of the kept
             mask, when it returns them; fed back as ``mask_input`` by
-            :func:`~segzero_tool.steer.refine_object`. Kept in memory only (never serialised).
+            :func:`~segzero_tool.steer.refine_object`. Not in the JSON; :meth:`SegmentationResult.save`
+            writes them to ``logits.npz`` and :meth:`SegmentationResult.load` reads them back.
     """
 
     box: tuple[int, int, int, int] | None
@@ -290,13 +296,18 @@ class SegmentationResult:
         return draw_overlay(base, self.objects, max_side=max_side, **kw)
 
     def save(self, out_dir: str | os.PathLike, *, masks: bool = True, overlay: bool = True,
-             mask_encoding: MaskEncoding = "rle", overlay_max_side: int | None = 1024) -> dict[str, Path]:
-        """Write ``result.json``, ``mask_union.png``, ``mask_<i>.png`` and ``overlay.png``.
+             mask_encoding: MaskEncoding = "rle", overlay_max_side: int | None = 1024,
+             logits: bool = True) -> dict[str, Path]:
+        """Write ``result.json``, ``mask_union.png``, ``mask_<i>.png``, ``overlay.png`` and ``logits.npz``.
+
+        ``logits.npz`` (only when ``logits`` and at least one object has ``low_res_logits``) holds each
+        such object's float32 low-resolution logits as ``obj_<i>``, so that :meth:`load` gives
+        :func:`~segzero_tool.steer.refine_object` exactly what it had in memory.
 
         Every file is written to a temporary name and renamed into place, so an interrupted run never
         leaves a half-written file; ``result.json`` is written last. Files get the mode a plain
-        ``open(path, "w")`` would give (the umask applies). ``mask_<i>.png`` / ``mask_union.png`` files
-        of an earlier result in ``out_dir`` that this result does not write are removed.
+        ``open(path, "w")`` would give (the umask applies). ``mask_<i>.png`` / ``mask_union.png`` /
+        ``logits.npz`` files of an earlier result in ``out_dir`` that this result does not write are removed.
 
         Returns:
             name -> path of every file written.
@@ -313,13 +324,100 @@ class SegmentationResult:
             written["mask_union"] = atomic_write_bytes(out / "mask_union.png", mask_to_png_bytes(self.union_mask))
         if overlay:
             written["overlay"] = atomic_write_bytes(out / "overlay.png", _png(self.overlay, overlay_max_side))
+        arrays = {f"obj_{i}": np.asarray(o.low_res_logits, dtype=np.float32)
+                  for i, o in enumerate(self.objects) if o.low_res_logits is not None} if logits else {}
+        if arrays:
+            buf = io.BytesIO()
+            np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
+            written["logits"] = atomic_write_bytes(out / LOGITS_FILE, buf.getvalue())
         kept = {p.name for p in written.values()}
         for old in out.glob("mask_*.png"):
             if _OUR_MASK_FILE.fullmatch(old.name) and old.name not in kept and old.is_file():
                 old.unlink(missing_ok=True)
+        if not arrays and (out / LOGITS_FILE).is_file():
+            (out / LOGITS_FILE).unlink(missing_ok=True)  # an earlier result's: it would be fed to this one
         payload = self.to_json(mask_encoding).encode("utf-8")
         written["result"] = atomic_write_bytes(out / "result.json", payload)
         return written
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike, *, image: np.ndarray | None = None) -> SegmentationResult:
+        """Read a result folder written by :meth:`save`: ``result.json``, and ``logits.npz`` when present
+        (each object's ``low_res_logits``; without the file they stay ``None`` and
+        :func:`~segzero_tool.steer.refine_object` starts from the object's prompt alone).
+
+        Args:
+            folder: the folder holding ``result.json``.
+            image: the original picture, ``(H, W, 3)`` uint8 RGB, attached as ``image`` (needed to refine,
+                drawn on by overlays); its size must be the result's ``image_size``.
+
+        Raises:
+            PromptError: no such folder, ``result.json`` missing, unreadable or not a result,
+                ``logits.npz`` unreadable or not this result's, or an image of another size or kind.
+        """
+        out = Path(folder).expanduser()
+        if not out.is_dir():
+            what = "is a file, not a result folder" if out.exists() else "does not exist"
+            raise PromptError(f"result folder {str(folder)!r} {what}; give a folder that a save (segzero prompt "
+                              "--out / segment --out) wrote")
+        path = out / "result.json"
+        try:
+            data = json.loads(path.read_bytes().decode("utf-8"))
+            if not isinstance(data, dict):
+                raise ValueError(f"a JSON {type(data).__name__}, not an object")
+            result = cls.from_dict(data)
+        except FileNotFoundError:
+            raise PromptError(f"{str(folder)!r} holds no result.json; give a folder that a save (segzero prompt "
+                              "--out / segment --out) wrote") from None
+        except OSError as exc:
+            raise PromptError(f"{str(path)!r} cannot be read ({exc.strerror or exc})") from None
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+            why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise PromptError(f"{str(path)!r} is not a readable result ({_short(why)}); write the folder again") \
+                from None
+        logits_path = out / LOGITS_FILE
+        if logits_path.is_file():
+            for i, array in _read_logits(logits_path, len(result.objects)).items():
+                result.objects[i].low_res_logits = array
+        if image is not None:
+            result.image = _checked_image(image, result.image_size)
+        return result
+
+
+def _short(text: str, limit: int = 160) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _read_logits(path: Path, n: int) -> dict[int, np.ndarray]:
+    """``logits.npz`` of a result with ``n`` objects: index -> float32 ``(h, w)`` logits."""
+    fix = "delete it to refine from the objects' prompts alone, or write the folder again"
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            raw = {name: npz[name] for name in npz.files}
+    except Exception as exc:  # zipfile.BadZipFile, ValueError, OSError, EOFError, ...: all mean unreadable
+        raise PromptError(f"{str(path)!r} is unreadable ({_short(f'{type(exc).__name__}: {exc}')}); {fix}") from None
+    found: dict[int, np.ndarray] = {}
+    for name, array in raw.items():
+        m = re.fullmatch(r"obj_(0|[1-9][0-9]*)", name)
+        if m is None or int(m.group(1)) >= n:
+            raise PromptError(f"{str(path)!r} holds {name!r}, which is no object of its result.json ({n} object(s)); "
+                              f"{fix}")
+        if array.ndim != 2 or array.dtype.kind != "f" or 0 in array.shape:
+            raise PromptError(f"{str(path)!r}: {name} is not 2-D float logits ({array.dtype} {array.shape}); {fix}")
+        found[int(m.group(1))] = np.ascontiguousarray(array, dtype=np.float32)
+    return found
+
+
+def _checked_image(image: Any, size: tuple[int, int]) -> np.ndarray:
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        what = f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+        raise PromptError(f"image must be an (H, W, 3) uint8 RGB array, got a {what}")
+    w, h = size
+    if image.shape[:2] != (h, w):
+        raise PromptError(f"the image is {image.shape[1]}x{image.shape[0]} but the result was made from a {w}x{h} "
+                          "image; give the picture it was made from")
+    return image
 
 
 def _prompt_box(prompt: Any) -> tuple[int, int, int, int] | None:
@@ -335,8 +433,6 @@ def _prompt_points(prompt: Any) -> tuple[tuple[int, int], ...] | None:
 
 
 def _png(render: Callable[..., Image.Image], max_side: int | None) -> bytes:
-    import io
-
     buf = io.BytesIO()
     render(max_side=max_side).save(buf, format="PNG", optimize=True)
     return buf.getvalue()

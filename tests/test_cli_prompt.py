@@ -56,7 +56,7 @@ def test_prompt_writes_the_result_masks_overlay_and_inspection(tmp_path, capsys,
                               "--inspect", "--device", "cpu")
     assert code == 0, err
     assert {p.name for p in out.iterdir()} == {"result.json", "mask_0.png", "mask_union.png", "overlay.png",
-                                                "inspection.png"}
+                                                "logits.npz", "inspection.png"}
     data = json.loads((out / "result.json").read_text())
     assert data["prompt_format"] == "prompts" and data["reasoner"] is None
     [obj] = data["objects"]
