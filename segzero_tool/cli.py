@@ -2,6 +2,9 @@
 
     segzero segment IMAGE QUERY [--out DIR] [--reasoner ...] [--segmenter ...] [--json] [--verify]
     segzero prompt IMAGE --box x1,y1,x2,y2 [--point x,y ...] [--negative x,y ...] [--objects JSON|@FILE] [--out DIR]
+    segzero inspect DIR [--image IMAGE] [--indices 0,2] [--no-crops] [--out FILE.png]
+    segzero refine DIR --image IMAGE --index I [--add x,y ...] [--remove x,y ...] [--box x1,y1,x2,y2] --out DIR2
+    segzero select DIR --indices 0,2 --out DIR2 [--image IMAGE]
     segzero models
     segzero make-tiny-models DIR
     segzero eval DATASET [--split S] [--limit N] [--batch-size N] [--out RUN_DIR] [--reasoner ...] [--segmenter ...]
@@ -19,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from . import __version__
+from . import __version__, cli_steer
 from .errors import SegZeroError
 from .settings import SettingsError
 
@@ -115,37 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="at most N checks, so N-1 retries (1 to 5; default 2)")
     _add_model_options(seg)
 
-    pr = sub.add_parser("prompt", help="segment your own boxes and clicks with the segmenter alone (no reasoner)",
-                        description="Segment the objects you point at (boxes and clicks in image pixels) with the "
-                                    "segmenter alone: no reasoner is loaded. One object from --box / --point / "
-                                    "--negative, and/or a list of objects with --objects.")
-    pr.add_argument("image", help="image file (PNG, JPEG, WebP, ...)")
-    pr.add_argument("--box", metavar="x1,y1,x2,y2", help="the object's box, inclusive pixel corners")
-    pr.add_argument("--point", metavar="x,y", action="append", default=[],
-                    help="a click on the object (repeat for more)")
-    pr.add_argument("--negative", metavar="x,y", action="append", default=[],
-                    help="a click on what is not the object (repeat for more; needs --box or --point)")
-    pr.add_argument("--label", help="a name for that object (kept in result.json)")
-    pr.add_argument("--objects", metavar="JSON|@FILE",
-                    help='a JSON list of objects [{"box": [x1, y1, x2, y2], "points": [[x, y]], '
-                         '"negative_points": [[x, y]], "label": "..."}], or @file.json holding it')
-    pr.add_argument("--out", help="folder for result.json, mask PNGs and overlay.png (and inspection.png)")
-    pr.add_argument("--json", action="store_true", help="print the JSON result (COCO RLE masks) on stdout")
-    pr.add_argument("--inspect", action="store_true",
-                    help="also write inspection.png (each object numbered, with a crop) and print its text")
-    pr.add_argument("--mask-encoding", choices=["rle", "polygons", "both", "none"], default="rle",
-                    help="mask encoding in result.json (default rle)")
-    pr.add_argument("--overlay-max-side", type=int, default=1024,
-                    help="longest side of overlay.png and inspection.png (default 1024)")
-    pg = pr.add_argument_group("segmenter")
-    pg.add_argument("--segmenter", help="registry name, hub id or local folder (default: the preset's)")
-    pg.add_argument("--segmenter-backend", help="transformers (default), sam2, or package.module:Class")
-    pg.add_argument("--preset", help="whose segmenter to load by default: default, light or paper")
-    pg.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
-    pg.add_argument("--dtype", help="auto (default: bf16 on CUDA, fp32 on CPU), bf16, fp16 or fp32")
-    pg.add_argument("--max-objects", type=int, help="refuse more objects than this (default 50)")
-    pg.add_argument("--max-pixels", type=int, help="refuse larger images (default 100,000,000)")
-    pg.add_argument("--config", help="TOML or JSON settings file (flags > SEGZERO_* env > file > defaults)")
+    steering = cli_steer.add_parsers(sub)  # prompt, inspect, refine, select
 
     models = sub.add_parser("models", help="list the model registry and presets")
     models.add_argument("--json", action="store_true", help="machine-readable output")
@@ -199,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--force", action="store_true",
                     help="start over in a run folder made with other settings (old records are moved aside)")
     _add_model_options(ev)
-    for sp in (seg, pr, models, tiny, srv, ev):  # `segzero segment ... -v` works as well as `segzero -v segment ...`
+    for sp in (seg, *steering, models, tiny, srv, ev):  # `segzero segment ... -v` works as well as `segzero -v segment ...`
         sp.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
                         help="more log lines on stderr: -v info, -vv debug")
     return parser
@@ -256,123 +229,6 @@ def _cmd_segment(args: argparse.Namespace) -> int:
             print("notes:", "; ".join(result.parse_issues[:5]))
         if args.out:
             print(f"wrote {Path(args.out) / 'result.json'}, mask PNGs and overlay.png")
-    return 0
-
-
-def _numbers(text: str, n: int, flag: str, shape: str) -> list[float]:
-    parts = [p.strip() for p in str(text).split(",")]
-    try:
-        values = [float(p) for p in parts]
-    except ValueError:
-        values = []
-    if len(values) != n:
-        raise SettingsError(f"{flag} must be {shape} ({n} numbers, comma-separated, image pixels), got {text!r}")
-    return values
-
-
-def prompt_objects_from_args(args: argparse.Namespace) -> list:
-    """The objects of ``segzero prompt``: those of ``--objects`` (JSON or ``@file.json``), then the one
-    given by ``--box`` / ``--point`` / ``--negative`` / ``--label`` (if any of them is given).
-
-    Raises:
-        SettingsError: a flag is not numbers, ``--objects`` is not JSON or its file cannot be read, or
-            no object is given at all. The objects themselves are checked by
-            :func:`segzero_tool.prompt_objects.parse_prompt_objects` (``PromptError``).
-    """
-    objects: list = []
-    if args.objects is not None:
-        text = args.objects
-        if text.startswith("@"):
-            path = Path(text[1:]).expanduser()
-            try:
-                text = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise SettingsError(f"--objects {args.objects!r}: the file cannot be read ({exc.strerror or exc})") \
-                    from None
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise SettingsError(f"--objects is not valid JSON ({exc}); send a list like "
-                                '[{"box": [x1, y1, x2, y2]}] or @file.json') from None
-        if isinstance(data, dict):
-            data = data["objects"] if "objects" in data else [data]
-        if not isinstance(data, list):
-            raise SettingsError('--objects must be a JSON list of objects like [{"box": [x1, y1, x2, y2]}]')
-        objects.extend(data)
-    if args.box is not None or args.point or args.negative or args.label is not None:
-        obj: dict = {}
-        if args.box is not None:
-            obj["box"] = _numbers(args.box, 4, "--box", "x1,y1,x2,y2")
-        if args.point:
-            obj["points"] = [_numbers(p, 2, "--point", "x,y") for p in args.point]
-        if args.negative:
-            obj["negative_points"] = [_numbers(p, 2, "--negative", "x,y") for p in args.negative]
-        if args.label is not None:
-            obj["label"] = args.label
-        objects.append(obj)
-    if not objects:
-        raise SettingsError("nothing to segment: give --box x1,y1,x2,y2 and/or --point x,y, or --objects JSON")
-    return objects
-
-
-def _prompt_settings(args: argparse.Namespace):  # -> PipelineSettings
-    from .settings import PipelineSettings
-
-    names = ("preset", "segmenter", "segmenter_backend", "device", "dtype", "max_objects", "max_pixels")
-    overrides = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
-    return PipelineSettings.resolve(config=args.config, overrides=overrides)
-
-
-def _cmd_prompt(args: argparse.Namespace) -> int:
-    from .images import load_image
-    from .prompt_objects import parse_prompt_objects
-
-    settings = _prompt_settings(args)
-    # Everything cheap is checked before the segmenter loads.
-    if args.overlay_max_side < 1:
-        raise SettingsError(f"--overlay-max-side must be at least 1, got {args.overlay_max_side}")
-    if args.inspect and not args.out:
-        raise SettingsError("--inspect writes inspection.png into --out; give --out DIR")
-    if args.out:
-        check_out_dir(args.out)
-    objects = prompt_objects_from_args(args)
-    image = load_image(args.image, max_pixels=settings.max_pixels)
-    parse_prompt_objects(objects, image.size, max_objects=settings.max_objects)  # PromptError: exit 2
-    if settings.device not in (None, "auto"):
-        from .devices import resolve_device
-
-        resolve_device(settings.device)
-    print(f"loading segmenter ({settings.segmenter or settings.preset + ' preset'}) ...", file=sys.stderr,
-          flush=True)
-    from .pipeline import SegZeroPipeline
-
-    pipe = SegZeroPipeline.from_pretrained(
-        "none", settings.segmenter, preset=settings.preset, segmenter_backend=settings.segmenter_backend,
-        device=settings.device, dtype=settings.dtype, max_objects=settings.max_objects, max_pixels=settings.max_pixels,
-        segmenter_kwargs={"cache_size": settings.cache_size} if settings.segmenter_backend == "transformers" else None)
-    result = pipe.segment_by_prompts(image, objects)
-    inspection = None
-    if args.out:
-        written = result.save(args.out, mask_encoding=args.mask_encoding, overlay_max_side=args.overlay_max_side)
-        log.debug("wrote %s", written)
-        if args.inspect:
-            from .atomic import atomic_write_bytes
-            from .inspect_view import render_inspection
-
-            inspection = render_inspection(result, crops=True, max_side=args.overlay_max_side)
-            atomic_write_bytes(Path(args.out) / "inspection.png", inspection.data)
-    if args.json:
-        print(result.to_json(args.mask_encoding))
-    else:
-        print(result.summary())
-        notes = [f"#{i}: {issue}" for i, o in enumerate(result.objects) for issue in o.issues]
-        if notes:
-            print("notes:", "; ".join(notes[:5]))
-        if inspection is not None:
-            print(inspection.text)
-        if args.out:
-            extra = " and inspection.png" if inspection is not None else ""
-            print(f"wrote {Path(args.out) / 'result.json'}, mask PNGs, overlay.png{extra}")
     return 0
 
 
@@ -515,7 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
-    handlers = {"segment": _cmd_segment, "prompt": _cmd_prompt, "models": _cmd_models, "make-tiny-models": _cmd_tiny,
+    handlers = {"segment": _cmd_segment, **cli_steer.COMMANDS, "models": _cmd_models, "make-tiny-models": _cmd_tiny,
                 "serve-reasoner": _cmd_serve_reasoner, "eval": _cmd_eval}
     try:
         return handlers[args.command](args)
@@ -527,7 +383,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for line in _hub_hints(exc, args.command):
                 print("  " + line, file=sys.stderr)
             return exc.exit_code
-        hint = (" (or raise --max-pixels)" if isinstance(exc, ImageTooLargeError) and args.command in ("segment", "prompt")
+        hint = (" (or raise --max-pixels)" if isinstance(exc, ImageTooLargeError)
+                and args.command in ("segment", "prompt", "inspect", "refine", "select")
                 else "")
         print("segzero: error: " + " ".join(str(exc).split()) + hint, file=sys.stderr)
         return exc.exit_code

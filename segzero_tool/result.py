@@ -341,7 +341,8 @@ class SegmentationResult:
         return written
 
     @classmethod
-    def load(cls, folder: str | os.PathLike, *, image: np.ndarray | None = None) -> SegmentationResult:
+    def load(cls, folder: str | os.PathLike, *, image: np.ndarray | None = None,
+             logits: bool = True) -> SegmentationResult:
         """Read a result folder written by :meth:`save`: ``result.json``, and ``logits.npz`` when present
         (each object's ``low_res_logits``; without the file they stay ``None`` and
         :func:`~segzero_tool.steer.refine_object` starts from the object's prompt alone).
@@ -350,6 +351,7 @@ class SegmentationResult:
             folder: the folder holding ``result.json``.
             image: the original picture, ``(H, W, 3)`` uint8 RGB, attached as ``image`` (needed to refine,
                 drawn on by overlays); its size must be the result's ``image_size``.
+            logits: read ``logits.npz`` (``False``: leave it unread, e.g. only to draw the result).
 
         Raises:
             PromptError: no such folder, ``result.json`` missing, unreadable or not a result,
@@ -358,8 +360,8 @@ class SegmentationResult:
         out = Path(folder).expanduser()
         if not out.is_dir():
             what = "is a file, not a result folder" if out.exists() else "does not exist"
-            raise PromptError(f"result folder {str(folder)!r} {what}; give a folder that a save (segzero prompt "
-                              "--out / segment --out) wrote")
+            raise PromptError(f"result folder {str(folder)!r} {what}; give a folder written by `segzero prompt "
+                              "--out`, `segment --out` or SegmentationResult.save")
         path = out / "result.json"
         try:
             data = json.loads(path.read_bytes().decode("utf-8"))
@@ -367,8 +369,8 @@ class SegmentationResult:
                 raise ValueError(f"a JSON {type(data).__name__}, not an object")
             result = cls.from_dict(data)
         except FileNotFoundError:
-            raise PromptError(f"{str(folder)!r} holds no result.json; give a folder that a save (segzero prompt "
-                              "--out / segment --out) wrote") from None
+            raise PromptError(f"{str(folder)!r} holds no result.json; give a folder written by `segzero prompt "
+                              "--out`, `segment --out` or SegmentationResult.save") from None
         except OSError as exc:
             raise PromptError(f"{str(path)!r} cannot be read ({exc.strerror or exc})") from None
         except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
@@ -376,7 +378,7 @@ class SegmentationResult:
             raise PromptError(f"{str(path)!r} is not a readable result ({_short(why)}); write the folder again") \
                 from None
         logits_path = out / LOGITS_FILE
-        if logits_path.is_file():
+        if logits and logits_path.is_file():
             for i, array in _read_logits(logits_path, len(result.objects)).items():
                 result.objects[i].low_res_logits = array
         if image is not None:
