@@ -289,6 +289,13 @@ def _open_pil(fp: Any, source: str, max_pixels: int | None, *, exif_transpose: b
     return _pil_to_rgb(img)
 
 
+def _frozen(array: np.ndarray) -> np.ndarray:
+    """Mark a freshly decoded array read-only (its content hash is then remembered, see
+    :func:`segzero_tool.segmenters.base.image_key`)."""
+    array.flags.writeable = False
+    return array
+
+
 def load_image(image: ImageInput | LoadedImage, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
                exif_transpose: bool = True) -> LoadedImage:
     """Load an image from a path, bytes, a PIL image or a numpy array.
@@ -301,7 +308,10 @@ def load_image(image: ImageInput | LoadedImage, *, max_pixels: int | None = DEFA
             the pixels as stored, which is how the reference evaluation reads its images).
 
     Returns:
-        :class:`LoadedImage` with an ``(H, W, 3)`` uint8 RGB array.
+        :class:`LoadedImage` with an ``(H, W, 3)`` uint8 RGB array. An image decoded here (from a path,
+        bytes or a PIL image) is **read-only**, so that results and embedding caches can share it and
+        its content hash is computed once; ``array.copy()`` gives one to draw on. An array passed in is
+        used as it is (or converted to a new uint8 RGB array).
 
     Raises:
         ImageLoadError: missing, unreadable, undecodable, truncated or empty image.
@@ -316,7 +326,8 @@ def load_image(image: ImageInput | LoadedImage, *, max_pixels: int | None = DEFA
         data = bytes(image)
         if not data:
             raise ImageLoadError("<bytes>: no data")
-        return LoadedImage(_open_pil(io.BytesIO(data), "<bytes>", max_pixels, exif_transpose=exif_transpose), "<bytes>")
+        return LoadedImage(_frozen(_open_pil(io.BytesIO(data), "<bytes>", max_pixels, exif_transpose=exif_transpose)),
+                           "<bytes>")
     if isinstance(image, (str, os.PathLike)):
         path = Path(image).expanduser()
         if not path.exists():
@@ -331,7 +342,8 @@ def load_image(image: ImageInput | LoadedImage, *, max_pixels: int | None = DEFA
             raise ImageLoadError(f"{path}: the file is empty")
         try:
             with open(path, "rb") as fh:
-                return LoadedImage(_open_pil(fh, str(path), max_pixels, exif_transpose=exif_transpose), str(path))
+                return LoadedImage(_frozen(_open_pil(fh, str(path), max_pixels, exif_transpose=exif_transpose)),
+                                   str(path))
         except PermissionError:
             raise ImageLoadError(f"{path}: permission denied") from None
     try:
@@ -344,7 +356,7 @@ def load_image(image: ImageInput | LoadedImage, *, max_pixels: int | None = DEFA
             rgb = _pil_to_rgb(image)
         except (OSError, ValueError) as exc:
             raise ImageLoadError(f"<PIL image>: could not be converted to RGB ({exc})") from None
-        return LoadedImage(rgb, "<PIL image>")
+        return LoadedImage(_frozen(rgb), "<PIL image>")
     raise ImageLoadError(
         f"unsupported image input of type {type(image).__name__}; pass a path, bytes, a PIL image or a numpy array"
     )

@@ -16,6 +16,8 @@ around ``segment``), never ignores them.
 from __future__ import annotations
 
 import functools
+import threading
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -144,14 +146,59 @@ class SegmenterOutput:
             )
 
 
+def _immutable(array: np.ndarray) -> bool:
+    """Whether ``array``'s pixels cannot change: it and every array it is a view of are read-only, and
+    the memory at the bottom is either owned by such an array or an immutable ``bytes`` object."""
+    a: Any = array
+    while isinstance(a, np.ndarray):
+        if a.flags.writeable:
+            return False
+        if a.base is None:
+            return True
+        a = a.base
+    return isinstance(a, bytes)
+
+
+_KEYS: dict[int, tuple[weakref.ref[np.ndarray], str]] = {}
+_KEYS_LOCK = threading.Lock()
+
+
+def _forget(ref: weakref.ref[np.ndarray], ident: int) -> None:
+    with _KEYS_LOCK:
+        entry = _KEYS.get(ident)
+        if entry is not None and entry[0] is ref:
+            del _KEYS[ident]
+
+
 def image_key(image: np.ndarray) -> str:
-    """A content hash of an RGB uint8 image, used to key embedding caches."""
+    """A content hash of an RGB uint8 image, used to key embedding caches.
+
+    Hashing a 1920x1080 image takes about 12 ms, so the key of a **read-only** array is remembered
+    for as long as the array lives (by identity): the images the library decodes itself
+    (:func:`segzero_tool.images.load_image` of a path, bytes or a PIL image) and the images results
+    carry are read-only, so a refinement or a new prompt on a result's image is not hashed again.
+    A writable array is hashed on every call. (A read-only array that owns its memory can be made
+    writable again with ``array.flags.writeable = True``; do not change its pixels after that: copy
+    it instead.)
+    """
     import hashlib
 
+    frozen = _immutable(image)
+    if frozen:
+        with _KEYS_LOCK:
+            entry = _KEYS.get(id(image))
+        if entry is not None and entry[0]() is image:
+            return entry[1]
     h = hashlib.blake2b(digest_size=16)
     h.update(str(image.shape).encode())
     h.update(np.ascontiguousarray(image).tobytes())
-    return h.hexdigest()
+    key = h.hexdigest()
+    if frozen:
+        ident = id(image)
+        ref = weakref.ref(image, lambda r, ident=ident: _forget(r, ident))
+        with _KEYS_LOCK:
+            _KEYS[ident] = (ref, key)
+    return key
 
 
 def check_refinement(segmenter: Segmenter, prompts: Sequence[ObjectPrompt]) -> None:

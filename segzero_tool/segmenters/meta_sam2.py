@@ -256,7 +256,8 @@ class MetaSam2Segmenter(Segmenter):
                 self.predictor._is_batch = False
         elif key != self._current_key:
             self._current_key = None  # in case set_image raises
-            self.predictor.set_image(image)
+            # Its transforms hand the array to torch.from_numpy, which warns on read-only arrays.
+            self.predictor.set_image(image if image.flags.writeable else np.array(image))
             if self._stateful:
                 self.cache.put(
                     key,

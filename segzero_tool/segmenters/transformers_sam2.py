@@ -336,6 +336,8 @@ class TransformersSam2Segmenter(Segmenter):
             return cached
         import torch
 
+        if not image.flags.writeable:  # the processor hands it to torch.from_numpy, which warns on read-only arrays
+            image = np.array(image)
         with torch.inference_mode():
             inputs = self.processor(
                 images=image, return_tensors="pt", input_data_format="channels_last", device=self.device

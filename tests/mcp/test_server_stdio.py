@@ -73,4 +73,14 @@ def test_example_client_configs_start_segzero_mcp_with_valid_flags(kit, tmp_path
             else:
                 assert entry["url"] == "http://127.0.0.1:8765/mcp" and "Bearer" in entry["headers"]["Authorization"]
     assert seen == 4
-    assert "claude mcp add segzero -- segzero-mcp" in (folder / "claude_code.md").read_text()
+    # every `claude mcp add ... -- segzero-mcp ARGS` line, in the examples and in the README's client table
+    import shlex
+
+    lines = [line for line in (folder / "claude_code.md").read_text().splitlines()
+             if line.startswith("claude mcp add segzero -- segzero-mcp")]
+    table = [cell.strip("` ") for line in (kit.REPO / "README.md").read_text().splitlines() if line.startswith("| Claude Code")
+             for cell in line.split("|") if "claude mcp add" in cell]
+    assert len(lines) == 3 and len(table) == 2 and set(table) <= set(lines)
+    for line in lines:
+        args = shlex.split(line.split("segzero-mcp", 1)[1])
+        build_parser().parse_args(args)
