@@ -16,6 +16,8 @@ Server variables (see :data:`ENV_NAMES`)::
         the results the steering tools (refine_object, inspect_result, select_objects) can still use
 
 ``SEGZERO_REASONER=none`` (``--reasoner none``) loads only the segmenter and serves only the steering tools.
+``SEGZERO_VERIFIER`` (``--verifier``, with ``--verifier-backend`` / ``--verifier-base-url`` / ...) loads
+another model at start as the verifier of ``segment_by_reasoning(verify=true)`` (default: the reasoner).
 
 The server's ``max_pixels`` and ``max_objects`` are the limits that apply: they are copied into
 ``pipeline`` so that the pipeline enforces the same values.
@@ -33,7 +35,12 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
-from segzero_tool.cli import REMOTE_REASONER_FIELDS, add_model_selection_options
+from segzero_tool.cli import (
+    REMOTE_REASONER_FIELDS,
+    VERIFIER_FIELDS,
+    add_model_selection_options,
+    add_verifier_options,
+)
 from segzero_tool.settings import PipelineSettings, SettingsError
 
 from .security import InputPolicy
@@ -88,7 +95,7 @@ _INT_FIELDS = frozenset({"port", "max_redirects", "max_pixels", "max_concurrency
 _BOOL_FIELDS = frozenset({"allow_urls", "allow_private_urls", "lazy", "resource_links"})
 #: Flags shared with ``segzero segment`` that set :class:`PipelineSettings` fields.
 _PIPELINE_FLAGS = ("preset", "reasoner", "segmenter", "reasoner_backend", "segmenter_backend", "prompt_format",
-                   "device", "dtype", "frame_size", "max_new_tokens", *REMOTE_REASONER_FIELDS)
+                   "device", "dtype", "frame_size", "max_new_tokens", *REMOTE_REASONER_FIELDS, *VERIFIER_FIELDS)
 
 
 def parse_bool(value: str, name: str) -> bool:
@@ -496,6 +503,8 @@ def build_parser() -> argparse.ArgumentParser:
     lim.add_argument("--max-objects", type=int, help="most objects per answer (default 50)")
 
     add_model_selection_options(p)
+    add_verifier_options(p.add_argument_group(
+        "self-check verifier (segment_by_reasoning with verify=true; SEGZERO_VERIFIER, ...)"))
 
     o = p.add_argument_group("other")
     o.add_argument("--lazy", action=argparse.BooleanOptionalAction, default=None,

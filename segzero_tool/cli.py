@@ -1,6 +1,6 @@
 """The ``segzero`` command line.
 
-    segzero segment IMAGE QUERY [--out DIR] [--reasoner ...] [--segmenter ...] [--json] [--verify]
+    segzero segment IMAGE QUERY [--out DIR] [--reasoner ...] [--segmenter ...] [--json] [--verify [--verifier ...]]
     segzero prompt IMAGE --box x1,y1,x2,y2 [--point x,y ...] [--negative x,y ...] [--objects JSON|@FILE] [--out DIR]
     segzero inspect DIR [--image IMAGE] [--indices 0,2] [--no-crops] [--out FILE.png]
     segzero refine DIR --image IMAGE --index I [--add x,y ...] [--remove x,y ...] [--box x1,y1,x2,y2] --out DIR2
@@ -85,6 +85,27 @@ def add_remote_reasoner_options(p: argparse.ArgumentParser) -> None:
                    help="how the 840x840 frame is sent (default png, lossless; jpeg: quality 95, faster)")
 
 
+#: PipelineSettings fields set by :func:`add_verifier_options`.
+VERIFIER_FIELDS = ("verifier", "verifier_backend", "verifier_base_url", "verifier_api_key_env", "verifier_model_name")
+
+
+def add_verifier_options(g: argparse._ActionsContainer) -> None:
+    """The flags that choose the self-check loop's verifier (shared with ``segzero-mcp``)."""
+    g.add_argument("--verifier", metavar="NAME|HUB_ID|FOLDER",
+                   help="the model that checks the masks (default: the reasoner itself), loaded like --reasoner; "
+                        "e.g. a larger VLM served by vLLM: --verifier-backend openai --verifier-base-url "
+                        "http://gpu:8000/v1 --verifier-model-name Qwen/Qwen2.5-VL-72B-Instruct")
+    g.add_argument("--verifier-backend", metavar="BACKEND",
+                   help="transformers (default; on the reasoner's device and dtype), openai (a vLLM / "
+                        "OpenAI-compatible server), vllm (in-process), or package.module:Class")
+    g.add_argument("--verifier-base-url", metavar="URL[,URL...]",
+                   help="--verifier-backend openai: the server's base URL (default http://127.0.0.1:8000/v1)")
+    g.add_argument("--verifier-api-key-env", metavar="NAME",
+                   help="--verifier-backend openai: environment variable holding its API key (default OPENAI_API_KEY)")
+    g.add_argument("--verifier-model-name", metavar="NAME",
+                   help="--verifier-backend openai: the model name the server serves (default: derived from --verifier)")
+
+
 class OneLineErrorParser(argparse.ArgumentParser):
     """Usage errors are one line, ``segzero: error: <what> (see segzero segment --help)``, and exit 2
     (argparse prints the whole usage first); subparsers inherit it. ``segzero-train`` uses it too."""
@@ -112,10 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--overlay-max-side", type=int, default=1024, help="longest side of overlay.png (default 1024)")
     v = seg.add_argument_group("self-check")
     v.add_argument("--verify", action="store_true", default=None,
-                   help="after the masks, the reasoner checks the numbered objects against the query and keeps, "
-                        "drops or retries once with a hint (off by default)")
+                   help="after the masks, the verifier (default the reasoner) checks the numbered objects against "
+                        "the query and keeps, drops or retries once with a hint (off by default)")
     v.add_argument("--verify-rounds", type=int, metavar="N",
                    help="at most N checks, so N-1 retries (1 to 5; default 2)")
+    add_verifier_options(v)
     _add_model_options(seg)
 
     steering = cli_steer.add_parsers(sub)  # prompt, inspect, refine, select
@@ -198,6 +220,10 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         raise SettingsError("segment reasons with a model, and --reasoner none loads none; to segment your own "
                             "boxes and clicks without a reasoner use `segzero prompt IMAGE --box x1,y1,x2,y2`")
     # Validate cheap things before loading multi-GB models.
+    given = [name for name in VERIFIER_FIELDS if getattr(args, name, None) is not None]
+    if given and not settings.verify:
+        raise SettingsError(f"{'--' + given[0].replace('_', '-')} is used only with --verify (the self-check loop); "
+                            "add --verify")
     if args.overlay_max_side < 1:
         raise SettingsError(f"--overlay-max-side must be at least 1, got {args.overlay_max_side}")
     if args.out:
@@ -208,9 +234,10 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         from .devices import resolve_device
 
         resolve_device(settings.device)
+    verifier = f", verifier: {settings.verifier}" if settings.verify and settings.verifier else ""
     print(f"loading models (reasoner: {settings.reasoner or settings.preset + ' preset'}, "
-          f"segmenter: {settings.segmenter or settings.preset + ' preset'}) ...", file=sys.stderr, flush=True)
-    pipe = settings.build_pipeline(with_segmenter=not args.no_masks)
+          f"segmenter: {settings.segmenter or settings.preset + ' preset'}{verifier}) ...", file=sys.stderr, flush=True)
+    pipe = settings.build_pipeline(with_segmenter=not args.no_masks, with_verifier=settings.verify)
     print("reasoning ...", file=sys.stderr, flush=True)
     result = pipe.segment(image, args.query, compute_masks=not args.no_masks, verify=settings.verify,
                           verify_rounds=settings.verify_rounds)

@@ -3,6 +3,8 @@
 :func:`load_models` resolves every registry name, backend class and optional extra of both models
 before it loads either (a typo in the segmenter's settings does not wait for the reasoner to load),
 then loads them, naming each in the log and the progress reports (:func:`backend_label`).
+:func:`resolve_verifier` and :func:`load_verifier` do the same for the self-check loop's verifier, a
+second reasoner loaded by name like the first.
 """
 
 from __future__ import annotations
@@ -11,11 +13,11 @@ import logging
 from typing import Any
 
 from .backends import build_backend, resolve_reasoner_class, resolve_segmenter_class
-from .errors import BackendError
+from .errors import BackendError, UnknownModelError
 from .progress import report
 from .prompts import PromptFormat
 from .reasoners.base import Reasoner
-from .registry import get_preset, is_no_reasoner, resolve_model
+from .registry import ModelEntry, get_preset, is_no_reasoner, resolve_model
 from .segmenters.base import Segmenter
 
 #: The log lines keep the pipeline's logger name (``INFO segzero_tool.pipeline: loading reasoner ...``),
@@ -97,11 +99,8 @@ def load_models(
         assert entry is not None and rcls is not None
         fmt = fmt or entry.prompt_format
         budget = budget or entry.max_new_tokens
-        kw = {"device": reasoner_device or device, "dtype": dtype, **(reasoner_kwargs or {})}
-        label = backend_label(reasoner_backend, entry.hub_id, rcls)
-        logger.info("loading reasoner %s", label)
-        report("loading", f"loading reasoner {label}")
-        reasoner_obj = build_backend(rcls, entry.hub_id, kw)
+        reasoner_obj = _build_reasoner(entry, rcls, reasoner_backend, reasoner_device or device, dtype,
+                                       reasoner_kwargs, "reasoner")
     segmenter_obj: Segmenter | None
     if not with_segmenter:
         segmenter_obj = None
@@ -117,4 +116,59 @@ def load_models(
     return reasoner_obj, segmenter_obj, fmt, budget
 
 
-__all__ = ["backend_label", "load_models"]
+def _build_reasoner(entry: ModelEntry, cls: type[Reasoner], backend: str, device: str | None, dtype: Any,
+                    kwargs: dict[str, Any] | None, role: str) -> Reasoner:
+    kw = {"device": device, "dtype": dtype, **(kwargs or {})}
+    label = backend_label(backend, entry.hub_id, cls)
+    logger.info("loading %s %s", role, label)
+    report("loading", f"loading {role} {label}")
+    return build_backend(cls, entry.hub_id, kw)
+
+
+#: Backends whose ``structured_outputs`` would force the segmentation answer's shape (``auto``: a regex
+#: on vLLM) onto the verifier, whose answer is ``{"keep": [...]}`` or ``{"retry": "..."}``: a verifier
+#: loaded with them gets ``structured_outputs="off"`` unless its kwargs say otherwise.
+_STRUCTURED_BACKENDS = frozenset({"openai", "vllm"})
+
+
+def resolve_verifier(verifier: str, backend: str | None) -> tuple[ModelEntry, type[Reasoner]]:
+    """The registry entry and backend class of a verifier named by registry name, hub id or folder,
+    checked without loading anything (so that a typo fails before the models load).
+
+    Raises:
+        UnknownModelError: the name is not a reasoner (the message starts with ``verifier``).
+        BackendError: an unknown backend or bad import path.
+    """
+    if is_no_reasoner(verifier):
+        raise BackendError("verifier 'none' is not a model; omit the verifier to use the reasoner")
+    try:
+        entry = resolve_model(verifier, "reasoner")
+    except UnknownModelError as exc:
+        raise UnknownModelError(f"verifier: {exc}") from None
+    return entry, resolve_reasoner_class(backend or "transformers")
+
+
+def load_verifier(
+    verifier: str,
+    *,
+    backend: str | None = None,
+    device: str | None = None,
+    dtype: Any = "auto",
+    kwargs: dict[str, Any] | None = None,
+    resolved: tuple[ModelEntry, type[Reasoner]] | None = None,
+) -> Reasoner:
+    """Load the self-check loop's verifier: a reasoner named by registry name, hub id or local folder,
+    with ``backend`` (default ``transformers``; ``openai``, ``vllm`` or ``package.module:Class``), on
+    ``device`` / ``dtype``, with the backend's ``kwargs`` (e.g. ``base_url`` for ``openai``).
+
+    ``resolved``: what :func:`resolve_verifier` returned for these arguments (not resolved again).
+    """
+    backend = backend or "transformers"
+    entry, cls = resolved if resolved is not None else resolve_verifier(verifier, backend)
+    kw = dict(kwargs or {})
+    if backend.strip().lower() in _STRUCTURED_BACKENDS:
+        kw.setdefault("structured_outputs", "off")
+    return _build_reasoner(entry, cls, backend, device, dtype, kw, "verifier")
+
+
+__all__ = ["backend_label", "load_models", "load_verifier", "resolve_verifier"]

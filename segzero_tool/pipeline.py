@@ -26,7 +26,7 @@ from .errors import NoReasonerError
 from .frame import DEFAULT_FRAME_SIZE, ROUNDINGS, ReasoningFrame, Rounding, rounding_for_format
 from .images import DEFAULT_MAX_PIXELS, ImageInput, LoadedImage, load_image
 from .loading import backend_label as backend_label
-from .loading import load_models
+from .loading import load_models, load_verifier, resolve_verifier
 from .parsing import FrameObject, ParsedOutput, ParseStatus, parse_output
 from .projection import project_objects
 from .prompts import DEFAULT_MAX_QUERY_CHARS, PromptFormat, build_prompt, validate_query
@@ -159,7 +159,9 @@ class SegZeroPipeline:
         segmenter_kwargs: dict[str, Any] | None = None,
         prompt_format: str | PromptFormat | None = None,
         with_segmenter: bool = True,
-        verifier: Reasoner | None = None,
+        verifier: str | Reasoner | None = None,
+        verifier_backend: str | None = None,
+        verifier_kwargs: dict[str, Any] | None = None,
         **pipeline_kwargs: Any,
     ) -> SegZeroPipeline:
         """Load a reasoner and a segmenter by registry name, hub id or local folder.
@@ -177,13 +179,34 @@ class SegZeroPipeline:
             prompt_format: override the registry's format for the reasoner (required knowledge for
                 unregistered folders of non-VisionReasoner models).
             with_segmenter: ``False`` loads no segmenter (boxes and points only).
-            verifier: the self-check loop's verifier, a ready :class:`Reasoner` instance (names are not
-                loaded here: build one with its backend's ``from_pretrained``); default the reasoner.
+            verifier: the self-check loop's verifier (``segment(..., verify=True)``): a ready
+                :class:`Reasoner`, or a registry name, hub id or local folder loaded here like the
+                reasoner (after it, on the reasoner's device and dtype) with ``verifier_backend``
+                (default ``transformers``; ``openai`` for a larger VLM on a vLLM / OpenAI-compatible
+                server, ``vllm``, ``package.module:Class``) and ``verifier_kwargs`` (that backend's
+                arguments, e.g. ``{"base_url": "http://gpu:8000/v1", "model_name": "Qwen/Qwen2.5-VL-72B-Instruct"}``;
+                ``openai`` / ``vllm`` verifiers get ``structured_outputs="off"`` unless given: the
+                reasoner's forced answer shape is not the verifier's). Default ``None``: the reasoner.
+            verifier_backend / verifier_kwargs: for a verifier given by name only.
             **pipeline_kwargs: forwarded to the constructor (``frame_size``, ``max_objects``, ...).
+
+        Raises:
+            TypeError: ``verifier`` is neither a string, a :class:`Reasoner` nor ``None``.
+            SettingsError: ``verifier_backend`` / ``verifier_kwargs`` without a verifier name, or
+                ``verifier="none"``.
         """
-        if verifier is not None and not isinstance(verifier, Reasoner):
-            raise TypeError(f"verifier must be a Reasoner instance (or None: the pipeline's reasoner), got "
-                            f"{type(verifier).__name__}; load it with its backend's from_pretrained first")
+        from .settings import SettingsError
+
+        if verifier is not None and not isinstance(verifier, (str, Reasoner)):
+            raise TypeError(f"verifier must be a Reasoner instance, a registry name, hub id or folder (or None: "
+                            f"the pipeline's reasoner), got {type(verifier).__name__}")
+        if not isinstance(verifier, str) and (verifier_backend is not None or verifier_kwargs):
+            raise SettingsError("verifier_backend and verifier_kwargs apply to a verifier given by name, hub id or "
+                                "folder, not to " + ("a ready Reasoner" if verifier is not None else "no verifier"))
+        if isinstance(verifier, str) and (not verifier.strip() or verifier.strip().lower() == "none"):
+            raise SettingsError(f"verifier {verifier!r} is not a model; omit it to use the reasoner")
+        # Resolve the verifier's name and backend before any model loads: a typo fails at once.
+        verifier_spec = resolve_verifier(verifier, verifier_backend) if isinstance(verifier, str) else None
         budget = pipeline_kwargs.pop("max_new_tokens", None)
         rounding = pipeline_kwargs.pop("rounding", None)
         reasoner_obj, segmenter_obj, fmt, budget = load_models(
@@ -193,6 +216,9 @@ class SegZeroPipeline:
             segmenter_kwargs=segmenter_kwargs, prompt_format=prompt_format, max_new_tokens=budget,
             with_segmenter=with_segmenter,
         )
+        if isinstance(verifier, str):
+            verifier = load_verifier(verifier, backend=verifier_backend, device=reasoner_device or device,
+                                     dtype=dtype, kwargs=verifier_kwargs, resolved=verifier_spec)
         return cls(
             reasoner_obj,
             segmenter_obj,

@@ -9,6 +9,10 @@ Config files are TOML or JSON with the field names below, at the top level or un
     device = "cuda"
     reasoner_backend = "transformers"     # or "openai", "vllm", "my_pkg.mod:MyReasoner"
     reasoner_base_url = "http://gpu-1:8000/v1,http://gpu-2:8000/v1"   # openai backend: replicas
+    verify = true                         # the self-check loop, with another model as the verifier:
+    verifier = "Qwen/Qwen2.5-VL-72B-Instruct"
+    verifier_backend = "openai"
+    verifier_base_url = "http://gpu-3:8000/v1"
 
 Environment variables are the upper-cased names with a ``SEGZERO_`` prefix, e.g.
 ``SEGZERO_REASONER``, ``SEGZERO_DEVICE``, ``SEGZERO_MAX_OBJECTS``.
@@ -36,6 +40,21 @@ class SettingsError(SegZeroError, ValueError):
 _MAX_VERIFY_ROUNDS = 5
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
+
+#: The verifier's fields: the model first, then its backend and the remote (openai backend) ones.
+_VERIFIER_FIELDS = ("verifier", "verifier_backend", "verifier_base_url", "verifier_api_key_env",
+                    "verifier_model_name")
+_VERIFIER_REMOTE_FIELDS = _VERIFIER_FIELDS[2:]
+
+
+def _flag(name: str) -> str:
+    """A field as its flag and variable: ``--verifier-backend (SEGZERO_VERIFIER_BACKEND)``."""
+    return "--" + name.replace("_", "-") + f" ({PipelineSettings.ENV_PREFIX}{name.upper()})"
+
+
+def _flags(names: list[str]) -> str:
+    return ", ".join(_flag(name) for name in names) + (" is" if len(names) == 1 else " are")
+
 
 #: dtype names the model loaders accept (see :func:`segzero_tool.devices.resolve_dtype`).
 _DTYPE_NAMES = frozenset({"auto", "bf16", "bfloat16", "fp16", "float16", "half", "fp32", "float32", "float"})
@@ -84,6 +103,14 @@ class PipelineSettings:
     # the self-check loop (segment(..., verify=True)); rounds: 1 to MAX_VERIFY_ROUNDS
     verify: bool = False
     verify_rounds: int = 2
+    # the verifier (None: the reasoner itself): registry name, hub id or folder, loaded like the reasoner
+    # with its own backend (default transformers); verifier_base_url / _api_key_env / _model_name: as the
+    # reasoner_* ones, for verifier_backend "openai" (or a custom class)
+    verifier: str | None = None
+    verifier_backend: str | None = None
+    verifier_base_url: str | None = None
+    verifier_api_key_env: str | None = None
+    verifier_model_name: str | None = None
 
     ENV_PREFIX = "SEGZERO_"
 
@@ -122,6 +149,36 @@ class PipelineSettings:
         for name in ("preset", "reasoner_backend", "segmenter_backend", "device"):
             if not str(getattr(self, name)).strip():
                 return f"{name} is empty"
+        for name in _VERIFIER_FIELDS:
+            value = getattr(self, name)
+            if value is not None and not str(value).strip():
+                return f"{name} is empty" + ("; omit it to use the reasoner as the verifier" if name == "verifier" else "")
+        if self.verifier is not None and str(self.verifier).strip().lower() == "none":
+            return f"verifier {self.verifier!r} is not a model: omit it to use the reasoner as the verifier"
+        return None
+
+    def verifier_problem(self) -> str | None:
+        """What is wrong with the verifier settings taken together (the first thing found), or ``None``.
+
+        Not part of :meth:`problem`: the layers (file, environment, flags) are merged one by one, and a
+        ``verifier_base_url`` from the config file may meet its ``verifier`` only in the flags. Checked by
+        :meth:`resolve` once every layer is in, and by :meth:`verifier_kwargs`.
+        """
+        stray = [name for name in _VERIFIER_FIELDS[1:] if getattr(self, name) is not None]
+        if self.verifier is None:
+            if stray:
+                return (f"{_flags(stray)} set without --verifier (the model to load as the verifier): add "
+                        "--verifier NAME|HUB_ID|FOLDER (SEGZERO_VERIFIER, config key verifier), or drop "
+                        f"{'it' if len(stray) == 1 else 'them'} to use the reasoner as the verifier")
+            return None
+        if self.no_reasoner:
+            return ("--verifier checks the reasoner's answers, and --reasoner none loads no reasoner; drop the "
+                    "verifier settings or name a reasoner")
+        remote = [name for name in _VERIFIER_REMOTE_FIELDS if getattr(self, name) is not None]
+        backend = (self.verifier_backend or "transformers").strip().lower()
+        if remote and backend != "openai" and ":" not in backend and "." not in backend:
+            return (f"{_flags(remote)} only for --verifier-backend openai (or a package.module:Class), not "
+                    f"{backend!r}; add --verifier-backend openai")
         return None
 
     @property
@@ -207,7 +264,11 @@ class PipelineSettings:
         if config is not None:
             s = cls.from_file(config, s)
         s = cls.from_env(environ, s)
-        return s.merged(overrides or {}, "arguments")
+        s = s.merged(overrides or {}, "arguments")
+        problem = s.verifier_problem()
+        if problem is not None:
+            raise SettingsError(problem)
+        return s
 
     def normalised(self, name: str) -> str | None:
         """A choice setting (``compat``, ``rounding``, ...) stripped and lower-cased; ``None`` when unset."""
@@ -240,8 +301,25 @@ class PipelineSettings:
             )
         return given
 
-    def build_pipeline(self, **extra: Any) -> Any:
-        """Load the models these settings name and return a :class:`SegZeroPipeline`."""
+    def verifier_kwargs(self) -> dict[str, Any]:
+        """The verifier's backend keyword arguments (``base_url``, ``api_key_env``, ``model_name``: only
+        those set; empty when none is).
+
+        Raises:
+            SettingsError: the verifier settings do not fit together (:meth:`verifier_problem`).
+        """
+        problem = self.verifier_problem()
+        if problem is not None:
+            raise SettingsError(problem)
+        return {field_name.removeprefix("verifier_"): getattr(self, field_name)
+                for field_name in _VERIFIER_REMOTE_FIELDS if getattr(self, field_name) is not None}
+
+    def build_pipeline(self, *, with_verifier: bool = True, **extra: Any) -> Any:
+        """Load the models these settings name and return a :class:`SegZeroPipeline`.
+
+        ``verifier`` set: that model is loaded too (after the reasoner, on its device and dtype) as the
+        self-check loop's verifier, unless ``with_verifier`` is false (a caller that never verifies).
+        """
         from .pipeline import SegZeroPipeline
 
         kwargs: dict[str, Any] = {
@@ -264,5 +342,11 @@ class PipelineSettings:
         remote = self.remote_reasoner_kwargs()
         if remote:
             kwargs["reasoner_kwargs"] = remote
+        verifier_kwargs = self.verifier_kwargs()
+        if self.verifier is not None and with_verifier:
+            kwargs["verifier"] = self.verifier.strip()
+            kwargs["verifier_backend"] = (self.verifier_backend or "transformers").strip()
+            if verifier_kwargs:
+                kwargs["verifier_kwargs"] = verifier_kwargs
         kwargs.update(extra)
         return SegZeroPipeline.from_pretrained(self.reasoner, self.segmenter, **kwargs)
