@@ -19,11 +19,7 @@ tells), model-loading steps while the models load, elapsed seconds otherwise.
 
 from __future__ import annotations
 
-import asyncio
-import collections
-import contextlib
 import functools
-import inspect
 import logging
 import re
 import time
@@ -33,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from segzero_tool import __version__
-from segzero_tool.cancel import CancelToken, cancellation
+from segzero_tool.cancel import CancelToken
 from segzero_tool.errors import (
     ImageLoadError,
     ImageTooLargeError,
@@ -45,9 +41,10 @@ from segzero_tool.errors import (
     SegZeroError,
 )
 from segzero_tool.handles import ResultHandles, result_nbytes
-from segzero_tool.progress import Progress, progress_reporting
+from segzero_tool.progress import Progress
 from segzero_tool.prompts import validate_query
 
+from .calls import STAGES, CallProgress, Gate, ProgressFn, ServerBusy, gated_call, run_in_thread
 from .loader import ModelLoader, ModelLoadFailed
 from .results import Encoded, encode_png, encode_result
 from .security import InputRejected, load_source
@@ -60,9 +57,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("segzero_tool.mcp_server")
 
-ProgressFn = Callable[[float, str], Awaitable[None]]
-#: Progress steps of a call: queued, loading image, loading models, reasoning, segmenting, encoding.
-STAGES = 6
 #: The reasoner's budget flag, as this command spells it.
 BUDGET_HINT = "the server operator can raise it with segzero-mcp --max-new-tokens N"
 #: How the model and its prompt format are chosen, as this command spells it.
@@ -75,131 +69,10 @@ LIVE_HINT_NO_REASONER = ("send the image again: call segment_by_prompts with ima
                          "result_id")
 #: The steering tools (served with and without a reasoner).
 STEERING_TOOLS = ("segment_by_prompts", "refine_object", "inspect_result", "select_objects")
+#: What ``segment_by_reasoning`` answers on a server without a reasoner.
+NO_REASONER = ("this server has no reasoner (segzero-mcp --reasoner none); send boxes or points with "
+               "segment_by_prompts(image, objects=[{\"box\": [x1, y1, x2, y2]}]) instead")
 _OWN_RESOURCE = re.compile(r"^segzero://results/([A-Za-z0-9_-]+)/(mask\.png|overlay\.png|objects/(\d+)/mask\.png)$")
-
-
-class ServerBusy(SegZeroError):
-    """Too many calls are running or waiting; the caller should retry shortly."""
-
-
-class Gate:
-    """At most ``max_running`` calls at once and ``max_waiting`` waiting (FIFO); beyond that
-    :meth:`acquire` raises :class:`ServerBusy` at once instead of letting a queue grow without bound.
-
-    Single event loop only (the server's).
-    """
-
-    def __init__(self, max_running: int, max_waiting: int) -> None:
-        self.max_running = max_running
-        self.max_waiting = max_waiting
-        self.running = 0
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-
-    @property
-    def waiting(self) -> int:
-        return len(self._waiters)
-
-    async def acquire(self) -> None:
-        if self.running < self.max_running and not self._waiters:
-            self.running += 1
-            return
-        if len(self._waiters) >= self.max_waiting:
-            raise ServerBusy(f"busy: {self.running} calls running and {len(self._waiters)} queued (the server's "
-                             "limits); retry in a few seconds")
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
-        try:
-            await fut  # release() hands its slot over: `running` already counts us
-        except asyncio.CancelledError:
-            if fut.done() and not fut.cancelled():
-                self.release()  # the slot arrived together with the cancellation: pass it on
-            else:
-                self._waiters.remove(fut)
-            raise
-
-    def release(self) -> None:
-        while self._waiters:
-            fut = self._waiters.popleft()
-            if not fut.done():
-                fut.set_result(None)
-                return
-        self.running -= 1
-
-
-class CallProgress:
-    """The progress of one call: numbered stages, the latest event from the worker thread (tokens,
-    loading steps) and a timer that re-sends it every ``interval`` seconds.
-
-    Progress values increase strictly (as MCP requires): stage ``k`` covers ``[k, k + 1)``, filled by
-    the event's fraction when it has one (tokens / budget) and by elapsed time otherwise.
-    """
-
-    def __init__(self, send: ProgressFn, interval: float) -> None:
-        self._send = send
-        self.interval = interval
-        self.index = 0
-        self.name = "queued"
-        self.started = time.monotonic()
-        self.latest: Progress | None = None
-        self.last_value = -1.0
-
-    def sink(self, event: Progress) -> None:
-        """Called from worker threads: only records (cheap, never blocks)."""
-        self.latest = event
-
-    async def stage(self, index: int, name: str) -> None:
-        self.index, self.name, self.latest, self.started = index, name, None, time.monotonic()
-        await self.emit()
-
-    async def emit(self, event: Progress | None = None) -> None:
-        if event is not None:
-            self.latest = event
-        elapsed = time.monotonic() - self.started
-        latest = self.latest
-        fraction = latest.fraction if latest is not None else None
-        if fraction is None:
-            fraction = 1.0 - 1.0 / (1.0 + elapsed / 30.0)
-        value = self.index + min(0.99, fraction * 0.99)
-        if value <= self.last_value:
-            value = self.last_value + 1e-4
-        self.last_value = value
-        detail = f": {latest.message}" if latest is not None and latest.message else ""
-        message = f"{self.name}{detail} ({elapsed:.0f} s)" if elapsed >= 1 else f"{self.name}{detail}"
-        try:
-            await self._send(round(value, 4), message)
-        except Exception as exc:  # progress is best effort; never fail the call for it
-            log.debug("progress notification failed: %r", exc)
-
-    async def done(self) -> None:
-        try:
-            await self._send(float(STAGES), "done")
-        except Exception as exc:
-            log.debug("progress notification failed: %r", exc)
-
-    async def run_timer(self) -> None:
-        while True:
-            await anyio.sleep(self.interval)
-            await self.emit()
-
-
-async def run_in_thread(token: CancelToken, fn: Callable[..., Any], *args: Any,
-                        progress: CallProgress | None = None) -> Any:
-    """``fn(*args)`` in a worker thread that sees ``token`` (and the call's progress sink); if the caller
-    is cancelled, set the token, wait (shielded) until the thread has finished, then re-raise."""
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(cancellation(token))
-        if progress is not None:
-            stack.enter_context(progress_reporting(progress.sink, tqdm_bars=False))
-        fut = asyncio.ensure_future(asyncio.to_thread(fn, *args))  # copies the context into the thread
-    try:
-        return await asyncio.shield(fut)
-    except asyncio.CancelledError:
-        token.cancel("the client cancelled the call")
-        with anyio.CancelScope(shield=True):
-            await asyncio.wait([fut])
-        if not fut.cancelled() and fut.exception() is not None:
-            log.debug("cancelled work ended with %r", fut.exception())
-        raise
 
 
 class SegZeroService:
@@ -323,55 +196,38 @@ class SegZeroService:
             asyncio.CancelledError: the call was cancelled (its work has stopped).
         """
         if not self.has_reasoner:
-            raise NoReasonerError(
-                "this server has no reasoner (segzero-mcp --reasoner none); send boxes or points with "
-                "segment_by_prompts(image, objects=[{\"box\": [x1, y1, x2, y2]}]) instead")
-        calls = CallProgress(progress or _no_progress, self.progress_interval_s)
+            raise NoReasonerError(NO_REASONER)
         validate_query(query)  # cheap checks first: nothing waits in the queue for a bad query
         if not isinstance(image, str) or not image.strip():
             raise InputRejected("the image is empty; pass a file path, an http(s) URL, a data: URL or base64")
         n_objects = min(max_objects or self.settings.max_objects, self.settings.max_objects)
-        token = CancelToken()
-        timer = asyncio.ensure_future(calls.run_timer())
-        try:
-            await calls.emit(Progress("queued", f"{self.gate.running} running, {self.gate.waiting} waiting"))
-            await self.gate.acquire()
-            try:
-                await calls.stage(1, "loading image")
-                source = await load_source(image, self.policy, read_resource=self.read_own_resource)
-                from segzero_tool.images import load_image
 
-                loaded = await run_in_thread(token, functools.partial(load_image, max_pixels=self.settings.max_pixels),
-                                             source)
-                pipe = await self._pipeline(calls)
-                if pipe.reasoner is None:
-                    raise NoReasonerError(
-                        "this server has no reasoner (segzero-mcp --reasoner none); send boxes or points with "
-                        "segment_by_prompts(image, objects=[{\"box\": [x1, y1, x2, y2]}]) instead")
-                if verify:
-                    if "verify" not in inspect.signature(pipe.segment).parameters:
-                        raise SegZeroError("this server's pipeline has no self-check loop; call again without verify")
-                    await calls.stage(3, "reasoning, segmenting and verifying")
-                    result = await run_in_thread(token, functools.partial(
-                        pipe.segment, prompt_format=prompt_format, max_objects=n_objects, verify=True,
-                        verify_rounds=verify_rounds), loaded, query, progress=calls)
-                else:
-                    await calls.stage(3, "reasoning")
-                    result = await run_in_thread(token, _reason, pipe, loaded, query, prompt_format, n_objects,
-                                                 progress=calls)
-                if not verify and pipe.segmenter is not None and result.objects:
-                    await calls.stage(4, f"segmenting {len(result.objects)} object(s)")
-                    await run_in_thread(token, pipe.add_masks, result, progress=calls)
-                await calls.stage(5, "encoding")
-                encoded = await run_in_thread(token, self._encode, result, mask_encoding, include_overlay)
-            finally:
-                self.gate.release()
-        finally:
-            timer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await timer
-        await calls.done()
-        return encoded
+        async def work(token: CancelToken, calls: CallProgress) -> Encoded:
+            await calls.stage(1, "loading image")
+            source = await load_source(image, self.policy, read_resource=self.read_own_resource)
+            from segzero_tool.images import load_image
+
+            loaded = await run_in_thread(token, functools.partial(load_image, max_pixels=self.settings.max_pixels),
+                                         source)
+            pipe = await self._pipeline(calls)
+            if pipe.reasoner is None:
+                raise NoReasonerError(NO_REASONER)
+            if verify:
+                await calls.stage(3, "reasoning, segmenting and verifying")
+                result = await run_in_thread(token, functools.partial(
+                    pipe.segment, prompt_format=prompt_format, max_objects=n_objects, verify=True,
+                    verify_rounds=verify_rounds), loaded, query, progress=calls)
+            else:
+                await calls.stage(3, "reasoning")
+                result = await run_in_thread(token, _reason, pipe, loaded, query, prompt_format, n_objects,
+                                             progress=calls)
+            if not verify and pipe.segmenter is not None and result.objects:
+                await calls.stage(4, f"segmenting {len(result.objects)} object(s)")
+                await run_in_thread(token, pipe.add_masks, result, progress=calls)
+            await calls.stage(5, "encoding")
+            return await run_in_thread(token, self._encode, result, mask_encoding, include_overlay)
+
+        return await self._steer(work, progress)
 
     def _encode(self, result: SegmentationResult, mask_encoding: str, include_overlay: bool) -> Encoded:
         s = self.settings
@@ -411,23 +267,8 @@ class SegZeroService:
 
     async def _steer(self, work: Callable[[CancelToken, CallProgress], Awaitable[Any]],
                      progress: ProgressFn | None) -> Any:
-        """Run one steering call under the gate, with the progress timer."""
-        calls = CallProgress(progress or _no_progress, self.progress_interval_s)
-        token = CancelToken()
-        timer = asyncio.ensure_future(calls.run_timer())
-        try:
-            await calls.emit(Progress("queued", f"{self.gate.running} running, {self.gate.waiting} waiting"))
-            await self.gate.acquire()
-            try:
-                out = await work(token, calls)
-            finally:
-                self.gate.release()
-        finally:
-            timer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await timer
-        await calls.done()
-        return out
+        """Run one tool call's work under the gate, with the progress timer (:func:`.calls.gated_call`)."""
+        return await gated_call(self.gate, work, progress, self.progress_interval_s)
 
     async def segment_by_prompts(self, objects: Any, *, image: str | None = None, result_id: str | None = None,
                                  mask_encoding: str = "rle", include_overlay: bool = False,
@@ -616,10 +457,6 @@ def tool_error_message(exc: SegZeroError) -> str:
     if isinstance(exc, QueryError):
         return f"bad query: {msg}"
     return f"the segmentation failed: {msg}"
-
-
-async def _no_progress(progress: float, message: str) -> None:
-    return None
 
 
 def _reason(pipe: SegZeroPipeline, loaded: Any, query: str, prompt_format: str | None,

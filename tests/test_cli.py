@@ -185,8 +185,8 @@ def test_rerun_into_the_same_out_leaves_no_stale_masks(tmp_path, tiny_models):
     (out / "mask_notes.png").write_bytes(b"the user's own file")
     (out / "notes.txt").write_text("keep me")
     _mask_segment(tmp_path, tiny_models, out, ONE)
-    assert sorted(p.name for p in out.iterdir()) == ["mask_0.png", "mask_notes.png", "mask_union.png", "notes.txt",
-                                                     "overlay.png", "result.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["logits.npz", "mask_0.png", "mask_notes.png", "mask_union.png",
+                                                     "notes.txt", "overlay.png", "result.json"]
     data = json.loads((out / "result.json").read_text())
     assert len(data["objects"]) == 1 and data["union"]["area"] > 0
 

@@ -83,7 +83,7 @@ def test_cli_writes_results_with_scripted_reasoner(tiny_models, tmp_path, capsys
     printed = capsys.readouterr().out
     assert "The cup holds coffee." in printed and "2 object(s)" in printed
     files = sorted(p.name for p in out.iterdir())
-    assert files == ["mask_0.png", "mask_1.png", "mask_union.png", "overlay.png", "result.json"]
+    assert files == ["logits.npz", "mask_0.png", "mask_1.png", "mask_union.png", "overlay.png", "result.json"]
     data = json.loads((out / "result.json").read_text())
     assert data["parse_status"] == "ok" and len(data["objects"]) == 2
     assert data["objects"][0]["rle"]["size"] == [400, 600]
