@@ -13,10 +13,11 @@ path, as a caller passes it. One object = a box + one positive point. Timed, per
 * **cached** ``segment_by_prompts`` of the same image, a slightly different object each call: JPEG
   decode + content hash + decoder (the encoder is skipped: cache hit);
 * **cached_result** ``segment_by_prompts(segmenter, previous_result, [object])``: the image taken from the
-  previous result (over MCP: ``result_id``), so no JPEG decode: content hash + decoder;
+  previous result (over MCP: ``result_id``), so no JPEG decode and no content hash (a decoded image is
+  read-only and keeps its hash, see ``image_key``): decoder;
 * **refine** ``refine_object(segmenter, result, 0, add_points=[one], remove_points=[one])`` on a cached
   result: one extra positive and one negative click, the object's previous low-res logits fed back as
-  ``mask_input`` (the image is the result's array: content hash + decoder, no decode);
+  ``mask_input`` (the image is the result's array: decoder only, no decode, no hash);
 * ratios cached / cold and refine / cold (issue target: cached <= 5% of cold for the large arch).
 
 Calls run in rounds so that cold and cached calls see the same machine load: each round clears the cache,
@@ -34,7 +35,8 @@ the MCP Python client over streamable HTTP to a ``segzero-mcp --reasoner none --
 started on a free loopback port with the random-weight model saved to a temporary folder
 (``build_tiny_sam2(arch=...)``; ``OMP_NUM_THREADS`` = ``--threads``), the image passed by path from an
 allowed root (a cold call uses a copy of the JPEG with a few pixels changed: the server's cache is keyed by
-content; cached_result passes ``result_id``); client-side latency, plus the server's ``timings_ms.total``.
+content; cached_result passes ``result_id``); client-side latency, plus the server's ``timings_ms.total``;
+and the server's start-up: spawn to ``tools/list`` answered, and to ``GET /health`` 200 (segmenter loaded).
 The script stops with a message if the server does not list those tools. ``--profile``: cProfile of 20
 cached and 20 refine calls per arch (printed; the top 25 by own time go into the JSON).
 
@@ -350,11 +352,12 @@ def bench_mcp(arch: str, path: Path, size: tuple[int, int], args: argparse.Names
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("SEGZERO", "FASTMCP"))},
            "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "OMP_NUM_THREADS": str(max(1, args.threads))}  # the server's torch threads = ours
+    spawned = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=work, env=env)
     url = f"http://127.0.0.1:{port}/mcp"
     w, h = size
     try:
-        return asyncio.run(_mcp_calls(arch, url, str(path), (w, h), cold_repeat, repeat, proc, save_s))
+        return asyncio.run(_mcp_calls(arch, url, str(path), (w, h), cold_repeat, repeat, proc, save_s, spawned))
     finally:
         proc.terminate()
         try:
@@ -367,7 +370,9 @@ def bench_mcp(arch: str, path: Path, size: tuple[int, int], args: argparse.Names
 
 
 async def _mcp_calls(arch: str, url: str, image: str, size: tuple[int, int], cold_repeat: int, repeat: int,
-                     proc: subprocess.Popen, save_s: float) -> dict[str, Any]:
+                     proc: subprocess.Popen, save_s: float, spawned: float) -> dict[str, Any]:
+    import httpx
+
     w, h = size
     deadline = time.monotonic() + 300
     while True:  # wait for the port
@@ -383,10 +388,18 @@ async def _mcp_calls(arch: str, url: str, image: str, size: tuple[int, int], col
     async with _mcp_session(url, 600) as (list_tools, call_tool):
         listed = await list_tools()
         names = {_get(t, "name") for t in (_get(listed, "tools") or listed)}
+        listed_s = time.perf_counter() - spawned
         missing = {"segment_by_prompts", "refine_object"} - names
         if missing:
             raise SystemExit(f"the server does not list the tools {sorted(missing)} (it lists {sorted(names)}); "
                              "run without --mcp")
+        health = url.removesuffix("/mcp") + "/health"
+        async with httpx.AsyncClient(timeout=5) as http:  # 200 once the segmenter has loaded (503 before)
+            while (await http.get(health)).status_code != 200:
+                if time.perf_counter() - spawned > 600:
+                    raise SystemExit("the server did not become ready in 600 s")
+                await asyncio.sleep(0.05)
+        ready_s = time.perf_counter() - spawned
         wall: dict[str, list[float]] = {}
         server: dict[str, list[float]] = {}  # the result's timings_ms["total"]: the server's own pipeline time
         common = {"mask_encoding": "rle", "include_overlay": False}
@@ -439,7 +452,7 @@ async def _mcp_calls(arch: str, url: str, image: str, size: tuple[int, int], col
                   f"{statistics.median(wall['cached']):.1f} ms, refine p50 {statistics.median(wall['refine']):.1f}",
                   flush=True)
     ops = {op: {**_stats(wall[op]), "server_total_p50_ms": _pct(server[op], 50)} for op in OPS}
-    return {"arch": arch, "save_s": save_s, "ops": ops, "cached_over_cold": ops["cached"]["p50_ms"] /
+    return {"arch": arch, "save_s": save_s, "startup_s": {"tools_listed": listed_s, "ready": ready_s}, "ops": ops, "cached_over_cold": ops["cached"]["p50_ms"] /
             ops["cold"]["p50_ms"], "refine_over_cold": ops["refine"]["p50_ms"] / ops["cold"]["p50_ms"],
             "samples_ms": wall}
 
@@ -515,6 +528,9 @@ def _markdown(results: dict[str, Any], mcp: dict[str, Any] | None, args: argpars
             " / ".join(_fmt(mcp[a]["ops"][op]["server_total_p50_ms"]) for op in OPS) + " | " for a in mn))
         lines.append("| cached / cold (p50) | " + " | ".join(f"{100 * mcp[a]['cached_over_cold']:.2f}% | "
                                                               for a in mn))
+        lines.append("| start-up, s: spawn to `tools/list` answered / to `GET /health` 200 (segmenter loaded) | "
+                     + " | ".join(f"{mcp[a]['startup_s']['tools_listed']:.1f} / {mcp[a]['startup_s']['ready']:.1f} | "
+                                  for a in mn))
     else:
         lines += ["", "MCP over HTTP: not measured in this run" + ("." if args.mcp else " (`--mcp` not given).")]
     return "\n".join(lines) + "\n"

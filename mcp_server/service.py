@@ -130,6 +130,7 @@ class SegZeroService:
         return self.loader.load_blocking()
 
     def close(self) -> None:
+        self.store.close()
         pipe = self.loader.value
         if pipe is not None:
             pipe.close()
@@ -231,10 +232,16 @@ class SegZeroService:
 
     def _encode(self, result: SegmentationResult, mask_encoding: str, include_overlay: bool) -> Encoded:
         s = self.settings
-        picture = result.overlay(max_side=s.overlay_max_side)
-        png = encode_png(picture)
+        picture: Any = None
+        png: bytes | None = None
+        overlay: bytes | Callable[[], bytes]
+        if include_overlay:  # the picture goes into this answer
+            picture = result.overlay(max_side=s.overlay_max_side)
+            png = overlay = encode_png(picture)
+        else:  # only the overlay.png resource needs it: drawn in the background, after this answer
+            overlay = functools.partial(_overlay_png, result, s.overlay_max_side)
         live_id = self.live.put(result) if result.image is not None else None
-        rid = self.store.put(result, overlay_png=png, result_id=live_id)
+        rid = self.store.put(result, overlay_png=overlay, result_id=live_id)
         try:  # the store already holds the RLE form; reuse it unless a concurrent put evicted it already
             stored = self.store.get(rid).result_dict
         except ResultNotFound:
@@ -457,6 +464,10 @@ def tool_error_message(exc: SegZeroError) -> str:
     if isinstance(exc, QueryError):
         return f"bad query: {msg}"
     return f"the segmentation failed: {msg}"
+
+
+def _overlay_png(result: SegmentationResult, max_side: int) -> bytes:
+    return encode_png(result.overlay(max_side=max_side))
 
 
 def _reason(pipe: SegZeroPipeline, loaded: Any, query: str, prompt_format: str | None,

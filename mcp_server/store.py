@@ -8,23 +8,33 @@ results are evicted first once either the count or the byte limit is exceeded.
 A single result larger than ``max_bytes`` on its own is still stored, alone: every other entry
 is evicted, and it goes in turn as soon as the next result is stored. This way every call gets an
 id to read its masks back, and the store never holds more than one oversized entry.
+
+The overlay PNG may be given as a function that renders it: it then runs on the store's one
+background thread after :meth:`ResultStore.put` returns (drawing and PNG-encoding a 1024-px overlay
+takes about 100 ms on a laptop CPU, which a tool call that did not ask for the picture should not
+wait for); reading the overlay waits for it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 import time
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from segzero_tool.errors import SegZeroError
 
 if TYPE_CHECKING:
     from segzero_tool.result import SegmentationResult
+
+log = logging.getLogger("segzero_tool.mcp_server")
 
 _ID_CHARS = 16
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -52,8 +62,10 @@ class StoredResult:
         created: ``time.time()`` when it was stored.
         result_dict: ``SegmentationResult.to_dict("rle")`` (objects' ``rle`` and the ``union``
             included; never the image pixels). Treat it as read-only.
-        overlay_png: the overlay picture, when one was stored.
+        overlay_png: the overlay picture, when one was stored (and, when it is rendered in the
+            background, once it is ready; :meth:`ResultStore.overlay_png` waits for it).
         nbytes: bytes charged against the store's limit (compact JSON length + overlay length).
+        pending: the background rendering of the overlay, while it runs.
     """
 
     id: str
@@ -61,6 +73,7 @@ class StoredResult:
     result_dict: dict[str, Any]
     overlay_png: bytes | None
     nbytes: int
+    pending: Future[bytes] | None = field(default=None, repr=False)
 
     @property
     def n_objects(self) -> int:
@@ -93,34 +106,54 @@ class ResultStore:
         self._bytes = 0
         self._evicted = 0
         self._lock = threading.Lock()
+        self._renderer: ThreadPoolExecutor | None = None
 
     # --- writing -------------------------------------------------------------------------------
 
-    def put(self, result: SegmentationResult, *, overlay_png: bytes | None = None,
+    def put(self, result: SegmentationResult, *, overlay_png: bytes | Callable[[], bytes] | None = None,
             result_id: str | None = None) -> str:
         """Store ``result`` (and its overlay) and return its new id.
 
         Least recently used results are evicted until both limits hold again; a result larger
         than ``max_bytes`` by itself is stored alone (see the module docstring). ``result_id``
         stores it under an id issued elsewhere (the service's live results), which must be new here.
+        ``overlay_png`` is the PNG, or a function returning it that runs in the background (its
+        bytes are charged when it finishes).
 
         Raises:
             ValueError: ``result_id`` is already stored here or is not made of ``[A-Za-z0-9_-]``.
         """
         result_dict = result.to_dict("rle")
         nbytes = len(json.dumps(result_dict, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
-        if overlay_png is not None:
-            overlay_png = bytes(overlay_png)
-            nbytes += len(overlay_png)
+        render = overlay_png if callable(overlay_png) else None
+        png = None if render is not None or overlay_png is None else bytes(overlay_png)  # type: ignore[arg-type]
+        if png is not None:
+            nbytes += len(png)
         with self._lock:
             if result_id is None:
                 result_id = self._new_id()
             elif result_id in self._entries or not _ID_RE.match(result_id):
                 raise ValueError(f"result id {result_id!r} is already stored or not made of [A-Za-z0-9_-]")
-            self._entries[result_id] = StoredResult(result_id, time.time(), result_dict, overlay_png, nbytes)
+            entry = StoredResult(result_id, time.time(), result_dict, png, nbytes)
+            self._entries[result_id] = entry
             self._bytes += nbytes
             self._evict(keep=result_id)
+            if render is not None:
+                if self._renderer is None:
+                    self._renderer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="segzero-overlay")
+                entry.pending = self._renderer.submit(self._render, entry, render)
         return result_id
+
+    def _render(self, entry: StoredResult, render: Callable[[], bytes]) -> bytes:
+        """Background: render one overlay and charge its bytes (if the entry is still stored)."""
+        png = bytes(render())
+        with self._lock:
+            entry.overlay_png = png
+            if self._entries.get(entry.id) is entry:
+                entry.nbytes += len(png)
+                self._bytes += len(png)
+                self._evict(keep=entry.id)
+        return png
 
     def delete(self, result_id: str) -> bool:
         """Forget one result; returns whether it was there."""
@@ -136,6 +169,12 @@ class ResultStore:
         with self._lock:
             self._entries.clear()
             self._bytes = 0
+
+    def close(self) -> None:
+        """Stop the background renderer (overlays still queued are dropped)."""
+        renderer, self._renderer = self._renderer, None
+        if renderer is not None:
+            renderer.shutdown(wait=False, cancel_futures=True)
 
     def _new_id(self) -> str:
         while True:
@@ -206,6 +245,14 @@ class ResultStore:
             ResultNotFound: unknown or evicted id, or no overlay was stored for this result.
         """
         entry = self.get(result_id)
+        pending = entry.pending
+        if entry.overlay_png is None and pending is not None:
+            try:
+                return pending.result()
+            except Exception as exc:
+                log.warning("rendering the overlay of result %s failed: %r", result_id, exc)
+                raise ResultNotFound(f"the overlay picture of result {result_id!r} could not be drawn "
+                                     f"({exc.__class__.__name__}); read its masks instead") from None
         if entry.overlay_png is None:
             raise ResultNotFound(f"result {result_id!r} has no overlay picture stored; read its masks instead, "
                                  "or run segment_by_reasoning again with an overlay")

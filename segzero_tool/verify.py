@@ -328,8 +328,8 @@ def run_verification(
             prompt = build_verifier_prompt(q, n)
             entry["timings_ms"]["render"] = _ms(t0)
             t0 = time.perf_counter()
-            outputs = verifier.generate([ReasonerRequest(image=picture.image, prompt=prompt,
-                                                         max_new_tokens=max_new_tokens)])
+            outputs = verifier.generate([ReasonerRequest(image=picture.image, prompt=prompt,  # a verdict, not
+                                                         max_new_tokens=max_new_tokens, structured=False)])  # an answer
             text = outputs[0].text
             if not isinstance(text, str):
                 raise TypeError(f"the verifier returned {type(text).__name__}, not text")

@@ -68,7 +68,7 @@ def run_eval_command(args: argparse.Namespace, settings: Any) -> int:
         resolve_device(settings.device)
     err(f"loading models (reasoner: {settings.reasoner or settings.preset + ' preset'}, "
         f"segmenter: {settings.segmenter or settings.preset + ' preset'}) ...")
-    pipe = settings.build_pipeline()
+    pipe = settings.build_pipeline(with_verifier=False)  # evaluation never runs the self-check loop
     try:
         result = run_evaluation(
             pipe, dataset, run_dir, limit=args.limit, batch_size=args.batch_size, empty_union=args.empty_union,

@@ -32,11 +32,15 @@ class ReasonerRequest:
         image: RGB image already resized into the reasoning frame (e.g. 840x840).
         prompt: the full user-turn text that follows the image (see :func:`prompts.build_prompt`).
         max_new_tokens: token budget for this request.
+        structured: whether the answer is a segmentation answer (``<think>…</think><answer>[…]</answer>``),
+            which backends with structured outputs (vLLM's regex / grammar) may force; ``False`` for
+            free-form answers such as the self-check loop's verdict, which are never constrained.
     """
 
     image: Image.Image
     prompt: str
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    structured: bool = True
 
 
 @dataclass

@@ -146,7 +146,7 @@ def chat_request_body(request: ReasonerRequest, image_url: str, *, model: str, m
         "temperature": 0,
         max_tokens_field: int(request.max_new_tokens),
     }
-    if kind is not None:
+    if kind is not None and request.structured:
         schema: AnswerSchema = (schema_for_prompt(request.prompt) if answer_schema == "auto"
                                 else answer_schema)  # type: ignore[assignment]
         body["structured_outputs"] = structured_outputs_field(kind, schema, max_objects)

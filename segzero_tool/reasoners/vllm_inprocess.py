@@ -188,7 +188,7 @@ class VLLMReasoner(Reasoner):
         from vllm import SamplingParams
 
         kwargs: dict[str, Any] = {**self._defaults, "temperature": 0.0, "max_tokens": int(request.max_new_tokens)}
-        if self.structured_outputs != "off":
+        if self.structured_outputs != "off" and request.structured:
             from vllm.sampling_params import StructuredOutputsParams
 
             from .structured import answer_grammar, answer_regex

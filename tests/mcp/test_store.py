@@ -175,3 +175,43 @@ def test_thread_safety_smoke():
     stats = store.stats()
     assert stats["count"] == 10 and stats["evicted"] == 8 * 30 - 10
     assert stats["bytes"] == sum(store.get(i).nbytes for i in store.ids())
+
+
+def test_an_overlay_given_as_a_function_is_drawn_after_put_returns_and_charged_then():
+    store = ResultStore()
+    started, release = threading.Event(), threading.Event()
+
+    def render() -> bytes:
+        started.set()
+        assert release.wait(10)
+        return b"\x89PNG-late" * 10
+
+    rid = store.put(_result(), overlay_png=render)  # returns while the drawing waits
+    assert started.wait(10)
+    before = store.stats()["bytes"]
+    assert store.get(rid).overlay_png is None
+    release.set()
+    assert store.overlay_png(rid) == b"\x89PNG-late" * 10  # waits for it
+    assert store.stats()["bytes"] == before + 90 and store.get(rid).nbytes == before + 90
+    store.close()
+
+
+def test_a_failed_or_evicted_background_overlay():
+    store = ResultStore(max_results=1)
+
+    def broken() -> bytes:
+        raise RuntimeError("no picture")
+
+    rid = store.put(_result(), overlay_png=broken)
+    with pytest.raises(ResultNotFound, match="could not be drawn.*RuntimeError.*read its masks"):
+        store.overlay_png(rid)
+    assert store.mask_png(rid) is not None  # the result itself is fine
+    slow = threading.Event()
+    first = store.put(_result(), overlay_png=lambda: (slow.wait(10), b"png")[1])
+    second = store.put(_result(query="next"), overlay_png=b"png2")  # evicts the first while it draws
+    slow.set()
+    with pytest.raises(ResultNotFound):
+        store.overlay_png(first)
+    assert store.overlay_png(second) == b"png2"
+    assert store.stats()["count"] == 1 and store.stats()["bytes"] == store.get(second).nbytes
+    store.close()

@@ -93,6 +93,19 @@ def test_structured_outputs_in_request(make_server, make_client, mode, owned_by,
         assert list(so) == [expected] and "bbox_2d" in so[expected]
 
 
+@pytest.mark.parametrize("mode", ["regex", "grammar", "auto"])
+def test_free_form_requests_are_never_constrained(make_server, make_client, mode):
+    """The self-check loop's verdict (ReasonerRequest.structured=False) is not a segmentation answer: the
+    reasoner used as its own verifier over vLLM must not force the answer grammar onto it."""
+    import dataclasses
+
+    server = make_server(owned_by="vllm")
+    client = make_client(server.url, structured_outputs=mode)
+    client.generate([dataclasses.replace(request(), structured=False), request()])
+    free, constrained = sorted(server.requests, key=lambda r: "structured_outputs" in r)
+    assert "structured_outputs" not in free and "structured_outputs" in constrained
+
+
 def test_segzero_prompts_get_the_single_object_shape(make_server, make_client):
     server = make_server(models=["seg-zero-7b"], answer=SEGZERO_ANSWER)
     client = make_client(server.url, model="seg-zero-7b", structured_outputs="regex")
