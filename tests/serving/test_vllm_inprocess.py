@@ -119,6 +119,17 @@ def test_structured_output_modes(fake_vllm, mode, key):
         assert params["structured_outputs"].kwargs == {"grammar": answer_grammar("list")}
 
 
+@pytest.mark.parametrize("mode", ["regex", "grammar"])
+def test_a_free_form_request_is_not_constrained(fake_vllm, mode):
+    """The self-check loop's verdict (structured=False) must not be forced into the answer grammar."""
+    import dataclasses
+
+    reasoner = VLLMReasoner.from_pretrained("Ricky06662/VisionReasoner-7B", structured_outputs=mode)
+    reasoner.generate([dataclasses.replace(request(), structured=False), request()])
+    free, constrained = (p.kwargs for p in fake_vllm["chat"][-1]["sampling_params"])
+    assert "structured_outputs" not in free and "structured_outputs" in constrained
+
+
 def test_pipeline_with_the_vllm_backend(fake_vllm):
     with SegZeroPipeline.from_pretrained("visionreasoner-7b", BoxSegmenter(), reasoner_backend="vllm",
                                          reasoner_kwargs={"structured_outputs": "regex"}) as pipe:
