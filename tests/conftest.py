@@ -16,3 +16,14 @@ def tiny_models(tmp_path_factory):
         "reasoner": build_tiny_qwen2_5_vl(root / "reasoner", seed=0),
         "segmenter": build_tiny_sam2(root / "segmenter", seed=0),
     }
+
+
+@pytest.fixture
+def no_loading(monkeypatch):
+    """Any model load fails the test: errors must come first."""
+    from segzero_tool.pipeline import SegZeroPipeline
+
+    def boom(*a, **k):
+        raise AssertionError("a model was loaded before the check")
+
+    monkeypatch.setattr(SegZeroPipeline, "from_pretrained", classmethod(boom))

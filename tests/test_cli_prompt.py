@@ -8,44 +8,14 @@ import json
 from pathlib import Path
 
 import pytest
-
-from segzero_tool import cli
-from segzero_tool.pipeline import SegZeroPipeline
+from cli_support import assert_one_line as _one_line
+from cli_support import run_main as _main
+from cli_support import scripted_segmenter_args as _seg
 
 REPO = Path(__file__).resolve().parents[1]
 COFFEE = str(REPO / "examples" / "coffee.png")  # 600x400
 TWO = ('<think>Two things.</think><answer>[{"bbox_2d": [168,126,588,672], "point_2d": [378,420]}, '
        '{"bbox_2d": [600,700,800,830], "point_2d": [700,760]}]</answer>')
-
-
-def _seg(tmp_path: Path) -> list[str]:
-    folder = tmp_path / "seg"
-    folder.mkdir(exist_ok=True)
-    return ["--segmenter-backend", "scripted:BoxSegmenter", "--segmenter", str(folder)]
-
-
-def _main(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = cli.main(list(argv))
-    except SystemExit as exc:  # argparse
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-@pytest.fixture
-def no_loading(monkeypatch):
-    """Any model load fails the test: errors must come first."""
-    def boom(*a, **k):
-        raise AssertionError("a model was loaded before the check")
-
-    monkeypatch.setattr(SegZeroPipeline, "from_pretrained", classmethod(boom))
-
-
-def _one_line(err: str, message: str) -> None:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("segzero: error:") and message in lines[0], lines[0]
 
 
 def test_prompt_writes_the_result_masks_overlay_and_inspection(tmp_path, capsys, monkeypatch):

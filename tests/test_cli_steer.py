@@ -17,13 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_support import assert_one_line as _one_line
+from cli_support import run_main as _main
+from cli_support import scripted_segmenter_args as _seg
 from PIL import Image
 from scripted import BoxSegmenter
 
-from segzero_tool import cli
 from segzero_tool.errors import PromptError
 from segzero_tool.images import load_image
-from segzero_tool.pipeline import SegZeroPipeline
 from segzero_tool.result import SegmentationResult
 from segzero_tool.steer import refine_object, segment_by_prompts
 
@@ -31,36 +32,6 @@ REPO = Path(__file__).resolve().parents[1]
 COFFEE = str(REPO / "examples" / "coffee.png")  # 600x400
 OBJECTS = [{"box": [10, 20, 100, 120], "label": "cup"}, {"box": [200, 100, 300, 200]}, {"points": [[400, 300]]}]
 FILES = {"result.json", "mask_0.png", "mask_1.png", "mask_2.png", "mask_union.png", "overlay.png", "logits.npz"}
-
-
-def _seg(tmp_path: Path) -> list[str]:
-    folder = tmp_path / "seg"
-    folder.mkdir(exist_ok=True)
-    return ["--segmenter-backend", "scripted:BoxSegmenter", "--segmenter", str(folder)]
-
-
-def _main(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = cli.main([str(a) for a in argv])
-    except SystemExit as exc:  # argparse
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _one_line(err: str, message: str) -> None:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("segzero: error:") and message in lines[0], lines[0]
-
-
-@pytest.fixture
-def no_loading(monkeypatch):
-    """Any model load fails the test: errors must come first."""
-    def boom(*a, **k):
-        raise AssertionError("a model was loaded before the check")
-
-    monkeypatch.setattr(SegZeroPipeline, "from_pretrained", classmethod(boom))
 
 
 @pytest.fixture

@@ -12,9 +12,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from cli_support import assert_one_line as _one_line
+from cli_support import run_main as _main
+from cli_support import scripted_segmenter_args as _seg
 from scripted import BoxSegmenter, ScriptedReasoner
 
-from segzero_tool import cli
 from segzero_tool.errors import BackendError, UnknownModelError
 from segzero_tool.pipeline import SegZeroPipeline
 from segzero_tool.reasoners.openai_compat import OpenAICompatReasoner
@@ -57,36 +59,6 @@ def _script(tmp_path: Path, name: str, *answers: str) -> str:
     folder.mkdir(exist_ok=True)
     folder.joinpath("script.json").write_text(json.dumps(list(answers)))
     return str(folder)
-
-
-def _seg(tmp_path: Path) -> list[str]:
-    folder = tmp_path / "seg"
-    folder.mkdir(exist_ok=True)
-    return ["--segmenter-backend", "scripted:BoxSegmenter", "--segmenter", str(folder)]
-
-
-def _main(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = cli.main(list(argv))
-    except SystemExit as exc:  # argparse
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-@pytest.fixture
-def no_loading(monkeypatch):
-    """Any model load fails the test: errors must come first."""
-    def boom(*a, **k):
-        raise AssertionError("a model was loaded before the check")
-
-    monkeypatch.setattr(SegZeroPipeline, "from_pretrained", classmethod(boom))
-
-
-def _one_line(err: str, message: str) -> None:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("segzero: error:") and message in lines[0], lines[0]
 
 
 def _image() -> np.ndarray:
