@@ -52,6 +52,7 @@ from .settings import ServerSettings
 from .store import ResultNotFound, ResultStore
 
 if TYPE_CHECKING:
+    from segzero_tool.image_cache import DecodedImageCache
     from segzero_tool.pipeline import SegZeroPipeline
     from segzero_tool.result import SegmentationResult
 
@@ -157,12 +158,14 @@ class SegZeroService:
             found.discard("")
             if found:
                 device = sorted(found)[0] if len(found) == 1 else sorted(found)
+        cache = self._image_cache()
         return {
             "server": "segzero-mcp", "version": __version__, "mcp_sdk": SDK_VERSION, "state": load["state"],
             "models": models, "device": device, "load": load,
             "queue": {"running": self.gate.running, "waiting": self.gate.waiting,
                       "max_concurrency": self.gate.max_running, "max_queue": self.gate.max_waiting},
             "tools": self.tool_names(), "results": self.store.stats(), "live_results": self.live.stats(),
+            "image_cache": cache.stats() if cache is not None else None,
             "uptime_seconds": round(time.time() - self.started_at, 1),
         }
 
@@ -208,8 +211,8 @@ class SegZeroService:
             source = await load_source(image, self.policy, read_resource=self.read_own_resource)
             from segzero_tool.images import load_image
 
-            loaded = await run_in_thread(token, functools.partial(load_image, max_pixels=self.settings.max_pixels),
-                                         source)
+            loaded = await run_in_thread(token, functools.partial(
+                load_image, max_pixels=self.settings.max_pixels, cache=self._image_cache()), source)
             pipe = await self._pipeline(calls)
             if pipe.reasoner is None:
                 raise NoReasonerError(NO_REASONER)
@@ -262,6 +265,12 @@ class SegZeroService:
         """
         return self.live.get(result_id)
 
+    def _image_cache(self) -> DecodedImageCache | None:
+        """The loaded pipeline's decoded-image cache (``None`` while the models load, or for a pipeline-like
+        object without one). The image is loaded before waiting for the models, so a bad image is refused
+        at once; only the first calls, made while the models load, decode without the cache."""
+        return getattr(self.loader.value, "image_cache", None)
+
     async def _pipeline(self, calls: CallProgress) -> SegZeroPipeline:
         if self.loaded:
             return self.loader.value  # type: ignore[return-value]
@@ -301,8 +310,8 @@ class SegZeroService:
                 raw = await load_source(image, self.policy, read_resource=self.read_own_resource)  # type: ignore[arg-type]
                 from segzero_tool.images import load_image
 
-                source = await run_in_thread(token, functools.partial(load_image, max_pixels=self.settings.max_pixels),
-                                             raw)
+                source = await run_in_thread(token, functools.partial(
+                    load_image, max_pixels=self.settings.max_pixels, cache=self._image_cache()), raw)
             pipe = await self._pipeline(calls)
             await calls.stage(4, "segmenting")
             result = await run_in_thread(token, functools.partial(pipe.segment_by_prompts, max_objects=cap),

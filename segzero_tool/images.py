@@ -32,6 +32,8 @@ from .limits import DEFAULT_MAX_PIXELS as _DEFAULT_MAX_PIXELS
 if TYPE_CHECKING:
     from PIL import Image
 
+    from .image_cache import DecodedImageCache
+
 #: Default pixel limit: 100 megapixels (e.g. 12000 x 8333), from :mod:`.limits`. Configurable everywhere.
 DEFAULT_MAX_PIXELS = _DEFAULT_MAX_PIXELS
 
@@ -259,13 +261,17 @@ def _too_large_for_pillow(source: str, img_size: tuple[int, int] | None) -> Imag
         "or downscale it")
 
 
-def _open_pil(fp: Any, source: str, max_pixels: int | None, *, exif_transpose: bool = True) -> np.ndarray:
+def _open_pil(fp: Any, source: str, max_pixels: int | None, *,
+              exif_transpose: bool = True) -> tuple[np.ndarray, tuple[int, int]]:
+    """Decode an image file object to an RGB array; also return its ``(width, height)`` as stored
+    (before any EXIF turn), which the pixel limit is checked against."""
     from PIL import Image as _Image
     from PIL import ImageOps, UnidentifiedImageError
 
     img = None
     try:
         img = _identify(fp)
+        stored = (int(img.width), int(img.height))
         _check_pixels(img.width, img.height, max_pixels, source)
         img.load()
         if _truncated(img, fp):
@@ -286,7 +292,7 @@ def _open_pil(fp: Any, source: str, max_pixels: int | None, *, exif_transpose: b
             raise ImageLoadError(f"{source}: the image is truncated (its data ends before the picture is complete); "
                                  f"{_TRUNCATED_HINT}") from None
         raise ImageLoadError(f"{source}: the image could not be decoded ({exc}); {_TRUNCATED_HINT}") from None
-    return _pil_to_rgb(img)
+    return _pil_to_rgb(img), stored
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:
@@ -296,8 +302,23 @@ def _frozen(array: np.ndarray) -> np.ndarray:
     return array
 
 
+def _decode_cached(data: bytes, source: str, max_pixels: int | None, exif_transpose: bool,
+                   cache: DecodedImageCache | None) -> np.ndarray:
+    """Decode encoded ``data`` (read-only result), through ``cache`` when one is given and enabled."""
+    if cache is None or not cache.enabled:
+        return _frozen(_open_pil(io.BytesIO(data), source, max_pixels, exif_transpose=exif_transpose)[0])
+    key = cache.key(data, exif_transpose=exif_transpose)
+    hit = cache.get(key)
+    if hit is not None:
+        array, (w, h) = hit
+        _check_pixels(w, h, max_pixels, source)  # as a fresh decode checks the stored size
+        return array
+    array, stored = _open_pil(io.BytesIO(data), source, max_pixels, exif_transpose=exif_transpose)
+    return cache.put(key, _frozen(array), stored)
+
+
 def load_image(image: ImageInput | LoadedImage, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-               exif_transpose: bool = True) -> LoadedImage:
+               exif_transpose: bool = True, cache: DecodedImageCache | None = None) -> LoadedImage:
     """Load an image from a path, bytes, a PIL image or a numpy array.
 
     Args:
@@ -306,6 +327,10 @@ def load_image(image: ImageInput | LoadedImage, *, max_pixels: int | None = DEFA
         max_pixels: refuse images with more pixels than this (``None``: no limit).
         exif_transpose: for files and bytes, turn the picture as its EXIF orientation says (``False``:
             the pixels as stored, which is how the reference evaluation reads its images).
+        cache: a :class:`~segzero_tool.image_cache.DecodedImageCache` for paths and bytes: the same
+            encoded content (under any path) is decoded once and the same read-only array returned
+            again (so its content hash for the embedding cache is computed once too); ``max_pixels``
+            is still checked on a hit. PIL images and arrays bypass it. ``None`` (default): no cache.
 
     Returns:
         :class:`LoadedImage` with an ``(H, W, 3)`` uint8 RGB array. An image decoded here (from a path,
@@ -326,8 +351,7 @@ def load_image(image: ImageInput | LoadedImage, *, max_pixels: int | None = DEFA
         data = bytes(image)
         if not data:
             raise ImageLoadError("<bytes>: no data")
-        return LoadedImage(_frozen(_open_pil(io.BytesIO(data), "<bytes>", max_pixels, exif_transpose=exif_transpose)),
-                           "<bytes>")
+        return LoadedImage(_decode_cached(data, "<bytes>", max_pixels, exif_transpose, cache), "<bytes>")
     if isinstance(image, (str, os.PathLike)):
         path = Path(image).expanduser()
         if not path.exists():
@@ -340,9 +364,21 @@ def load_image(image: ImageInput | LoadedImage, *, max_pixels: int | None = DEFA
             raise ImageLoadError(f"{path}: cannot be read ({exc.strerror})") from None
         if size == 0:
             raise ImageLoadError(f"{path}: the file is empty")
+        if cache is not None and cache.enabled and size <= cache.max_bytes:
+            # The file's bytes are the key (a rewritten file is a new entry); a file larger than the
+            # whole budget would decode to an image too large to keep, so it is not read into memory.
+            try:
+                data = path.read_bytes()
+            except PermissionError:
+                raise ImageLoadError(f"{path}: permission denied") from None
+            except OSError as exc:
+                raise ImageLoadError(f"{path}: cannot be read ({exc.strerror})") from None
+            if not data:
+                raise ImageLoadError(f"{path}: the file is empty")
+            return LoadedImage(_decode_cached(data, str(path), max_pixels, exif_transpose, cache), str(path))
         try:
             with open(path, "rb") as fh:
-                return LoadedImage(_frozen(_open_pil(fh, str(path), max_pixels, exif_transpose=exif_transpose)),
+                return LoadedImage(_frozen(_open_pil(fh, str(path), max_pixels, exif_transpose=exif_transpose)[0]),
                                    str(path))
         except PermissionError:
             raise ImageLoadError(f"{path}: permission denied") from None

@@ -24,6 +24,7 @@ import numpy as np
 from .cancel import check_cancelled
 from .errors import NoReasonerError
 from .frame import DEFAULT_FRAME_SIZE, ROUNDINGS, ReasoningFrame, Rounding, rounding_for_format
+from .image_cache import DEFAULT_IMAGE_CACHE_BYTES, DecodedImageCache, check_cache_bytes
 from .images import DEFAULT_MAX_PIXELS, ImageInput, LoadedImage, load_image
 from .loading import backend_label as backend_label
 from .loading import load_models, load_verifier, resolve_verifier
@@ -102,6 +103,10 @@ class SegZeroPipeline:
         max_query_chars: refuse longer queries.
         verifier: the self-check loop's verifier (``segment(..., verify=True)``): any reasoner; ``None``
             (default) uses the pipeline's own reasoner.
+        image_cache_bytes: budget of :attr:`image_cache`, the decoded images kept by file content
+            (:class:`~segzero_tool.image_cache.DecodedImageCache`, 128 MB by default; ``0`` disables it): a
+            path or bytes given again (to :meth:`segment_by_prompts`, :meth:`segment`, ...) is not decoded,
+            nor hashed for the segmenter's embedding cache, again.
     """
 
     def __init__(
@@ -118,7 +123,9 @@ class SegZeroPipeline:
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         max_query_chars: int = DEFAULT_MAX_QUERY_CHARS,
         verifier: Reasoner | None = None,
+        image_cache_bytes: int = DEFAULT_IMAGE_CACHE_BYTES,
     ) -> None:
+        check_cache_bytes(image_cache_bytes)
         if frame_size <= 0:
             raise ValueError(f"frame_size must be positive, got {frame_size}")
         if max_objects <= 0:
@@ -138,6 +145,8 @@ class SegZeroPipeline:
         self.max_pixels = max_pixels
         self.max_query_chars = int(max_query_chars)
         self.verifier = verifier
+        #: Decoded images by file content, shared by every image this pipeline loads (see ``image_cache_bytes``).
+        self.image_cache = DecodedImageCache(image_cache_bytes)
         self._segment_lock = threading.Lock()
 
     # --- construction ----------------------------------------------------------------------
@@ -188,7 +197,8 @@ class SegZeroPipeline:
                 ``openai`` / ``vllm`` verifiers get ``structured_outputs="off"`` unless given: the
                 reasoner's forced answer shape is not the verifier's). Default ``None``: the reasoner.
             verifier_backend / verifier_kwargs: for a verifier given by name only.
-            **pipeline_kwargs: forwarded to the constructor (``frame_size``, ``max_objects``, ...).
+            **pipeline_kwargs: forwarded to the constructor (``frame_size``, ``max_objects``,
+                ``image_cache_bytes``, ...).
 
         Raises:
             TypeError: ``verifier`` is neither a string, a :class:`Reasoner` nor ``None``.
@@ -207,6 +217,8 @@ class SegZeroPipeline:
             raise SettingsError(f"verifier {verifier!r} is not a model; omit it to use the reasoner")
         # Resolve the verifier's name and backend before any model loads: a typo fails at once.
         verifier_spec = resolve_verifier(verifier, verifier_backend) if isinstance(verifier, str) else None
+        if "image_cache_bytes" in pipeline_kwargs:  # checked before any model loads
+            check_cache_bytes(pipeline_kwargs["image_cache_bytes"])
         budget = pipeline_kwargs.pop("max_new_tokens", None)
         rounding = pipeline_kwargs.pop("rounding", None)
         reasoner_obj, segmenter_obj, fmt, budget = load_models(
@@ -252,7 +264,7 @@ class SegZeroPipeline:
         validate_query(query, self.max_query_chars)
         mode = self.compat if compat is None else check_compat(compat)
         t0 = time.perf_counter()
-        loaded = load_image(image, max_pixels=self.max_pixels)
+        loaded = load_image(image, max_pixels=self.max_pixels, cache=self.image_cache)
         fmt = PromptFormat.parse(prompt_format) if prompt_format is not None else self.prompt_format
         frame = ReasoningFrame(loaded.size, (self.frame_size, self.frame_size), self.effective_rounding(fmt))
         return _Job(loaded, query, fmt, frame, _ms(t0), mode)
@@ -533,7 +545,7 @@ class SegZeroPipeline:
 
         return segment_by_prompts(self._steering_segmenter(), image, objects,
                                   max_objects=max_objects or self.max_objects, max_pixels=self.max_pixels,
-                                  query=query, lock=self._segment_lock)
+                                  query=query, lock=self._segment_lock, image_cache=self.image_cache)
 
     def refine_object(self, result: SegmentationResult, index: int, *, add_points: Any = (),
                       remove_points: Any = (), box: Any = None) -> SegmentationResult:
@@ -552,6 +564,7 @@ class SegZeroPipeline:
         return select_objects(result, indices)
 
     def close(self) -> None:
+        self.image_cache.clear()
         if self.reasoner is not None:
             self.reasoner.close()
         if self.segmenter is not None:

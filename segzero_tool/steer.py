@@ -26,7 +26,7 @@ import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,6 +36,9 @@ from .parse_types import ParseStatus
 from .prompt_objects import PromptObject, parse_box, parse_points, parse_prompt_objects, show
 from .result import SegmentationResult, SegmentedObject
 from .segmenters.base import ObjectPrompt, Segmenter
+
+if TYPE_CHECKING:
+    from .image_cache import DecodedImageCache
 
 #: ``prompt_format`` of a result made from the caller's prompts (no reasoner ran).
 PROMPTS_FORMAT = "prompts"
@@ -78,12 +81,13 @@ def _prompt(box: Any, points: Any, negative: Any = (), mask_input: np.ndarray | 
     return ObjectPrompt(box, tuple(points), **extra)
 
 
-def _image_of(image: ImageInput | LoadedImage | SegmentationResult, max_pixels: int | None) -> np.ndarray:
+def _image_of(image: ImageInput | LoadedImage | SegmentationResult, max_pixels: int | None,
+              cache: DecodedImageCache | None = None) -> np.ndarray:
     if isinstance(image, SegmentationResult):
         if image.image is None:
             raise PromptError(_NO_IMAGE)
         return image.image
-    return load_image(image, max_pixels=max_pixels).array
+    return load_image(image, max_pixels=max_pixels, cache=cache).array
 
 
 _NO_IMAGE = ("the result carries no image (a result rebuilt from JSON keeps only its masks); "
@@ -99,6 +103,7 @@ def segment_by_prompts(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     query: str = "",
     lock: AbstractContextManager[Any] | None = None,
+    image_cache: DecodedImageCache | None = None,
 ) -> SegmentationResult:
     """Segment the caller's prompt objects in ``image`` with one segmenter call.
 
@@ -111,6 +116,8 @@ def segment_by_prompts(
         max_pixels: refuse larger images.
         query: what the objects are meant to answer, recorded as the result's ``query`` (default ``""``).
         lock: held around the segmenter call (a pipeline passes its segmenter lock).
+        image_cache: decoded images by file content (:class:`~segzero_tool.image_cache.DecodedImageCache`;
+            a pipeline passes its own): a path or bytes seen before is not decoded, nor hashed, again.
 
     Returns:
         A new result (see the module docstring): each object keeps its box as ``box``, its positive points
@@ -125,7 +132,7 @@ def segment_by_prompts(
     if not isinstance(query, str):
         raise PromptError(f"query must be a string; got {show(query)}")
     t0 = time.perf_counter()
-    array = _image_of(image, max_pixels)
+    array = _image_of(image, max_pixels, image_cache)
     load_ms = _ms(t0)
     h, w = array.shape[:2]
     checked = parse_prompt_objects(objects, (w, h), max_objects=max_objects)
