@@ -242,6 +242,8 @@ class ServerSettings:
             raise SettingsError(f"url timeout must be a positive number of seconds, got {self.url_timeout_s}")
         if not self.live_ttl_s > 0:
             raise SettingsError(f"live ttl must be a positive number of seconds, got {self.live_ttl_s}")
+        if self.pipeline.cache_ttl_s is None:  # cached embeddings live as long as the results that use them
+            set_(self, "pipeline", replace(self.pipeline, cache_ttl_s=self.live_ttl_s))
         for name in ("max_download_bytes", "max_base64_bytes", "max_pixels", "max_concurrency", "max_results",
                      "max_store_bytes", "max_result_bytes", "max_request_bytes", "overlay_max_side", "overlay_max_bytes", "max_objects", "live_results", "live_store_bytes"):
             if getattr(self, name) < 1:

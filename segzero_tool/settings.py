@@ -21,6 +21,7 @@ Environment variables are the upper-cased names with a ``SEGZERO_`` prefix, e.g.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
@@ -94,6 +95,8 @@ class PipelineSettings:
     max_new_tokens: int | None = None
     max_pixels: int = 100_000_000
     cache_size: int = 8
+    # drop a cached image embedding not used for this long (seconds; None: keep it until evicted)
+    cache_ttl_s: float | None = None
     # remote reasoners (``reasoner_backend = "openai"``; ``structured_outputs`` also for "vllm")
     reasoner_base_url: str | None = None  # one URL or several, comma-separated (replicas)
     reasoner_api_key_env: str | None = None  # environment variable holding the API key
@@ -130,6 +133,9 @@ class PipelineSettings:
             value = getattr(self, name)
             if value is not None and value < low:
                 return f"{name} must be at least {low}, got {value}"
+        ttl = self.cache_ttl_s
+        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 < ttl < math.inf):
+            return f"cache_ttl_s must be a positive number of seconds, got {ttl!r}"
         if isinstance(self.verify_rounds, bool) or not isinstance(self.verify_rounds, int) or not (
                 1 <= self.verify_rounds <= _MAX_VERIFY_ROUNDS):
             return f"verify_rounds must be from 1 to {_MAX_VERIFY_ROUNDS}, got {self.verify_rounds!r}"
@@ -217,10 +223,13 @@ class PipelineSettings:
             try:
                 if typ.startswith("int"):
                     value = int(value)
+                elif typ.startswith("float"):
+                    value = float(value)
                 else:
                     value = str(value)
             except (TypeError, ValueError):
-                raise SettingsError(f"{source}: setting {key!r} must be an integer, got {value!r}") from None
+                kind = "a number" if typ.startswith("float") else "an integer"
+                raise SettingsError(f"{source}: setting {key!r} must be {kind}, got {value!r}") from None
             updates[name] = value
         try:
             return replace(self, **updates)
@@ -338,7 +347,7 @@ class PipelineSettings:
         if self.max_new_tokens is not None:
             kwargs["max_new_tokens"] = self.max_new_tokens
         if self.segmenter_backend == "transformers":
-            kwargs["segmenter_kwargs"] = {"cache_size": self.cache_size}
+            kwargs["segmenter_kwargs"] = {"cache_size": self.cache_size, "cache_ttl_s": self.cache_ttl_s}
         remote = self.remote_reasoner_kwargs()
         if remote:
             kwargs["reasoner_kwargs"] = remote

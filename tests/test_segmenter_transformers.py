@@ -330,6 +330,21 @@ def test_cache_size_zero_disables_cache(seg: TransformersSam2Segmenter, monkeypa
     assert np.array_equal(a.masks, b.masks)
 
 
+def test_cache_time_to_live() -> None:
+    now = [0.0]
+    cache: EmbeddingCache[int] = EmbeddingCache(4, ttl_s=10, clock=lambda: now[0])
+    cache.put("a", 1)
+    cache.put("b", 2)
+    now[0] = 8.0
+    assert cache.get("a") == 1  # used again: a lives until 18
+    now[0] = 12.0
+    assert cache.get("b") is None and "a" in cache  # b was idle for 12 s
+    now[0] = 18.5
+    assert len(cache) == 0 and cache.stats()["expired"] == 2 and cache.stats()["ttl_s"] == 10.0
+    with pytest.raises(ValueError, match="ttl_s must be a positive number"):
+        EmbeddingCache(2, ttl_s=0)
+
+
 def test_cache_lru_eviction_and_counters() -> None:
     cache: EmbeddingCache[int] = EmbeddingCache(2)
     cache.put("a", 1)
@@ -338,7 +353,8 @@ def test_cache_lru_eviction_and_counters() -> None:
     cache.put("c", 3)  # evicts b
     assert "b" not in cache and cache.get("b") is None
     assert cache.get("c") == 3 and len(cache) == 2
-    assert cache.stats() == {"size": 2, "capacity": 2, "hits": 2, "misses": 1}
+    assert cache.stats() == {"size": 2, "capacity": 2, "hits": 2, "misses": 1, "expired": 0,
+                             "ttl_s": None}
     assert cache.get_or_compute("d", lambda: 4) == 4 and "a" not in cache
     cache.clear()
     assert len(cache) == 0 and cache.hits == cache.misses == 0

@@ -116,6 +116,7 @@ class MetaSam2Segmenter(Segmenter):
         device: device the predictor's model is on; used for autocast.
         autocast_dtype: ``torch.dtype`` for ``torch.autocast`` around the calls, or ``None`` (no
             autocast; the model's own dtype is used).
+        cache_ttl_s: drop a cached state not used for this many seconds (``None``: never).
         cache_size: per-image predictor states kept (LRU by image content); 0 keeps only the
             image currently set.
         model_id: checkpoint hub id or path, for reporting.
@@ -135,12 +136,13 @@ class MetaSam2Segmenter(Segmenter):
         autocast_dtype: Any = None,
         cache_size: int = 8,
         model_id: str | None = None,
+        cache_ttl_s: float | None = None,
     ) -> None:
         self.predictor = predictor
         self.device = str(device)
         self.autocast_dtype = autocast_dtype
         self.model_id = model_id
-        self.cache: EmbeddingCache[_PredictorState] = EmbeddingCache(cache_size)
+        self.cache: EmbeddingCache[_PredictorState] = EmbeddingCache(cache_size, ttl_s=cache_ttl_s)
         self._current_key: str | None = None
         self._stateful = all(hasattr(predictor, attr) for attr in _STATE_ATTRS)
         if not self._stateful:
@@ -159,6 +161,7 @@ class MetaSam2Segmenter(Segmenter):
         revision: str | None = None,
         local_files_only: bool | None = None,
         progress: bool = True,
+        cache_ttl_s: float | None = None,
     ) -> MetaSam2Segmenter:
         """Build a ``SAM2ImagePredictor`` from a hub id or a local Meta checkpoint.
 
@@ -173,6 +176,7 @@ class MetaSam2Segmenter(Segmenter):
                 ``"fp32"`` disables autocast; ``"bf16"``/``"fp16"`` select the autocast dtype.
                 Weights stay float32.
             cache_size: per-image predictor states kept (0: only the current image).
+            cache_ttl_s: drop a state not used for this many seconds (``None``: never).
             revision: hub revision of the checkpoint.
             local_files_only: ``True`` never touches the network.
             progress: show the download progress bar.
@@ -233,7 +237,8 @@ class MetaSam2Segmenter(Segmenter):
         predictor = SAM2ImagePredictor(model)
         logger.info("loaded Meta SAM2 %s on %s (autocast %s)", source, dev, autocast_dtype)
         return cls(
-            predictor, device=dev, autocast_dtype=autocast_dtype, cache_size=cache_size, model_id=source
+            predictor, device=dev, autocast_dtype=autocast_dtype, cache_size=cache_size, model_id=source,
+            cache_ttl_s=cache_ttl_s,
         )
 
     def _context(self) -> contextlib.ExitStack:

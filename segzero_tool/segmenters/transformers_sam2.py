@@ -194,6 +194,7 @@ class TransformersSam2Segmenter(Segmenter):
             post-processing; its ``target_size`` is the model's square input side).
         device: torch device string the model lives on.
         cache_size: number of image embeddings kept (LRU by image content); 0 disables the cache.
+        cache_ttl_s: drop an embedding not used for this many seconds (``None``: keep it until evicted).
         batching: ``"exact"`` (group objects by prompt length; same result as one object at a
             time) or ``"padded"`` (always one decoder batch, padding label -10; approximate). See
             the module docstring.
@@ -215,6 +216,7 @@ class TransformersSam2Segmenter(Segmenter):
         cache_size: int = 8,
         batching: str = "exact",
         model_id: str | None = None,
+        cache_ttl_s: float | None = None,
     ) -> None:
         if batching not in _BATCHING_MODES:
             raise ValueError(f"batching must be one of {_BATCHING_MODES}, got {batching!r}")
@@ -224,7 +226,7 @@ class TransformersSam2Segmenter(Segmenter):
         self.dtype = next(model.parameters()).dtype
         self.batching = batching
         self.model_id = model_id
-        self.cache: EmbeddingCache[Sam2ImageEmbedding] = EmbeddingCache(cache_size)
+        self.cache: EmbeddingCache[Sam2ImageEmbedding] = EmbeddingCache(cache_size, ttl_s=cache_ttl_s)
 
     @classmethod
     def from_pretrained(
@@ -238,6 +240,7 @@ class TransformersSam2Segmenter(Segmenter):
         local_files_only: bool | None = None,
         progress: bool = True,
         batching: str = "exact",
+        cache_ttl_s: float | None = None,
     ) -> TransformersSam2Segmenter:
         """Load a transformers-format SAM2 checkpoint (hub id or local folder).
 
@@ -249,6 +252,7 @@ class TransformersSam2Segmenter(Segmenter):
                 CUDA (the Seg-Zero scripts run SAM2 under bfloat16 autocast); or ``"fp32"``,
                 ``"bf16"``, ``"fp16"`` or a ``torch.dtype``. Masks are post-processed in float32.
             cache_size: image embeddings kept in the LRU cache (0 disables it).
+            cache_ttl_s: drop an embedding not used for this many seconds (``None``: never).
             revision: hub branch, tag or commit.
             local_files_only: ``True`` never touches the network; ``None`` leaves the transformers
                 default (which honours ``HF_HUB_OFFLINE``).
@@ -306,7 +310,8 @@ class TransformersSam2Segmenter(Segmenter):
             ) from exc
         model = model.to(dev).eval()
         logger.info("loaded SAM2 %s on %s (%s)", source, dev, torch_dtype)
-        return cls(model, processor, device=dev, cache_size=cache_size, batching=batching, model_id=source)
+        return cls(model, processor, device=dev, cache_size=cache_size, batching=batching, model_id=source,
+                   cache_ttl_s=cache_ttl_s)
 
     @property
     def image_size(self) -> int:

@@ -214,3 +214,26 @@ def test_budget_store_request_and_link_flags():
         ServerSettings.from_args(["--max-result-bytes", "1000"], environ={})
     with pytest.raises(SettingsError, match="health path"):
         ServerSettings.from_args(["--health-path", "/mcp"], environ={})
+
+
+def test_cached_embeddings_expire_with_the_live_results_unless_set():
+    assert ServerSettings().pipeline.cache_ttl_s == 1800.0
+    s = ServerSettings.from_args(["--live-ttl", "60"], environ={})
+    assert s.live_ttl_s == 60.0 and s.pipeline.cache_ttl_s == 60.0
+    s = ServerSettings.from_args(["--live-ttl", "60"], environ={"SEGZERO_CACHE_TTL_S": "600"})
+    assert s.pipeline.cache_ttl_s == 600.0
+
+
+def test_the_embedding_ttl_reaches_the_segmenter(monkeypatch):
+    from segzero_tool.pipeline import SegZeroPipeline
+
+    seen = {}
+    monkeypatch.setattr(SegZeroPipeline, "from_pretrained", classmethod(lambda cls, *a, **k: seen.update(k)))
+    ServerSettings.from_args(["--live-ttl", "90", "--reasoner", "none"], environ={}).pipeline.build_pipeline()
+    assert seen["segmenter_kwargs"] == {"cache_size": 8, "cache_ttl_s": 90.0}
+    with pytest.raises(SettingsError, match="SEGZERO_CACHE_TTL_S must be a positive number of seconds"):
+        PipelineSettings.from_env({"SEGZERO_CACHE_TTL_S": "0"})
+    with pytest.raises(SettingsError, match="'cache_ttl_s' must be a number"):
+        PipelineSettings.from_env({"SEGZERO_CACHE_TTL_S": "soon"})
+    with pytest.raises(SettingsError, match="SEGZERO_CACHE_TTL_S must be a positive number"):
+        PipelineSettings.from_env({"SEGZERO_CACHE_TTL_S": "inf"})
