@@ -283,7 +283,8 @@ class SegmentByPromptsTool(ImageIntakeFields, _SteeringTool):
             return self._result(image.strip())  # the result's image (and the segmenter's cached embedding)
         if not isinstance(image, str) or not image.strip():
             raise ImageSourceRejected(f"`image` is empty. {_image_hint(policy)} Or pass an earlier result_id.")
-        return load_image_source(image, policy, max_pixels=getattr(self.pipeline, "max_pixels", DEFAULT_MAX_PIXELS))
+        return load_image_source(image, policy, max_pixels=getattr(self.pipeline, "max_pixels", DEFAULT_MAX_PIXELS),
+                                 cache=getattr(self.pipeline, "image_cache", None))
 
     def _run(self, image: str, objects: list[Any], query: str | None = None,
              run_manager: Any = None) -> tuple[Any, SegmentationResult]:

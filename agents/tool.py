@@ -306,7 +306,7 @@ class SegmentByReasoningTool(ImageIntakeFields, BaseTool):
         if not isinstance(image, str) or not image.strip():
             raise ImageSourceRejected(f"`image` is empty. {_image_hint(policy)}")
         max_pixels = getattr(self.pipeline, "max_pixels", DEFAULT_MAX_PIXELS)
-        return load_image_source(image, policy, max_pixels=max_pixels)
+        return load_image_source(image, policy, max_pixels=max_pixels, cache=getattr(self.pipeline, "image_cache", None))
 
     def _respond(self, result: SegmentationResult) -> tuple[str | list[Any], SegmentationResult]:
         """``(content, artifact)``: the summary (plus the overlay as an image block) and the result."""

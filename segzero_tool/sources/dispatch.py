@@ -216,22 +216,25 @@ async def aload_source(source: Source, policy: ImagePolicy, *, resolve_handle: H
 
 def load_image_source(source: Source, policy: ImagePolicy, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
                       resolve_handle: HandleResolver | None = None, transport: Any = None,
-                      resolve: Resolver | None = None) -> LoadedImage:
+                      resolve: Resolver | None = None, cache: Any = None) -> LoadedImage:
     """:func:`load_source`, then decode with :func:`~segzero_tool.images.load_image` (RGB uint8,
-    ``max_pixels`` checked from the header). Raises ``ImageSourceRejected`` or ``ImageLoadError``."""
+    ``max_pixels`` checked from the header; ``cache``: a
+    :class:`~segzero_tool.image_cache.DecodedImageCache`, e.g. the pipeline's ``image_cache``, so that
+    the same file or bytes are decoded once). Raises ``ImageSourceRejected`` or ``ImageLoadError``."""
     loaded = load_source(source, policy, resolve_handle=resolve_handle, transport=transport, resolve=resolve)
     from ..images import load_image
 
-    return load_image(loaded, max_pixels=max_pixels)
+    return load_image(loaded, max_pixels=max_pixels, cache=cache)
 
 
 async def aload_image_source(source: Source, policy: ImagePolicy, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
                              resolve_handle: HandleResolver | None = None, client: httpx.AsyncClient | None = None,
-                             resolve: Resolver | None = None) -> LoadedImage:
-    """:func:`aload_source`, then :func:`~segzero_tool.images.load_image` in a worker thread."""
+                             resolve: Resolver | None = None, cache: Any = None) -> LoadedImage:
+    """:func:`aload_source`, then :func:`~segzero_tool.images.load_image` in a worker thread (``cache``:
+    as in :func:`load_image_source`)."""
     import anyio
 
     loaded = await aload_source(source, policy, resolve_handle=resolve_handle, client=client, resolve=resolve)
     from ..images import load_image
 
-    return await anyio.to_thread.run_sync(lambda: load_image(loaded, max_pixels=max_pixels))
+    return await anyio.to_thread.run_sync(lambda: load_image(loaded, max_pixels=max_pixels, cache=cache))

@@ -89,6 +89,22 @@ def test_prompt_inspect_refine_select(no_reasoner_tools, coffee):
     assert again.status == "success" and again.artifact.image is first.artifact.image
 
 
+def test_the_same_picture_is_decoded_once(monkeypatch, make_pipeline, coffee):
+    """Both LangChain tools load images through the pipeline's decoded-image cache."""
+    import segzero_tool.images as images
+
+    decodes = []
+    real = images._open_pil
+    monkeypatch.setattr(images, "_open_pil", lambda *a, **k: decodes.append(1) or real(*a, **k))
+    pipe = make_pipeline()
+    (prompts,) = [t for t in make_steering_tools(pipe) if t.name == "segment_by_prompts"]
+    a = call(prompts, image=str(coffee), objects=OBJECTS)
+    b = call(prompts, image=str(coffee), objects=OBJECTS)
+    assert len(decodes) == 1 and a.artifact.image is b.artifact.image
+    SegmentByReasoningTool(pipeline=pipe).invoke({"image": str(coffee), "query": "the cup"})
+    assert len(decodes) == 1 and pipe.image_cache.stats()["hits"] == 2
+
+
 def test_a_reasoning_result_can_be_refined(make_pipeline, coffee):
     tools = make_steering_tools(make_pipeline())
     reason, _, refine, inspect, select = tools
