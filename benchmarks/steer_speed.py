@@ -8,14 +8,16 @@ cost does not depend on the weights), wrapped in ``TransformersSam2Segmenter`` a
 ``segzero_tool.steer`` on a photo-like JPEG (default 1920x1080, the one ``overhead.py`` writes) passed by
 path, as a caller passes it. One object = a box + one positive point. Timed, per architecture:
 
-* **cold** ``segment_by_prompts(segmenter, path, [object])`` with the embedding cache cleared first:
-  JPEG decode + content hash + encoder + decoder + masks at full size;
-* **cached** ``segment_by_prompts`` of the same image, a slightly different object each call: JPEG
-  decode + content hash + decoder (the encoder is skipped: cache hit);
-* **cached_result** ``segment_by_prompts(segmenter, previous_result, [object])``: the image taken from the
+* **cold** ``SegZeroPipeline(None, segmenter).segment_by_prompts(path, [object])`` (what users call: the
+  core ``segzero_tool.steer`` behind the pipeline's decoded-image cache) with the embedding cache and the
+  decoded-image cache cleared first: JPEG decode + content hash + encoder + decoder + masks at full size;
+* **cached** ``segment_by_prompts`` of the same path, a slightly different object each call: the file read
+  and its bytes hashed (a decoded-image cache hit: no JPEG decode, and the decoded array keeps its content
+  hash) + decoder (the encoder is skipped: embedding cache hit);
+* **cached_result** ``pipe.segment_by_prompts(previous_result, [object])``: the image taken from the
   previous result (over MCP: ``result_id``), so no JPEG decode and no content hash (a decoded image is
   read-only and keeps its hash, see ``image_key``): decoder;
-* **refine** ``refine_object(segmenter, result, 0, add_points=[one], remove_points=[one])`` on a cached
+* **refine** ``pipe.refine_object(result, 0, add_points=[one], remove_points=[one])`` on a cached
   result: one extra positive and one negative click, the object's previous low-res logits fed back as
   ``mask_input`` (the image is the result's array: decoder only, no decode, no hash);
 * ratios cached / cold and refine / cold (issue target: cached <= 5% of cold for the large arch).
@@ -25,8 +27,8 @@ times one cold call, then cached, cached_result and refine calls in turn (``repe
 each), after one untimed warm-up round; the cache's hit / miss counts are checked every round. p50 / p95 are over all timed calls (linear interpolation; with 15 calls p95 lies
 between the two slowest). Besides wall time the process CPU time per call is recorded (all threads:
 torch's intra-op threads included; on a shared machine it moves less than wall time), and so are the
-pieces, to see where the time goes: ``load`` and ``segment`` from ``result.timings``, the content hash
-(``image_key``) of the image, ``segmenter.decode`` alone (prompt encoder + mask decoder + the processor's
+pieces, to see where the time goes: ``load`` and ``segment`` from ``result.timings``, a JPEG decode, a
+decoded-image cache hit, the content hash (``image_key``) of new pixels, ``segmenter.decode`` alone (prompt encoder + mask decoder + the processor's
 upsampling of the low-res logits to full size) and that upsampling alone, and ``result.to_dict("rle")`` of
 a one-object result (not part of the in-process call; what the MCP server adds to encode it).
 
@@ -79,9 +81,9 @@ from _common import write_result  # noqa: E402
 from overhead import _photo_like  # noqa: E402
 
 from segzero_tool.images import load_image  # noqa: E402
+from segzero_tool.pipeline import SegZeroPipeline  # noqa: E402
 from segzero_tool.segmenters.base import ObjectPrompt, image_key  # noqa: E402
 from segzero_tool.segmenters.transformers_sam2 import TransformersSam2Segmenter  # noqa: E402
-from segzero_tool.steer import refine_object, segment_by_prompts  # noqa: E402
 from segzero_tool.testing.tiny_sam2 import _spread_weights, sam2_config, sam2_processor  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -176,23 +178,25 @@ def bench_in_process(arch: str, path: Path, size: tuple[int, int], args: argpars
     print(f"[{arch}] {params_m:.1f}M parameters, built in {build_s:.1f} s", flush=True)
     w, h = size
     timer = Timer(sync)
+    pipe = SegZeroPipeline(None, seg)  # what users call: the pipeline's decoded-image cache in front of steer
     shifts = iter(range(1, 1_000_000))
     parts: dict[str, list[float]] = {"cold load": [], "cold segment": [], "cached load": [], "cached segment": [],
                                      "refine segment": []}
 
     def one_round(n_warm: int, record: bool) -> None:
         seg.cache.clear()
-        cold = timer("cold", lambda: segment_by_prompts(seg, path, [_object(w, h)]), record)
+        pipe.image_cache.clear()  # cold: an image never seen (decode, hash, encoder, decoder)
+        cold = timer("cold", lambda: pipe.segment_by_prompts(path, [_object(w, h)]), record)
         if record:
             parts["cold load"].append(cold.timings["load"])
             parts["cold segment"].append(cold.timings["segment"])
         for _ in range(n_warm):
             obj = _object(w, h, shift=next(shifts) % 40)
-            res = timer("cached", lambda: segment_by_prompts(seg, path, [obj]), record)
+            res = timer("cached", lambda: pipe.segment_by_prompts(path, [obj]), record)
             again = _object(w, h, shift=next(shifts) % 40)
-            timer("cached_result", lambda: segment_by_prompts(seg, res, [again]), record)
+            timer("cached_result", lambda: pipe.segment_by_prompts(res, [again]), record)
             add, remove = _clicks(obj)
-            ref = timer("refine", lambda: refine_object(seg, res, 0, add_points=add, remove_points=remove), record)
+            ref = timer("refine", lambda: pipe.refine_object(res, 0, add_points=add, remove_points=remove), record)
             if record:
                 parts["cached load"].append(res.timings["load"])
                 parts["cached segment"].append(res.timings["segment"])
@@ -212,13 +216,16 @@ def bench_in_process(arch: str, path: Path, size: tuple[int, int], args: argpars
 
     # The pieces, on the cached embedding (medians of `repeat`).
     image = load_image(str(path)).array
+    fresh = np.array(image)  # writable: its hash is not remembered, as for a caller's own array
     emb = seg.encode(image)
     prompt = [ObjectPrompt(box=tuple(_object(w, h)["box"]), points=tuple(map(tuple, _object(w, h)["points"])))]
     low = torch.zeros((1, 1, seg.low_res_size, seg.low_res_size), dtype=torch.float32, device=args.device)
-    base = segment_by_prompts(seg, path, [_object(w, h)])
+    base = pipe.segment_by_prompts(path, [_object(w, h)])
     pieces: dict[str, Callable[[], Any]] = {
         "load (JPEG decode, load_image)": lambda: load_image(str(path)),
-        "content hash (image_key)": lambda: image_key(image),
+        "load from the decoded-image cache (read + hash the file, a hit)": lambda: load_image(
+            str(path), cache=pipe.image_cache),
+        "content hash of new pixels (image_key; 0 for a decoded image seen before)": lambda: image_key(fresh),
         "decode (prompt encoder + mask decoder + upsample)": lambda: seg.decode(emb, prompt),
         f"upsample low-res logits to {w}x{h} + threshold": lambda: seg.processor.post_process_masks(
             [low], [[h, w]], mask_threshold=0.0, binarize=True)[0].cpu().numpy(),
@@ -234,7 +241,7 @@ def bench_in_process(arch: str, path: Path, size: tuple[int, int], args: argpars
             sync()
             samples.append((time.perf_counter() - t) * 1000.0)
         piece_ms[name] = statistics.median(samples)
-    profile = _profile(seg, path, (w, h), base) if args.profile else None
+    profile = _profile(pipe, path, (w, h), base) if args.profile else None
     seg.close()
 
     ops = {op: {**_stats(timer.wall[op]), "cpu_p50_ms": _pct(timer.cpu[op], 50)} for op in OPS}
@@ -254,7 +261,7 @@ def bench_in_process(arch: str, path: Path, size: tuple[int, int], args: argpars
     return out
 
 
-def _profile(seg: TransformersSam2Segmenter, path: Path, size: tuple[int, int], base: Any,
+def _profile(pipe: SegZeroPipeline, path: Path, size: tuple[int, int], base: Any,
              n: int = 20) -> dict[str, Any]:
     """cProfile ``n`` cached ``segment_by_prompts`` and ``n`` ``refine_object`` calls: the 25 functions with the
     most own time, ms per call (``--profile``; also printed)."""
@@ -265,8 +272,8 @@ def _profile(seg: TransformersSam2Segmenter, path: Path, size: tuple[int, int], 
     w, h = size
     out: dict[str, Any] = {}
     add, remove = _clicks(_object(w, h))
-    for op, fn in (("cached", lambda: segment_by_prompts(seg, path, [_object(w, h)])),
-                   ("refine", lambda: refine_object(seg, base, 0, add_points=add, remove_points=remove))):
+    for op, fn in (("cached", lambda: pipe.segment_by_prompts(path, [_object(w, h)])),
+                   ("refine", lambda: pipe.refine_object(base, 0, add_points=add, remove_points=remove))):
         fn()
         prof = cProfile.Profile()
         prof.enable()
@@ -494,7 +501,7 @@ def _markdown(results: dict[str, Any], mcp: dict[str, Any] | None, args: argpars
         "|---|" + "---|---|" * len(names),
     ]
     labels = {"cold": "cold `segment_by_prompts` (cache cleared: encoder + decoder)",
-              "cached": "cached `segment_by_prompts` (same JPEG path again: decode + hash + decoder)",
+              "cached": "cached `segment_by_prompts` (same JPEG path again: decoded-image cache hit + decoder)",
               "cached_result": "cached `segment_by_prompts` on the previous result's image (MCP: `result_id`)",
               "refine": "`refine_object` (+1/-1 click, cached embedding)"}
     for op in OPS:
