@@ -151,7 +151,7 @@ def old_decode(data: bytes) -> np.ndarray:
     return _old_pil_to_rgb(img)
 
 
-def old_load_image(image, *, max_pixels=None):
+def old_load_image(image, *, max_pixels=None, cache=None):  # the old pipeline had no decoded-image cache
     if isinstance(image, (bytes, bytearray)):
         return LoadedImage(old_decode(bytes(image)), "<bytes>")
     if isinstance(image, (str, Path)):

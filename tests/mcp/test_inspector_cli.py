@@ -184,3 +184,21 @@ def test_tools_call_outside_roots_is_a_tool_error(kit, image_root: Path, tmp_pat
     text = "\n".join(block.get("text", "") for block in result.get("content", []))
     assert "outside the folders" in text, run.describe()
     assert run.returncode != 0, run.describe()  # the Inspector CLI exits non-zero on an isError result
+
+
+def test_a_server_without_a_reasoner_as_the_inspector_sees_it(kit, image_root: Path, tmp_path: Path) -> None:
+    """`segzero-mcp --reasoner none`: only the four steering tools, and segment_by_prompts answers."""
+    args = ["--reasoner", "none", "--segmenter-backend", "scripted:BoxSegmenter", "--device", "cpu"]
+    listed = inspect(kit, image_root, args, ["--method", "tools/list"])
+    assert listed.returncode == 0, listed.describe()
+    names = sorted(tool.get("name") for tool in listed.json().get("tools", []))
+    assert names == ["inspect_result", "refine_object", "segment_by_prompts", "select_objects"], listed.describe()
+    run = inspect(kit, image_root, args,
+                  ["--method", "tools/call", "--tool-name", "segment_by_prompts", "--tool-arg", "image=coffee.png",
+                   "--tool-arg", 'objects=[{"box": [10, 20, 100, 120], "label": "cup"}]'])
+    assert run.returncode == 0, run.describe()
+    result = run.json()
+    structured = result.get("structuredContent") or {}
+    assert not result.get("isError") and [o["box"] for o in structured.get("objects", [])] == [[10, 20, 100, 120]], \
+        run.describe()
+    assert structured["objects"][0]["label"] == "cup" and structured["result_id"], run.describe()
