@@ -29,45 +29,19 @@ from .images import DEFAULT_MAX_PIXELS, ImageInput, LoadedImage, load_image
 from .loading import backend_label as backend_label
 from .loading import load_models, load_verifier, resolve_verifier
 from .parsing import FrameObject, ParsedOutput, ParseStatus, parse_output
+from .pipeline_steer import SteeringMethods
 from .projection import project_objects
 from .prompts import DEFAULT_MAX_QUERY_CHARS, PromptFormat, build_prompt, validate_query
 from .reasoners.base import DEFAULT_MAX_NEW_TOKENS, Reasoner, ReasonerOutput, ReasonerRequest
 from .reference_parse import COMPAT_MODES, Compat, _reference_reading, check_compat
 from .result import SegmentationResult, SegmentedObject
 from .segmenters.base import ObjectPrompt, Segmenter, image_key
+from .verify import DEFAULT_VERIFY_ROUNDS, MAX_VERIFY_ROUNDS, RETRY_QUERY, check_verify_rounds, retry_query
 
 logger = logging.getLogger(__name__)
 
 #: Default cap on objects per answer (the reference reward truncates at 120).
 DEFAULT_MAX_OBJECTS = 50
-#: Default and largest number of verifier rounds of the self-check loop (``verify=True``).
-DEFAULT_VERIFY_ROUNDS = 2
-MAX_VERIFY_ROUNDS = 5
-#: How the self-check loop's retry asks the reasoner again: the user's query and the verifier's hint.
-RETRY_QUERY = "{query} (hint: {hint})"
-
-
-def retry_query(query: str, hint: str, max_chars: int = DEFAULT_MAX_QUERY_CHARS) -> str:
-    """The query of a retry (:data:`RETRY_QUERY`): ``"<query> (hint: <hint>)"``; the hint is cut so that
-    the whole stays within ``max_chars`` (the query itself is never cut; an empty hint gives the query)."""
-    hint = " ".join(str(hint).split())
-    if not hint:
-        return query
-    room = max_chars - len(RETRY_QUERY.format(query=query, hint=""))
-    if room <= 1:
-        return query
-    if len(hint) > room:
-        hint = hint[: room - 1].rstrip() + "…"
-    return RETRY_QUERY.format(query=query, hint=hint)
-
-
-def check_verify_rounds(rounds: int) -> int:
-    """``rounds`` as an int in ``1..MAX_VERIFY_ROUNDS``, else ``ValueError``."""
-    if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or not 1 <= rounds <= MAX_VERIFY_ROUNDS:
-        raise ValueError(f"verify_rounds must be an integer from 1 to {MAX_VERIFY_ROUNDS}, got {rounds!r}")
-    return int(rounds)
-
-
 @dataclass(frozen=True)
 class _Job:
     image: LoadedImage
@@ -82,7 +56,7 @@ def _ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1000.0
 
 
-class SegZeroPipeline:
+class SegZeroPipeline(SteeringMethods):
     """Composes a :class:`Reasoner` and a :class:`Segmenter`.
 
     Args:
@@ -524,44 +498,6 @@ class SegZeroPipeline:
         if result.segmenter is None:
             result.segmenter = getattr(self.segmenter, "model_id", None) or type(self.segmenter).__name__
         return result
-
-    # --- steering (the caller's prompts; no reasoner needed): see segzero_tool.steer ---------
-
-    def _steering_segmenter(self) -> Segmenter:
-        if self.segmenter is None:
-            raise ValueError("this pipeline has no segmenter; load one to segment from prompts")
-        return self.segmenter
-
-    def segment_by_prompts(self, image: ImageInput | LoadedImage | SegmentationResult, objects: Any, *,
-                           max_objects: int | None = None, query: str = "") -> SegmentationResult:
-        """Segment the caller's ``{box?, points?, negative_points?, label?}`` objects (original-image
-        pixels) with this pipeline's segmenter, pixel limit and object cap: see
-        :func:`segzero_tool.steer.segment_by_prompts`. Needs no reasoner.
-
-        Raises:
-            PromptError: bad objects (the message says what to send); ImageLoadError: bad image.
-        """
-        from .steer import segment_by_prompts
-
-        return segment_by_prompts(self._steering_segmenter(), image, objects,
-                                  max_objects=max_objects or self.max_objects, max_pixels=self.max_pixels,
-                                  query=query, lock=self._segment_lock, image_cache=self.image_cache)
-
-    def refine_object(self, result: SegmentationResult, index: int, *, add_points: Any = (),
-                      remove_points: Any = (), box: Any = None) -> SegmentationResult:
-        """A new result with object ``index`` recomputed with extra positive (``add_points``) / negative
-        (``remove_points``) clicks or a new ``box``: see :func:`segzero_tool.steer.refine_object`."""
-        from .steer import refine_object
-
-        return refine_object(self._steering_segmenter(), result, index, add_points=add_points,
-                             remove_points=remove_points, box=box, lock=self._segment_lock)
-
-    def select_objects(self, result: SegmentationResult, indices: Sequence[int]) -> SegmentationResult:
-        """A new result keeping the objects at ``indices``, in that order: see
-        :func:`segzero_tool.steer.select_objects`."""
-        from .steer import select_objects
-
-        return select_objects(result, indices)
 
     def close(self) -> None:
         self.image_cache.clear()

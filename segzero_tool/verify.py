@@ -23,6 +23,7 @@ import ast
 import dataclasses
 import json
 import math
+import numbers
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from .inspect_view import render_inspection
+from .prompts import DEFAULT_MAX_QUERY_CHARS
 from .reasoners.base import ReasonerRequest
 from .steer import select_objects
 
@@ -37,6 +39,34 @@ if TYPE_CHECKING:
     from .inspect_view import Inspection
     from .reasoners.base import Reasoner
     from .result import SegmentationResult
+
+#: Default and largest number of verifier rounds of the self-check loop (``verify=True``).
+DEFAULT_VERIFY_ROUNDS = 2
+MAX_VERIFY_ROUNDS = 5
+#: How the self-check loop's retry asks the reasoner again: the user's query and the verifier's hint.
+RETRY_QUERY = "{query} (hint: {hint})"
+
+
+def retry_query(query: str, hint: str, max_chars: int = DEFAULT_MAX_QUERY_CHARS) -> str:
+    """The query of a retry (:data:`RETRY_QUERY`): ``"<query> (hint: <hint>)"``; the hint is cut so that
+    the whole stays within ``max_chars`` (the query itself is never cut; an empty hint gives the query)."""
+    hint = " ".join(str(hint).split())
+    if not hint:
+        return query
+    room = max_chars - len(RETRY_QUERY.format(query=query, hint=""))
+    if room <= 1:
+        return query
+    if len(hint) > room:
+        hint = hint[: room - 1].rstrip() + "…"
+    return RETRY_QUERY.format(query=query, hint=hint)
+
+
+def check_verify_rounds(rounds: int) -> int:
+    """``rounds`` as an int in ``1..MAX_VERIFY_ROUNDS``, else ``ValueError``."""
+    if isinstance(rounds, bool) or not isinstance(rounds, numbers.Integral) or not 1 <= rounds <= MAX_VERIFY_ROUNDS:
+        raise ValueError(f"verify_rounds must be an integer from 1 to {MAX_VERIFY_ROUNDS}, got {rounds!r}")
+    return int(rounds)
+
 
 #: The verifier's prompt. ``{query}``, ``{n_objects}`` and ``{last_index}`` are filled in by
 #: :func:`build_verifier_prompt` (in one pass: braces in the query are left as they are).
@@ -404,5 +434,6 @@ def _nums(indices: Sequence[int]) -> str:
     return ", ".join(f"#{i}" for i in indices) if indices else "none"
 
 
-__all__ = ["DEFAULT_VERIFY_TOKENS", "VERIFIER_PROMPT", "Verdict", "build_verifier_prompt", "parse_verdict",
+__all__ = ["DEFAULT_VERIFY_ROUNDS", "DEFAULT_VERIFY_TOKENS", "MAX_VERIFY_ROUNDS", "RETRY_QUERY", "VERIFIER_PROMPT",
+           "Verdict", "build_verifier_prompt", "check_verify_rounds", "parse_verdict", "retry_query",
            "run_verification"]
