@@ -441,3 +441,34 @@ async def test_segment_by_reasoning_verify_keeps_what_the_verifier_keeps(steer_s
     assert len(reasoner.calls) == 3  # reason, verify; then the plain call reasons only
     assert plain["structuredContent"]["verification"] is None and len(plain["structuredContent"]["objects"]) == 2
     assert bad["isError"] is True
+
+
+async def test_an_answer_does_not_wait_for_the_overlay_resource(steer_server, kit, image_root, monkeypatch):
+    """Without include_overlay the overlay.png resource is drawn after the answer; reading it waits for it."""
+    import asyncio
+    import threading
+
+    from segzero_tool.mcp_server import service as service_mod
+
+    started, release = threading.Event(), threading.Event()
+    real = service_mod._overlay_png
+
+    def slow(result, max_side):
+        started.set()
+        assert release.wait(20)
+        return real(result, max_side)
+
+    monkeypatch.setattr(service_mod, "_overlay_png", slow)
+    async with kit.connect_memory(steer_server()) as client:
+        res = await client.call({"image": str(image_root / "coffee.png"), "objects": [{"box": [10, 10, 100, 100]}]},
+                                name="segment_by_prompts")
+        assert res.get("isError") is not True and started.wait(20)  # answered while the drawing waits
+        rid = res["structuredContent"]["result_id"]
+        reading = asyncio.ensure_future(client.read(f"segzero://results/{rid}/overlay.png"))
+        await asyncio.sleep(0.2)
+        assert not reading.done()  # the read waits for the drawing ...
+        release.set()
+        (content,) = await reading  # ... and then gets it
+    import base64
+
+    assert base64.b64decode(content["blob"])[:4] == b"\x89PNG"
