@@ -95,7 +95,9 @@ class Recipe:
     reward_extra: list[str] = field(default_factory=list)  # e.g. [mask_point] (our extension)
     reward_mode: str = "reference"  # "fixed": the rewards' bug-fixed variants (training/rewards.py)
     output_dir: str = "runs/grpo"
-    attn_implementation: str | None = None  # None: sdpa (flash_attention_2 when installed and on CUDA)
+    # None: flash_attention_2 when flash_attn is importable and the run is on CUDA in bf16, else sdpa
+    # (train.pick_attn_implementation)
+    attn_implementation: str | None = None
     min_pixels: int | None = 3136
     max_pixels: int | None = 12845056
     # --- GRPO batch (protocol units) ---
@@ -266,19 +268,50 @@ def apply_overrides(recipe: Recipe, overrides: dict[str, Any]) -> Recipe:
     return dataclasses.replace(recipe, **{k: _coerce(k, v, "overrides") for k, v in given.items()})
 
 
+#: The environment variables accelerate reads the world size from (``accelerate.utils.environment``):
+#: ``accelerate launch`` / torchrun set ``WORLD_SIZE``; MPI launchers the others.
+WORLD_SIZE_VARS = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+
+
+def launched_world_size() -> int:
+    """The number of processes this run was launched with, read as accelerate reads it: the first of
+    :data:`WORLD_SIZE_VARS` that is set, else 1 (a plain ``segzero-train`` / ``python -m``)."""
+    for var in WORLD_SIZE_VARS:
+        value = os.environ.get(var, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return 1
+
+
 def detect_num_processes(flag: int | None = None) -> int:
-    """The data-parallel process count: the flag, else ``WORLD_SIZE`` (set by ``accelerate launch`` /
-    torchrun), else ``accelerate``'s ``ACCELERATE_NUM_PROCESSES``, else 1."""
+    """The data-parallel process count to plan the batch for: the flag when given (checked against the real
+    world size by :func:`check_world_size`), else :func:`launched_world_size`."""
     if flag is not None:
         if flag < 1:
             raise BatchSizeError(f"num_processes must be >= 1, got {flag}", numbers={"num_processes": flag},
                                  suggestions=[])
         return int(flag)
-    for var in ("WORLD_SIZE", "ACCELERATE_NUM_PROCESSES"):
-        value = os.environ.get(var)
-        if value and value.isdigit() and int(value) > 0:
-            return int(value)
-    return 1
+    return launched_world_size()
+
+
+def world_size_mismatch(planned: int, actual: int) -> str:
+    """The one-line error for a batch plan made for ``planned`` processes in a run of ``actual``."""
+    launched = ", ".join(f"{v}={os.environ[v]}" for v in WORLD_SIZE_VARS if v in os.environ) or "WORLD_SIZE unset"
+    return (
+        f"the batch plan is for {planned} process(es) (--num-processes) but this run has {actual} ({launched}), "
+        f"so each optimizer step would see {actual}/{planned} of the planned prompts. Launch {planned} processes "
+        f"(accelerate launch --num_processes {planned} -m segzero_tool.training ..., or num_processes in the "
+        "training/accelerate/ config), or drop --num-processes: the count comes from the launcher"
+    )
+
+
+def check_world_size(plan: BatchPlan, actual: int | None = None) -> None:
+    """Raise :class:`BatchSizeError` when ``plan`` was made for another number of processes than the run has
+    (``actual``: default :func:`launched_world_size`; the trainer passes accelerate's own count)."""
+    actual = launched_world_size() if actual is None else int(actual)
+    if plan.num_processes != actual:
+        raise BatchSizeError(world_size_mismatch(plan.num_processes, actual),
+                             numbers={"num_processes": plan.num_processes, "world_size": actual}, suggestions=[])
 
 
 def _divisors(n: int) -> list[int]:

@@ -42,6 +42,7 @@ __all__ = [
     "SAM_FILTER_MIN_IOU",
     "TrainingDataError",
     "build_training_dataset",
+    "check_dataset_source",
     "detect_kind",
     "format_segzero_solution",
     "format_visionreasoner_solution",
@@ -144,12 +145,58 @@ def _pick(obj: Any, split: str, where: str) -> Any:
     return obj
 
 
+#: File endings that name a local file, never a hub id.
+_FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".arrow")
+
+
+def looks_like_path(value: str) -> bool:
+    """Whether a dataset value is meant as a local path rather than a hub id (``owner/name``).
+
+    A path: starts with ``.``, ``/`` or ``~``, holds a backslash or more than one ``/`` (a hub id has
+    exactly one), ends in .jsonl / .json / .parquet / .arrow, or its first part is a folder here
+    (``data/typo`` when ``./data`` exists).
+    """
+    text = str(value).strip()
+    if not text:
+        return False
+    if text.startswith((".", "/", "~")) or "\\" in text or text.count("/") > 1:
+        return True
+    if text.lower().endswith(_FILE_SUFFIXES):
+        return True
+    head = text.split("/", 1)[0]
+    return "/" in text and Path(head).is_dir()
+
+
+def check_dataset_source(source: Any) -> None:
+    """Fail at once on a local path that does not exist (before anything touches the hub).
+
+    Raises:
+        TrainingDataError: ``source`` looks like a path (:func:`looks_like_path`) and nothing is there.
+    """
+    if not isinstance(source, (str, os.PathLike)):
+        return
+    text = os.fspath(source)
+    if Path(text).expanduser().exists() or not looks_like_path(text):
+        return
+    path = Path(text).expanduser()
+    parent = next((p for p in path.absolute().parents if p.is_dir()), None)
+    near = ""
+    if parent is not None and parent != path.absolute().parent:
+        near = f"; {parent} exists but not {path.absolute().relative_to(parent)}"
+    elif parent is not None:
+        names = sorted(c.name for c in parent.iterdir() if not c.name.startswith("."))[:8]
+        near = f"; {parent} holds: {', '.join(names) if names else 'nothing'}"
+    raise TrainingDataError(f"dataset {text!r}: no such file or folder{near} (a save_to_disk folder or a hub "
+                            "id such as Ricky06662/VisionReasoner_multi_object_1k_840 is expected)")
+
+
 def _open(source: Any, split: str) -> Any:
     ds = _datasets()
     if isinstance(source, (ds.Dataset, ds.DatasetDict)):
         return _pick(source, split, "<memory>")
     if not isinstance(source, (str, os.PathLike)):
         raise TrainingDataError(f"unsupported training source of type {type(source).__name__}")
+    check_dataset_source(source)
     path = Path(source).expanduser()
     if path.is_dir():
         try:

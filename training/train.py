@@ -8,7 +8,10 @@ Launch commands (see training/README.md)::
     segzero-train --recipe lora-24gb --dataset data/my_set --output-dir runs/lora
     segzero-train --recipe lora-24gb --dataset data/my_set --output-dir runs/lora --resume
 
-The batch arithmetic is checked before anything heavy is imported or loaded. Checkpoints
+The batch arithmetic (against the real world size), a local dataset path and the packages the run needs
+(tensorboard for ``report_to: tensorboard``, deepspeed under a DeepSpeed accelerate config, ...) are checked
+before anything heavy is imported or loaded. Exit status: 0 done, 2 configuration or dataset error, 5 a
+missing package (the message names the extra to install). Checkpoints
 (``output_dir/checkpoint-N``) hold the processor next to the weights, so they load with
 ``AutoModelForImageTextToText`` / ``AutoProcessor`` and ``SegZeroPipeline.from_pretrained``; the final model goes
 to ``output_dir/final`` (with LoRA: merged weights there, the adapter in ``output_dir/final-adapter``).
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -33,6 +37,7 @@ from .config import (
     Recipe,
     RecipeError,
     check_grpo_fields,
+    check_world_size,
     detect_num_processes,
     grpo_config_kwargs,
     load_recipe,
@@ -71,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-generations", type=int, help="group size")
     p.add_argument("--prompts-per-step", type=int, help="prompts per optimizer step")
     p.add_argument("--num-processes", type=int,
-                   help="data-parallel processes (default: WORLD_SIZE from accelerate/torchrun, else 1)")
+                   help="data-parallel processes; must equal the launched world size (WORLD_SIZE from "
+                        "accelerate launch / torchrun, else 1), which is the default")
     p.add_argument("--learning-rate", type=float)
     p.add_argument("--beta", type=float, help="KL coefficient")
     p.add_argument("--max-completion-length", type=int)
@@ -106,29 +112,121 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return {key: getattr(args, key) for key in _OVERRIDE_KEYS}
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``segzero-train``; returns the exit status (2 for configuration errors)."""
+    """Entry point of ``segzero-train``; returns the exit status: 2 for configuration and dataset errors, 5 for
+    a missing package (one line on stderr each; a batch-size error adds the settings that work)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         recipe = load_recipe(args.recipe, overrides_from_args(args))
         plan = plan_for(recipe, detect_num_processes(args.num_processes))
+        check_world_size(plan)  # --num-processes never overrides what was launched
         run_training(recipe, plan=plan, resume=args.resume, use_cpu=args.cpu)
-    except (RecipeError, BatchSizeError, TrainingSetupError, MissingDependencyError) as exc:
+    except SegZeroError as exc:
+        return report_error(exc)
+    return 0
+
+
+def report_error(exc: SegZeroError) -> int:
+    """Print ``exc`` for the command line and return its exit status: 5 for a missing package; 2 for recipe,
+    batch-size, setup and dataset errors; the error's own ``exit_code`` otherwise. One line, except that a
+    batch-size error lists the settings that work below it."""
+    from segzero_tool.eval.samples import DatasetError  # TrainingDataError's base; imported only when needed
+
+    if isinstance(exc, BatchSizeError):
         print(f"segzero-train: error: {exc}", file=sys.stderr)
         return 2
-    return 0
+    print(f"segzero-train: error: {_one_line(exc)}", file=sys.stderr)
+    if isinstance(exc, MissingDependencyError):
+        return 5
+    if isinstance(exc, (RecipeError, TrainingSetupError, DatasetError)):
+        return 2
+    return int(getattr(exc, "exit_code", 1) or 1)
 
 
 # --- the run -------------------------------------------------------------------------------------------
 
 
-def _require_trl() -> None:
-    for module in ("trl", "datasets", "scipy"):
-        if importlib.util.find_spec(module) is None:
-            raise MissingDependencyError(
-                f"training needs {module!r}, which is not installed: pip install 'segzero-tool[train]'")
+def deepspeed_requested(recipe: Recipe, *, use_cpu: bool = False) -> bool:
+    """Whether this run will use DeepSpeed: ``accelerate launch`` with a DeepSpeed config sets
+    ``ACCELERATE_USE_DEEPSPEED=true``, which accelerate's ``AcceleratorState`` reads (not on the CPU); or the
+    recipe passes a DeepSpeed config to the trainer (``grpo: {deepspeed: ...}``)."""
+    launched = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true" and not use_cpu
+    return launched or bool(recipe.grpo.get("deepspeed"))
+
+
+def _missing(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is None
+    except (ImportError, ValueError):  # a broken parent package, or a module without __spec__
+        return True
+
+
+def check_run_dependencies(recipe: Recipe, *, use_cpu: bool = False) -> None:
+    """Check that what this run will import is installed, before anything loads.
+
+    Raises:
+        MissingDependencyError: one line naming the package, why the run needs it and the ``pip install``.
+    """
+    needs: list[tuple[tuple[str, ...], str, str]] = [  # (any of these modules, why, install hint)
+        (("trl",), "training", 'pip install "segzero-tool[train]"'),
+        (("datasets",), "training", 'pip install "segzero-tool[train]"'),
+        (("scipy",), "the rewards' Hungarian matching", 'pip install "segzero-tool[train]"'),
+    ]
+    if recipe.lora:
+        needs.append((("peft",), "lora: true", 'pip install "segzero-tool[train]"'))
+    if recipe.report_to == "tensorboard":  # transformers' TensorBoardCallback takes either package
+        needs.append((("tensorboard", "tensorboardX"), "report_to: tensorboard",
+                      'pip install "segzero-tool[train]" (or --report-to none)'))
+    elif recipe.report_to == "wandb":
+        needs.append((("wandb",), "report_to: wandb", "pip install wandb (or --report-to none)"))
+    if deepspeed_requested(recipe, use_cpu=use_cpu):
+        needs.append((("deepspeed",), "the DeepSpeed accelerate config (ACCELERATE_USE_DEEPSPEED=true)",
+                      'pip install "segzero-tool[deepspeed]" (or use training/accelerate/fsdp.yaml)'))
+    if recipe.attn_implementation == "flash_attention_2":
+        needs.append((("flash_attn",), "attn_implementation: flash_attention_2",
+                      'pip install "segzero-tool[flash]"'))
+    for modules, why, hint in needs:
+        if all(_missing(m) for m in modules):
+            raise MissingDependencyError(f"{why} needs the {modules[0]!r} package, which is not installed: {hint}")
+
+
+def pick_attn_implementation(recipe: Recipe, *, use_cpu: bool = False) -> str:
+    """The recipe's ``attn_implementation``, or when unset: ``flash_attention_2`` when ``flash_attn`` is
+    importable and the run is on CUDA in bf16, else ``sdpa`` (as the transformers reasoner picks)."""
+    if recipe.attn_implementation:
+        return recipe.attn_implementation
+    if use_cpu or not recipe.bf16 or _missing("flash_attn"):
+        return "sdpa"
+    import torch
+
+    return "flash_attention_2" if torch.cuda.is_available() else "sdpa"
+
+
+def check_processor_padding(processor: Any) -> None:
+    """Refuse a processor that pads on the right.
+
+    TRL pads the prompt ids on the left and asks the processor again for the multimodal inputs of the forward
+    pass (``mm_token_type_ids`` among them); a right-padded processor shifts those against the ids and silently
+    feeds the model wrong image positions (TRL issue #5785, closed as "not a TRL bug": pass a left-padded
+    processor). :func:`load_processor` loads one with ``padding_side="left"``.
+
+    Raises:
+        TrainingSetupError: the processor's (or its tokenizer's) ``padding_side`` is not ``"left"``.
+    """
+    tokenizer = getattr(processor, "tokenizer", processor)
+    side = getattr(tokenizer, "padding_side", None)
+    if side != "left":
+        raise TrainingSetupError(
+            f"the processor pads on the {side!r} side; GRPO on a vision-language model needs left padding (TRL "
+            "left-pads the prompt ids, so a right-padded processor misplaces the image tokens: TRL #5785). Load it "
+            "with AutoProcessor.from_pretrained(model, padding_side='left') or set processor.tokenizer.padding_side "
+            "= 'left'")
 
 
 def last_checkpoint(output_dir: str | Path) -> str | None:
@@ -155,6 +253,9 @@ def build_grpo_config(recipe: Recipe, plan: BatchPlan, *, use_cpu: bool = False)
     if "activation_checkpointing" in {f.name for f in dataclasses.fields(GRPOConfig)}:
         # transformers >= 5.2x renamed the field (the old name warns)
         kwargs["activation_checkpointing"] = kwargs.pop("gradient_checkpointing")
+    init_kwargs = kwargs.get("model_init_kwargs")
+    if isinstance(init_kwargs, dict):
+        init_kwargs.setdefault("attn_implementation", pick_attn_implementation(recipe, use_cpu=use_cpu))
     check_grpo_fields(kwargs)
     return GRPOConfig(**kwargs)
 
@@ -193,6 +294,7 @@ def run_training(
     resume: bool = False,
     use_cpu: bool = False,
     train_dataset: Any = None,
+    processor: Any = None,
     extra_reward_funcs: Sequence[Callable[..., Any]] = (),
     callbacks: Sequence[Any] = (),
 ) -> Any:
@@ -204,14 +306,23 @@ def run_training(
         resume: continue from the last ``checkpoint-N`` in ``recipe.output_dir``.
         use_cpu: CPU training (tests): fp32, ``use_cpu=True``, no vLLM.
         train_dataset: a ready ``datasets.Dataset`` of ``to_grpo_row`` rows instead of ``recipe.dataset``.
+        processor: a ready processor instead of :func:`load_processor`'s (it must pad on the left).
         extra_reward_funcs: more TRL reward functions after the recipe's set (e.g. shaping terms).
         callbacks: more ``TrainerCallback`` objects.
 
     Raises:
-        BatchSizeError / RecipeError: before anything is loaded.
-        TrainingSetupError: ``resume`` without a checkpoint, no dataset.
+        BatchSizeError / RecipeError: before anything is loaded (also: ``plan`` made for another number of
+            processes than the run has).
+        TrainingDataError: a dataset path that does not exist (at once), an unreadable set (before the model).
+        MissingDependencyError: a package the run needs is not installed (before anything loads).
+        TrainingSetupError: ``resume`` without a checkpoint, no dataset, a right-padded ``processor``.
     """
+    from .data import check_dataset_source
+
     plan = plan or plan_for(recipe, detect_num_processes())  # before any model loads
+    check_world_size(plan)
+    if train_dataset is None:
+        check_dataset_source(recipe.dataset)  # a mistyped local path fails here, before the hub is asked
     logger.info("batch plan: %s", plan.describe())
     checkpoint = None
     if resume:
@@ -228,8 +339,11 @@ def run_training(
     if train_dataset is None and not recipe.dataset:
         raise TrainingSetupError("no training set: pass --dataset (hub id or save_to_disk folder) or set "
                                  "'dataset:' in the recipe")
-    _require_trl()
+    check_run_dependencies(recipe, use_cpu=use_cpu)
+    if processor is not None:
+        check_processor_padding(processor)
     args = build_grpo_config(recipe, plan, use_cpu=use_cpu)  # raises on TRL's own conflicts, still model-free
+    check_world_size(plan, args.world_size)  # accelerate's own count (PartialState), before any model loads
 
     from trl import GRPOTrainer
 
@@ -242,7 +356,9 @@ def run_training(
     reward_funcs = [*get_reward_funcs(recipe.rewards, extra=tuple(recipe.reward_extra),
                                          mode=recipe.reward_mode), *extra_reward_funcs]
     logger.info("rewards: %s", ", ".join(getattr(f, "__name__", repr(f)) for f in reward_funcs))
-    processor = load_processor(recipe)
+    if processor is None:
+        processor = load_processor(recipe)
+    check_processor_padding(processor)
     trainer = GRPOTrainer(
         model=recipe.model,
         reward_funcs=reward_funcs,
@@ -314,8 +430,9 @@ def make_eval_callback(trainer: Any, recipe: Recipe, processor: Any) -> Any:
     """A ``TrainerCallback`` that runs ``segzero_tool.eval.run_evaluation`` every ``recipe.eval_steps`` steps
     on the current weights (rank 0 only; skipped under DeepSpeed ZeRO-3, whose weights are sharded).
 
-    Scores go into the step's logs as ``eval/giou`` and ``eval/ciou``; run folders into
-    ``output_dir/eval/step-N``.
+    Scores go into the step's logs as ``eval/giou`` and ``eval/ciou`` (``trainer_state.json``'s log history;
+    TensorBoard and W&B show them as ``train/eval/giou``, ``train/eval/ciou``: transformers prefixes every
+    training-log key with ``train/``); run folders into ``output_dir/eval/step-N``.
     """
     from transformers import TrainerCallback
 

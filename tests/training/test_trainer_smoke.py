@@ -1,8 +1,14 @@
-"""CPU smoke run of segzero-train: tiny random Qwen2.5-VL, 4 rows, group size 2, 2 steps, then --resume."""
+"""CPU smoke run of segzero-train: tiny random Qwen2.5-VL, 4 rows, group size 2, 2 steps, then --resume.
+
+The run logs with the recipes' own ``report_to: tensorboard`` (so a missing tensorboard fails here, as it would
+on a user's first run), and the metric names the READMEs document are checked against what was logged.
+"""
 
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +16,7 @@ import pytest
 pytest.importorskip("trl")
 pytest.importorskip("peft")
 pytest.importorskip("scipy")
+pytest.importorskip("tensorboard")
 
 pytestmark = pytest.mark.slow
 
@@ -41,12 +48,33 @@ def _recipe(model, out):
     return recipe_from_dict({
         "model": str(model), "output_dir": str(out), "rewards": "visionreasoner", "frame_size": 112,
         "num_generations": 2, "prompts_per_step": 2, "per_device_train_batch_size": 2, "max_steps": 2,
-        "save_steps": 2, "max_completion_length": 8, "report_to": "none", "gradient_checkpointing": False,
+        "save_steps": 2, "max_completion_length": 8, "gradient_checkpointing": False,
         "bf16": False, "learning_rate": 1e-2, "entropy_coef": 0.0, "min_pixels": None, "max_pixels": None,
     })
 
 
-def test_cpu_smoke_run_checkpoint_and_resume(tmp_path, tiny_models):
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _documented_names(text: str, start: str) -> set[str]:
+    """The backticked metric names of the paragraph / bullet of ``text`` that begins with ``start``."""
+    i = text.index(start)
+    j = min(k for k in (text.find("\n* ", i + 1), text.find("\n\n", i + 1), len(text)) if k > 0)
+    return set(re.findall(r"`([^`\s]+)`", text[i:j]))
+
+
+def _tensorboard_tags(folder: Path) -> set[str]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags: set[str] = set()
+    for run in {f.parent for f in folder.rglob("events.out.tfevents.*")}:
+        acc = EventAccumulator(str(run))
+        acc.Reload()
+        tags |= set(acc.Tags()["scalars"])
+    return tags
+
+
+def test_cpu_smoke_run_checkpoint_and_resume(tmp_path, tiny_models, monkeypatch):
     import datasets
     import torch
     from transformers import AutoModelForImageTextToText
@@ -56,9 +84,11 @@ def test_cpu_smoke_run_checkpoint_and_resume(tmp_path, tiny_models):
     from segzero_tool.training import train as train_mod
     from segzero_tool.training.config import plan_for
 
+    monkeypatch.delenv("TENSORBOARD_LOGGING_DIR", raising=False)
     out = tmp_path / "run"
     ds = datasets.Dataset.from_list(_rows())
     recipe = _recipe(tiny_models["reasoner"], out)
+    assert recipe.report_to == "tensorboard"  # the recipes' default, not switched off for the test
     from PIL import Image
 
     from segzero_tool.training.config import apply_overrides
@@ -82,6 +112,24 @@ def test_cpu_smoke_run_checkpoint_and_resume(tmp_path, tiny_models):
     assert any("completion" in k and "length" in k for k in logged)
     assert "kl" in logged and "eval/giou" in logged  # periodic evaluation through segzero_tool.eval
     assert (out / "eval" / "step-2").is_dir()
+
+    # TensorBoard event files under output_dir, holding the names the READMEs document
+    assert list((out / "runs").rglob("events.out.tfevents.*")), sorted(p.name for p in out.rglob("*"))
+    tags = _tensorboard_tags(out / "runs")
+    training_readme = (REPO / "training" / "README.md").read_text(encoding="utf-8")
+    documented = _documented_names(training_readme, "* Logs (")
+    tb_names = {n for n in documented if re.fullmatch(r"train/[\w/<>]+", n)}
+    assert {"train/eval/giou", "train/eval/ciou", "train/kl", "train/reward"} <= tb_names, documented
+    expanded = {n.replace("<function>", f) for n in tb_names for f in names} if tb_names else set()
+    assert expanded <= tags, f"documented but not logged: {sorted(expanded - tags)}; logged: {sorted(tags)}"
+    history = {n for n in documented if not n.startswith(("train/", "output_dir/", "/"))
+               and "/" in n and "<" not in n and "*" not in n}
+    assert {"eval/giou"} <= history and history <= logged, (sorted(history - logged), sorted(logged))
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Training the reasoner"):]
+    section = section[: section.index("\n## ", 1)]
+    for name in re.findall(r"`(train/eval/[a-z]+|eval/[a-z]+)`", section):
+        assert name in (tags if name.startswith("train/") else logged), name
 
     trained = trainer.model.state_dict()
     changed = [k for k, v in initial.items() if k in trained and not torch.equal(v, trained[k].cpu())]
