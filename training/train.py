@@ -44,6 +44,7 @@ from .config import (
     plan_for,
     recipe_names,
 )
+from .dry_run import add_dry_run_options, dry_run
 
 logger = logging.getLogger("segzero_tool.training")
 
@@ -95,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-limit", type=int, help="evaluate the first N samples")
     p.add_argument("--eval-segmenter", help="segmenter for evaluation: registry name, folder, or 'box'")
     p.add_argument("--cpu", action="store_true", help="train on the CPU (tests; fp32, no vLLM)")
+    add_dry_run_options(p)
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -126,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         recipe = load_recipe(args.recipe, overrides_from_args(args))
         plan = plan_for(recipe, detect_num_processes(args.num_processes))
         check_world_size(plan)  # --num-processes never overrides what was launched
+        if args.dry_run:
+            return dry_run(recipe, plan, gpu_memory_gib=args.gpu_memory, strategy=args.strategy)
         run_training(recipe, plan=plan, resume=args.resume, use_cpu=args.cpu)
     except SegZeroError as exc:
         return report_error(exc)
