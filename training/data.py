@@ -50,6 +50,7 @@ __all__ = [
     "parse_segzero_solution",
     "parse_visionreasoner_solution",
     "representative_points",
+    "stored_frame",
     "to_grpo_row",
 ]
 
@@ -96,6 +97,28 @@ def _frame_image(image: Any, frame_size: int) -> Any:
     return img
 
 
+def stored_frame(image: Any, frame_size: int) -> dict[str, Any] | None:
+    """``{"bytes", "path": None}`` of an image that can be used as it is stored: JPEG or PNG bytes of an RGB
+    ``frame_size`` x ``frame_size`` picture (read from the header; nothing is decoded). ``None`` otherwise
+    (another size or mode, another format, not bytes): the row then gets the decoded, resized frame.
+
+    Keeping the bytes keeps the pixels the reference trainer sees (it decodes the same bytes) and skips
+    re-encoding every row (``datasets`` would write a decoded JPEG again at its own quality, or a PNG slowly).
+    """
+    if not isinstance(image, dict) or not isinstance(image.get("bytes"), (bytes, bytearray)):
+        return None
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(image["bytes"])) as img:
+            usable = img.format in ("JPEG", "PNG") and img.mode == "RGB" and img.size == (frame_size, frame_size)
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None
+    return {"bytes": bytes(image["bytes"]), "path": None} if usable else None
+
+
 def to_grpo_row(image: Any, problem: str, solution: str, kind: Kind, *, frame_size: int = 840) -> dict[str, Any]:
     """One TRL row: conversational prompt (image part + reference prompt text), the image resized
     (bilinear) to ``frame_size`` x ``frame_size`` RGB when it is not already, ``solution``, ``problem``."""
@@ -106,7 +129,7 @@ def to_grpo_row(image: Any, problem: str, solution: str, kind: Kind, *, frame_si
         text = "\n" + text  # the reference's "<image>\n" prefix
     return {
         "prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}],
-        "image": _frame_image(image, frame_size),
+        "image": stored_frame(image, frame_size) or _frame_image(image, frame_size),
         "solution": solution,
         "problem": problem,
     }
@@ -245,17 +268,26 @@ def load_training_dataset(source: Any, *, kind: Literal["auto", "segzero", "visi
         raise ValueError(f"unknown dataset kind {kind!r}; choose one of: auto, {', '.join(KINDS)}")
     check = parse_segzero_solution if kind == "segzero" else parse_visionreasoner_solution
     k: Kind = kind  # type: ignore[assignment]
+    datasets = _datasets()
+    encoded = isinstance(ds.features.get("image"), datasets.Image)
+    if encoded:  # read the stored bytes, not decoded pictures: most rows keep them as they are
+        ds = ds.cast_column("image", datasets.Image(decode=False))
 
     def convert(row: dict[str, Any]) -> dict[str, Any]:
         try:
             check(row["solution"])
         except ValueError as exc:
             raise TrainingDataError(f"bad solution in the training set: {exc}") from None
-        return to_grpo_row(row["image"], row["problem"], row["solution"], k, frame_size=frame_size)
+        out = to_grpo_row(row["image"], row["problem"], row["solution"], k, frame_size=frame_size)
+        if encoded and not isinstance(out["image"], dict):  # resized: stored losslessly
+            out["image"] = {"bytes": _png_bytes(np.asarray(out["image"])), "path": None}
+        return out
 
     keep = {"problem", "solution", "image", "mask"}  # mask: for mask_point_reward
     drop = [c for c in ds.column_names if c not in keep]
     out = ds.map(convert, remove_columns=drop, desc=f"formatting {k} rows")
+    if encoded:
+        out = out.cast_column("image", datasets.Image())
     return out
 
 

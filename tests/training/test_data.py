@@ -209,3 +209,34 @@ def test_build_sam_filter_and_errors(jsonl, tmp_path):
                                  progress=False)
     assert not (tmp_path / "g").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_loading_keeps_the_stored_bytes_of_frame_sized_images(tmp_path):
+    """An RGB 840x840 JPEG / PNG row keeps its bytes (the reference decodes the same bytes); any other image
+    is decoded, resized to the frame and stored losslessly; every row reads back as an RGB 840x840 picture."""
+    import io
+    import json
+
+    import datasets
+    from PIL import Image
+
+    def encoded(size, mode="RGB", fmt="JPEG"):
+        buf = io.BytesIO()
+        Image.new(mode, size, 128 if mode == "L" else (20, 140, 200)).save(buf, format=fmt, quality=95)
+        return buf.getvalue()
+
+    sources = [encoded((840, 840)), encoded((840, 840), fmt="PNG"), encoded((600, 400)), encoded((840, 840), "L")]
+    sol = json.dumps([{"bbox_2d": [1, 2, 30, 40], "point_2d": [10, 20]}])
+    folder = tmp_path / "set"
+    datasets.Dataset.from_dict(
+        {"problem": ["a", "b", "c", "d"], "solution": [sol] * 4, "image": [{"bytes": b, "path": None} for b in sources]},
+        features=datasets.Features({"problem": datasets.Value("string"), "solution": datasets.Value("string"),
+                                    "image": datasets.Image()})).save_to_disk(str(folder))
+    out = D.load_training_dataset(str(folder))
+    stored = out.cast_column("image", datasets.Image(decode=False))["image"]
+    assert [s["bytes"] == src for s, src in zip(stored, sources, strict=True)] == [True, True, False, False]
+    assert Image.open(io.BytesIO(stored[2]["bytes"])).format == "PNG"  # resized rows: lossless
+    for row in out:
+        assert row["image"].mode == "RGB" and row["image"].size == (840, 840)
+    assert D.stored_frame({"bytes": b"not an image", "path": None}, 840) is None
+    assert D.stored_frame(np.zeros((840, 840, 3), np.uint8), 840) is None
