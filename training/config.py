@@ -413,6 +413,44 @@ def plan_for(recipe: Recipe, num_processes: int) -> BatchPlan:
     )
 
 
+#: Batch settings that belong to the recipe's top level, where the batch plan is checked.
+_PLAN_KEYS = ("per_device_train_batch_size", "gradient_accumulation_steps", "num_generations")
+
+
+def check_grpo_overrides(recipe: Recipe, plan: BatchPlan) -> None:
+    """Check the recipe's ``grpo:`` block against the batch plan.
+
+    The plan's own numbers (``per_device_train_batch_size``, ``gradient_accumulation_steps``,
+    ``num_generations``) may be repeated there only with the plan's value. A generation batch
+    (``steps_per_generation`` or ``generation_batch_size``) must make whole groups in each ``generate`` call and a
+    whole number of calls per optimizer step, so that the step still sees ``prompts_per_step`` whole groups.
+
+    Raises:
+        RecipeError: naming the key, the plan and the values that work.
+    """
+    extra = recipe.grpo
+    for key in _PLAN_KEYS:
+        if key in extra and extra[key] != getattr(plan, key):
+            raise RecipeError(f"grpo: {{{key}: {extra[key]}}} contradicts the batch plan ({plan.describe()}); set "
+                              f"{key} at the recipe's top level (or with its flag) so that the plan is checked")
+    per_step = plan.per_device_train_batch_size * plan.num_processes
+    valid = [k for k in range(1, plan.gradient_accumulation_steps + 1)
+             if plan.gradient_accumulation_steps % k == 0 and (per_step * k) % plan.num_generations == 0]
+    if "steps_per_generation" in extra and "generation_batch_size" in extra:
+        raise RecipeError("grpo: give steps_per_generation or generation_batch_size, not both")
+    if "steps_per_generation" in extra:
+        k = extra["steps_per_generation"]
+        if isinstance(k, bool) or not isinstance(k, int) or k not in valid:
+            raise RecipeError(f"grpo: {{steps_per_generation: {k}}} does not fit the batch plan ({plan.describe()}): "
+                              f"each generate call must make whole groups of {plan.num_generations} and an optimizer "
+                              f"step a whole number of calls; use one of {valid}")
+    if "generation_batch_size" in extra:
+        g = extra["generation_batch_size"]
+        if isinstance(g, bool) or not isinstance(g, int) or g % per_step or g // per_step not in valid:
+            raise RecipeError(f"grpo: {{generation_batch_size: {g}}} does not fit the batch plan ({plan.describe()}); "
+                              f"use one of {[per_step * k for k in valid]}")
+
+
 def grpo_config_kwargs(recipe: Recipe, plan: BatchPlan, *, use_cpu: bool = False) -> dict[str, Any]:
     """The keyword arguments of ``trl.GRPOConfig`` for ``recipe`` (recipe.grpo last, overriding)."""
     kwargs: dict[str, Any] = {

@@ -37,6 +37,7 @@ from .config import (
     Recipe,
     RecipeError,
     check_grpo_fields,
+    check_grpo_overrides,
     check_world_size,
     detect_num_processes,
     grpo_config_kwargs,
@@ -128,6 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         recipe = load_recipe(args.recipe, overrides_from_args(args))
         plan = plan_for(recipe, detect_num_processes(args.num_processes))
         check_world_size(plan)  # --num-processes never overrides what was launched
+        check_grpo_overrides(recipe, plan)
         if args.dry_run:
             return dry_run(recipe, plan, gpu_memory_gib=args.gpu_memory, strategy=args.strategy)
         run_training(recipe, plan=plan, resume=args.resume, use_cpu=args.cpu)

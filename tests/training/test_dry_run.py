@@ -123,3 +123,35 @@ def test_trl_takes_the_split_generation_of_the_lora_recipe():
     # 32 completions (4 whole groups of 8) per generate call; 64 accumulation steps of 2 = 128 per optimizer step
     assert cfg.steps_per_generation == 16 and cfg.generation_batch_size == 32
     assert cfg.gradient_accumulation_steps * cfg.per_device_train_batch_size == 128
+
+
+def test_grpo_overrides_are_checked_against_the_plan(capsys, tmp_path, monkeypatch):
+    import yaml
+
+    from segzero_tool.training.config import RecipeError, check_grpo_overrides, load_recipe, plan_for
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    recipe = load_recipe("lora-24gb")
+    plan = plan_for(recipe, 1)  # 2 per device x 1 x 64 accumulation steps, groups of 8
+    check_grpo_overrides(recipe, plan)  # steps_per_generation 16: 32 per call, 4 calls per step
+    for grpo, message in (({"steps_per_generation": 24}, r"use one of \[4, 8, 16, 32, 64\]"),
+                          ({"steps_per_generation": 2}, "whole groups of 8"),
+                          ({"generation_batch_size": 48}, r"use one of \[8, 16, 32, 64, 128\]"),
+                          ({"gradient_accumulation_steps": 8}, "contradicts the batch plan"),
+                          ({"steps_per_generation": 16, "generation_batch_size": 32}, "not both")):
+        with pytest.raises(RecipeError, match=message):
+            check_grpo_overrides(dataclasses_replace(recipe, grpo=grpo), plan)
+    check_grpo_overrides(dataclasses_replace(recipe, grpo={"generation_batch_size": 64, "num_generations": 8}), plan)
+    # through the command line: one line, exit 2, before anything loads
+    bad = tmp_path / "bad.yaml"
+    base = {k: v for k, v in recipe.__dict__.items() if k != "name"}
+    bad.write_text(yaml.safe_dump({**base, "grpo": {"steps_per_generation": 24}}))
+    assert train_mod.main(["--recipe", str(bad), "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "steps_per_generation: 24" in err[0]
+
+
+def dataclasses_replace(recipe, **changes):
+    import dataclasses
+
+    return dataclasses.replace(recipe, **changes)
