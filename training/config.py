@@ -443,7 +443,7 @@ def check_grpo_overrides(recipe: Recipe, plan: BatchPlan) -> None:
         if isinstance(k, bool) or not isinstance(k, int) or k not in valid:
             raise RecipeError(f"grpo: {{steps_per_generation: {k}}} does not fit the batch plan ({plan.describe()}): "
                               f"each generate call must make whole groups of {plan.num_generations} and an optimizer "
-                              f"step a whole number of calls; use one of {valid}")
+                              f"step a whole number of calls; use one of {valid} (--steps-per-generation N)")
     if "generation_batch_size" in extra:
         g = extra["generation_batch_size"]
         if isinstance(g, bool) or not isinstance(g, int) or g % per_step or g // per_step not in valid:

@@ -20,6 +20,7 @@ to ``output_dir/final`` (with LoRA: merged weights there, the adapter in ``outpu
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import logging
 import os
@@ -77,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gradient-accumulation-steps", type=int, help="default: derived from the recipe")
     p.add_argument("--num-generations", type=int, help="group size")
     p.add_argument("--prompts-per-step", type=int, help="prompts per optimizer step")
+    p.add_argument("--steps-per-generation", type=int, metavar="N",
+                   help="micro-batches generated per generate call (TRL's steps_per_generation; sets grpo: "
+                        "steps_per_generation; default: the recipe's, else all accumulation steps at once)")
     p.add_argument("--num-processes", type=int,
                    help="data-parallel processes; must equal the launched world size (WORLD_SIZE from "
                         "accelerate launch / torchrun, else 1), which is the default")
@@ -127,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         recipe = load_recipe(args.recipe, overrides_from_args(args))
+        if args.steps_per_generation is not None:
+            recipe = dataclasses.replace(recipe, grpo={**recipe.grpo, "steps_per_generation": args.steps_per_generation})
         plan = plan_for(recipe, detect_num_processes(args.num_processes))
         check_world_size(plan)  # --num-processes never overrides what was launched
         check_grpo_overrides(recipe, plan)

@@ -155,3 +155,14 @@ def dataclasses_replace(recipe, **changes):
     import dataclasses
 
     return dataclasses.replace(recipe, **changes)
+
+
+def test_a_smaller_batch_from_the_flags_names_the_flag_that_fixes_the_generation_batch(capsys, tmp_path,
+                                                                                         qwen_3b_config, monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    small = ["--recipe", "lora-24gb", "--model", qwen_3b_config, "--dataset", _dataset(tmp_path),
+             "--prompts-per-step", "2", "--num-generations", "2", "--per-device-batch-size", "2", "--gpu-memory", "24"]
+    code, _, err = _dry(capsys, *small)
+    assert code == 2 and "use one of [1, 2] (--steps-per-generation N)" in err
+    code, out, _ = _dry(capsys, *small, "--steps-per-generation", "2")
+    assert code == 0 and "4 completions per generate call (steps_per_generation 2)" in out
