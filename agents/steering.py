@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import io
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -56,6 +55,7 @@ from .tool import (
     SegmentByReasoningTool,
     _image_hint,
     _tool_errors,
+    overlay_image_block,
 )
 
 #: Default store of live results: how many, for how long, and about how many bytes.
@@ -248,15 +248,8 @@ class _SteeringTool(BaseTool):
                          max_chars=TEXT_BUDGET, budget_hint=BUDGET_HINT, format_hint=FORMAT_HINT, notes=notes)
         if not self.include_image:
             return text, result
-        buf = io.BytesIO()
-        picture = result.overlay(max_side=self.overlay_max_side)
-        if self.overlay_format == "png":
-            picture.save(buf, format="PNG", optimize=True)
-        else:
-            picture.save(buf, format="JPEG", quality=85)
-        block = create_image_block(base64=base64.b64encode(buf.getvalue()).decode("ascii"),
-                                   mime_type=f"image/{self.overlay_format}")
-        return [{"type": "text", "text": text}, block], result
+        return [{"type": "text", "text": text}, overlay_image_block(result, self.overlay_max_side,
+                                                                    self.overlay_format)], result
 
 
 class SegmentByPromptsTool(ImageIntakeFields, _SteeringTool):

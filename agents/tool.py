@@ -174,6 +174,18 @@ def _validation_message(error: ValidationError) -> str:
 # --- the tool --------------------------------------------------------------------------------------
 
 
+def overlay_image_block(result: SegmentationResult, max_side: int, fmt: str) -> dict[str, Any]:
+    """The result's overlay (longest side ``max_side``) as a LangChain standard image content block, PNG or
+    JPEG (quality 85)."""
+    buf = io.BytesIO()
+    picture = result.overlay(max_side=max_side)
+    if fmt == "png":
+        picture.save(buf, format="PNG", optimize=True)
+    else:
+        picture.save(buf, format="JPEG", quality=85)
+    return create_image_block(base64=base64.b64encode(buf.getvalue()).decode("ascii"), mime_type=f"image/{fmt}")
+
+
 class ImageIntakeFields(BaseModel):
     """The image intake fields shared by the tools that take an ``image`` (local paths under
     ``allowed_roots``, optional URLs, a size cap) and the core policy they describe."""
@@ -314,15 +326,8 @@ class SegmentByReasoningTool(ImageIntakeFields, BaseTool):
         text = summarize_result(result, reasoning_chars=self.reasoning_chars, result_id=rid)
         if not self.include_image:
             return text, result
-        buf = io.BytesIO()
-        picture = result.overlay(max_side=self.overlay_max_side)
-        if self.overlay_format == "png":
-            picture.save(buf, format="PNG", optimize=True)
-        else:
-            picture.save(buf, format="JPEG", quality=85)
-        data = base64.b64encode(buf.getvalue()).decode("ascii")
-        block = create_image_block(base64=data, mime_type=f"image/{self.overlay_format}")
-        return [{"type": "text", "text": text}, block], result
+        return [{"type": "text", "text": text}, overlay_image_block(result, self.overlay_max_side,
+                                                                    self.overlay_format)], result
 
     def _options(self, max_objects: int | None, prompt_format: str | None) -> dict[str, Any]:
         """Per-call pipeline options; ``max_objects`` never exceeds the pipeline's own limit."""
