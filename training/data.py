@@ -1,4 +1,5 @@
-"""Training data: the published Seg-Zero / VisionReasoner sets, and a builder from masks.
+"""Training data: the published Seg-Zero / VisionReasoner sets, JSONL, and the rows TRL reads (the builder
+from masks is :mod:`.build_data`).
 
 Rows for TRL's ``GRPOTrainer`` (conversational, one image per prompt)::
 
@@ -22,10 +23,8 @@ img_width``. All coordinates are in the 840 x 840 frame.
 from __future__ import annotations
 
 import json
+import logging
 import os
-import shutil
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,20 +35,17 @@ from segzero_tool.prompts import build_prompt
 
 from .rewards import parse_segzero_solution, parse_visionreasoner_solution
 
+logger = logging.getLogger(__name__)
+
 __all__ = [
     "KINDS",
     "PROMPT_TEMPLATES",
-    "SAM_FILTER_MIN_IOU",
     "TrainingDataError",
-    "build_training_dataset",
     "check_dataset_source",
     "detect_kind",
-    "format_segzero_solution",
-    "format_visionreasoner_solution",
     "load_training_dataset",
     "parse_segzero_solution",
     "parse_visionreasoner_solution",
-    "representative_points",
     "stored_frame",
     "to_grpo_row",
 ]
@@ -58,8 +54,9 @@ Kind = Literal["segzero", "visionreasoner"]
 KINDS = ("segzero", "visionreasoner")
 #: The prompt format used for each dataset kind (see :func:`segzero_tool.prompts.build_prompt`).
 PROMPT_TEMPLATES: dict[str, str] = {"segzero": "segzero", "visionreasoner": "visionreasoner"}
-#: The reference's quality filter keeps an object when IoU(SAM mask, ground truth) >= this.
-SAM_FILTER_MIN_IOU = 0.6
+#: Names kept importable from here; they live in :mod:`.build_data` (the builder from masks).
+_BUILDER_NAMES = ("SAM_FILTER_MIN_IOU", "build_training_dataset", "format_segzero_solution",
+                  "format_visionreasoner_solution", "representative_points")
 
 
 class TrainingDataError(DatasetError):
@@ -213,7 +210,7 @@ def check_dataset_source(source: Any) -> None:
                             "id such as Ricky06662/VisionReasoner_multi_object_1k_840 is expected)")
 
 
-def _open(source: Any, split: str) -> Any:
+def _open(source: Any, split: str, *, kind: str = "auto", limit: int | None = None, frame_size: int = 840) -> Any:
     ds = _datasets()
     if isinstance(source, (ds.Dataset, ds.DatasetDict)):
         return _pick(source, split, "<memory>")
@@ -227,10 +224,16 @@ def _open(source: Any, split: str) -> Any:
         except TrainingDataError:
             raise
         except Exception as exc:  # noqa: BLE001
+            hint = ""
+            if any(path.glob("*.json")) or any(path.glob("refs(*).p")):
+                hint = ("; a folder of images and masks (ReasonSeg / RefCOCO) is turned into a training set once "
+                        "with `segzero-train build-dataset FOLDER OUT`")
             raise TrainingDataError(f"{path}: not a `datasets` save_to_disk folder ({type(exc).__name__}: "
-                                    f"{str(exc)[:200]})") from None
+                                    f"{' '.join(str(exc).split())[:200]}){hint}") from None
+    if path.is_file() and path.suffix.lower() in (".jsonl", ".ndjson"):
+        return _open_jsonl(path, kind=kind, limit=limit, frame_size=frame_size)
     if path.exists():
-        raise TrainingDataError(f"{path}: pass a save_to_disk folder or a hub id, not a file")
+        raise TrainingDataError(f"{path}: pass a .jsonl file, a save_to_disk folder or a hub id")
     try:
         return ds.load_dataset(str(source), split=split)
     except Exception as exc:  # noqa: BLE001
@@ -239,21 +242,109 @@ def _open(source: Any, split: str) -> Any:
                                 "download it once with network access, or pass a save_to_disk folder") from None
 
 
+#: Keys of a JSONL line of training rows (the published columns, the image as a path).
+_ROW_KEYS = ("problem", "solution", "image")
+
+
+def _first_json_line(path: Path) -> dict[str, Any]:
+    try:
+        with path.open(encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if line.strip() and not line.lstrip().startswith("#"):
+                    row = json.loads(line)
+                    if not isinstance(row, dict):
+                        raise TrainingDataError(f"{path}:{lineno}: each line must be a JSON object")
+                    return row
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TrainingDataError(f"{path}: cannot be read ({exc})") from None
+    except ValueError as exc:
+        raise TrainingDataError(f"{path}: not JSON lines ({exc})") from None
+    raise TrainingDataError(f"{path}: no rows")
+
+
+def _open_jsonl(path: Path, *, kind: str, limit: int | None, frame_size: int) -> Any:
+    """A ``.jsonl`` training source: training rows (``problem``, ``solution``, ``image`` path) as they are,
+    or the evaluation format (``image``, ``query``, a mask) turned into rows in memory."""
+    first = _first_json_line(path)
+    if "solution" in first:
+        return _jsonl_rows(path, limit)
+    if "query" in first or "text" in first:
+        from .build_data import build_training_rows
+
+        built_kind = "visionreasoner" if kind == "auto" else kind
+        rows, report = build_training_rows(path, kind=built_kind, limit=limit, frame_size=frame_size,
+                                           progress=True)
+        logger.info("built %s from the masks in %s (for a large set, run `segzero-train build-dataset` once "
+                    "and train on its folder)", report.summary(), path)
+        return rows
+    raise TrainingDataError(f"{path}: a line needs {', '.join(_ROW_KEYS)} (training rows) or image, query and a "
+                            f"mask (the evaluation format); the first has {', '.join(sorted(first)) or 'no keys'}")
+
+
+def _jsonl_rows(path: Path, limit: int | None) -> Any:
+    ds = _datasets()
+    cols: dict[str, list[Any]] = {"problem": [], "solution": [], "image": []}
+    masks: list[Any] = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TrainingDataError(f"{path}: cannot be read ({exc})") from None
+    for lineno, line in enumerate(lines, 1):
+        if limit is not None and len(cols["problem"]) >= limit:
+            break
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise TrainingDataError(f"{where}: not valid JSON ({exc})") from None
+        if not isinstance(row, dict):
+            raise TrainingDataError(f"{where}: each line must be a JSON object")
+        missing = [k for k in _ROW_KEYS if k not in row]
+        if missing:
+            raise TrainingDataError(f"{where}: missing {', '.join(missing)}")
+        if not all(isinstance(row[k], str) and row[k] for k in _ROW_KEYS):
+            raise TrainingDataError(f"{where}: problem, solution and image must be non-empty strings")
+        image = Path(row["image"]).expanduser()
+        image = image if image.is_absolute() else path.parent / image
+        try:
+            data = image.read_bytes()
+        except OSError as exc:
+            raise TrainingDataError(f"{where}: image {image} cannot be read ({exc.strerror or exc})") from None
+        cols["problem"].append(row["problem"])
+        cols["solution"].append(row["solution"])
+        cols["image"].append({"bytes": data, "path": None})
+        masks.append(row.get("mask"))
+    if not cols["problem"]:
+        raise TrainingDataError(f"{path}: no rows")
+    features = {"problem": ds.Value("string"), "solution": ds.Value("string"), "image": ds.Image()}
+    if any(m is not None for m in masks):
+        if not all(isinstance(m, dict) and "size" in m and "counts" in m for m in masks):
+            raise TrainingDataError(f"{path}: `mask` must be a COCO RLE {{size, counts}} on every line or on none")
+        cols["mask"] = [{"size": [int(v) for v in m["size"]], "counts": str(m["counts"])} for m in masks]
+        features["mask"] = {"size": ds.Sequence(ds.Value("int64")), "counts": ds.Value("string")}
+    return ds.Dataset.from_dict(cols, features=ds.Features(features))
+
+
 def load_training_dataset(source: Any, *, kind: Literal["auto", "segzero", "visionreasoner"] = "auto",
                           split: str = "train", limit: int | None = None, frame_size: int = 840) -> Any:
     """Open a published (or built) training set and turn its rows into :func:`to_grpo_row` rows.
 
     Args:
         source: a ``save_to_disk`` folder (``DatasetDict`` or ``Dataset``), a hub id such as
-            ``Ricky06662/refCOCOg_9k_840``, or an in-memory ``datasets.Dataset`` / ``DatasetDict``.
-        kind: ``auto`` detects it from the first ``solution``.
+            ``Ricky06662/refCOCOg_9k_840``, an in-memory ``datasets.Dataset`` / ``DatasetDict``, or a
+            ``.jsonl`` file: training rows (``problem``, ``solution``, ``image`` path relative to the file,
+            optional ``mask`` RLE) or the evaluation format (``image``, ``query``, a mask), built into rows
+            in memory by :func:`~segzero_tool.training.build_data.build_training_rows` (one row per line).
+        kind: ``auto`` detects it from the first ``solution`` (the evaluation format: ``visionreasoner``).
         split: the split of a ``DatasetDict`` / hub dataset (a single-split dict uses its only split).
         limit: keep the first ``limit`` rows.
 
     Raises:
         TrainingDataError: unreadable, offline, missing columns, unparsable solutions.
     """
-    ds = _open(source, split)
+    ds = _open(source, split, kind=kind, limit=limit, frame_size=frame_size)
     missing = [c for c in ("problem", "solution", "image") if c not in ds.column_names]
     if missing:
         raise TrainingDataError(f"the training set lacks column(s) {', '.join(missing)}; it has "
@@ -291,188 +382,6 @@ def load_training_dataset(source: Any, *, kind: Literal["auto", "segzero", "visi
     return out
 
 
-# --- building from masks -----------------------------------------------------------------------------
-
-
-def representative_points(mask: np.ndarray) -> tuple[tuple[int, int], tuple[int, int]]:
-    """Two points of a mask as the reference builder picks them (protocol 2.6 step 3).
-
-    Point 1: arg-max of the Euclidean distance transform (centre of the largest inscribed circle,
-    first in row-major order on ties). Point 2: among mask pixels farther from point 1 than the
-    median such distance, the one with the largest distance-transform value; fallback the best pixel
-    of a 20 x 20 window around the centroid. A point outside the mask snaps to the nearest mask pixel.
-
-    The distance transform is scipy's exact EDT (background at distance 0).
-
-    Raises:
-        ValueError: empty mask.
-    """
-    from scipy.ndimage import distance_transform_edt
-
-    m = np.asarray(mask, dtype=bool)
-    ys, xs = np.nonzero(m)
-    if ys.size == 0:
-        raise ValueError("empty mask")
-    dt = distance_transform_edt(np.pad(m, 1))[1:-1, 1:-1]  # pixels on the image border touch background
-    y1, x1 = np.unravel_index(int(np.argmax(dt)), dt.shape)
-    d = np.hypot(xs - x1, ys - y1)
-    far = d > np.median(d)
-    if far.any():
-        cand_y, cand_x = ys[far], xs[far]
-        j = int(np.argmax(dt[cand_y, cand_x]))
-        p2 = (int(cand_x[j]), int(cand_y[j]))
-    else:
-        cy, cx = int(ys.mean()), int(xs.mean())
-        ya, yb = max(cy - 10, 0), min(cy + 10, m.shape[0])
-        xa, xb = max(cx - 10, 0), min(cx + 10, m.shape[1])
-        win = dt[ya:yb, xa:xb]
-        wy, wx = np.unravel_index(int(np.argmax(win)), win.shape)
-        p2 = (int(xa + wx), int(ya + wy))
-
-    def snap(p: tuple[int, int]) -> tuple[int, int]:
-        if m[p[1], p[0]]:
-            return p
-        k = int(np.argmin((xs - p[0]) ** 2 + (ys - p[1]) ** 2))
-        return int(xs[k]), int(ys[k])
-
-    return snap((int(x1), int(y1))), snap(p2)
-
-
-def _scale(v: float, f: float) -> int:
-    return int(v * f + 0.5)
-
-
-def format_segzero_solution(box: Any, p1: Any, p2: Any) -> str:
-    b = [int(v) for v in box]
-    return (f"<box>({b[0]},{b[1]}),({b[2]},{b[3]})</box>"
-            f"<points>({int(p1[0])},{int(p1[1])}),({int(p2[0])},{int(p2[1])})</points>")
-
-
-def format_visionreasoner_solution(objects: Any) -> str:
-    return json.dumps([{"bbox_2d": [int(v) for v in o["bbox_2d"]], "point_2d": [int(v) for v in o["point_2d"]]}
-                       for o in objects])
-
-
-def _sam_mask(sam_filter: Any, image: np.ndarray, box: tuple[int, ...], point: tuple[int, int]) -> np.ndarray:
-    if hasattr(sam_filter, "segment"):
-        from segzero_tool.segmenters.base import ObjectPrompt
-
-        out = sam_filter.segment(image, [ObjectPrompt(box=tuple(float(v) for v in box),
-                                                      points=((float(point[0]), float(point[1])),))])
-        return np.asarray(out.masks[0], dtype=bool)
-    return np.asarray(sam_filter(image, box, point), dtype=bool)
-
-
-def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 0.0
-
-
-def build_training_dataset(eval_source: Any, out_dir: str | os.PathLike, *, kind: Kind = "visionreasoner",
-                           split: str | None = None, limit: int | None = None, frame_size: int = 840,
-                           sam_filter: Callable[..., Any] | Any | None = None, progress: bool = True,
-                           with_mask: bool = True) -> Path:
-    """Turn masks into a training set in the published format and ``save_to_disk`` it.
-
-    ``eval_source`` is anything :func:`segzero_tool.eval.datasets.load_eval_dataset` opens (ReasonSeg in
-    LISA's layout, a hub copy, a save_to_disk folder, the evaluation JSONL). Per sample, in original
-    pixels: the tight box (inclusive max indices) and :func:`representative_points`; then scaled to the
-    frame with ``int(v * f + 0.5)`` (``f = frame_size / W`` for x, ``/ H`` for y), and the image resized
-    to the frame with ``cv2.INTER_AREA`` as the reference's ``gen_training_dataset.py`` did.
-
-    ``segzero`` rows: ``problem`` = the query as written, ``solution`` =
-    ``<box>(x1,y1),(x2,y2)</box><points>(x1,y1),(x2,y2)</points>``. ``visionreasoner`` rows: ``problem`` =
-    ``'query'`` (lower-cased, stripped of ``.?!``, single-quoted as the reference does per expression),
-    ``solution`` = a JSON list with one ``{"bbox_2d", "point_2d"}`` (point 1 only), plus ``id``,
-    ``img_height``, ``img_width`` (original size). One sample per evaluation sample (each has one query).
-    Samples with an empty mask are skipped. ``with_mask`` adds a ``mask`` column (COCO RLE in the frame)
-    for :func:`~segzero_tool.training.rewards.mask_point_reward`.
-
-    ``sam_filter``: a :class:`~segzero_tool.segmenters.base.Segmenter` or a callable
-    ``(image, box, point) -> mask`` in original pixels; a sample is kept only if IoU(SAM mask, ground
-    truth) >= 0.6 (the reference used SAM2.1-hiera-large with point 1 and the box).
-
-    The folder is written to a temporary sibling and renamed into place. Returns ``out_dir``.
-    """
-    import cv2
-    from tqdm.auto import tqdm
-
-    from segzero_tool.eval.datasets import load_eval_dataset
-    from segzero_tool.masks import mask_bbox, rle_encode
-
-    if kind not in KINDS:
-        raise ValueError(f"unknown dataset kind {kind!r}; choose one of: {', '.join(KINDS)}")
-    ds_mod = _datasets()
-    out = Path(out_dir).expanduser()
-    if out.exists() and any(out.iterdir()):
-        raise TrainingDataError(f"{out}: already exists and is not empty; choose another folder or remove it")
-    samples = load_eval_dataset(eval_source, split=split)
-    items = list(samples)[: limit if limit is not None else None]
-
-    rows: dict[str, list[Any]] = {c: [] for c in ("id", "problem", "solution", "image", "img_height", "img_width")}
-    if with_mask:
-        rows["mask"] = []
-    skipped = {"empty": 0, "sam": 0}
-    for sample in tqdm(items, desc="building training rows", disable=not progress):
-        mask = sample.load_gt_mask()
-        box = mask_bbox(mask)
-        if box is None:
-            skipped["empty"] += 1
-            continue
-        image = sample.load_image(max_pixels=None).array
-        h, w = mask.shape
-        if image.shape[:2] != (h, w):
-            raise TrainingDataError(f"sample {sample.id!r}: image {image.shape[1]}x{image.shape[0]} and mask "
-                                    f"{w}x{h} differ in size")
-        p1, p2 = representative_points(mask)
-        if sam_filter is not None:
-            if _mask_iou(_sam_mask(sam_filter, image, box, p1), mask) < SAM_FILTER_MIN_IOU:
-                skipped["sam"] += 1
-                continue
-        fx, fy = frame_size / w, frame_size / h
-        fbox = [_scale(box[0], fx), _scale(box[1], fy), _scale(box[2], fx), _scale(box[3], fy)]
-        fp1 = [_scale(p1[0], fx), _scale(p1[1], fy)]
-        fp2 = [_scale(p2[0], fx), _scale(p2[1], fy)]
-        if kind == "segzero":
-            problem = sample.query
-            solution = format_segzero_solution(fbox, fp1, fp2)
-        else:
-            problem = "'" + sample.query.strip().strip(".?!").lower() + "'"
-            solution = format_visionreasoner_solution([{"bbox_2d": fbox, "point_2d": fp1}])
-        framed = cv2.resize(image, (frame_size, frame_size), interpolation=cv2.INTER_AREA)
-        rows["id"].append(str(sample.id))
-        rows["problem"].append(problem)
-        rows["solution"].append(solution)
-        rows["image"].append({"bytes": _png_bytes(framed), "path": None})
-        rows["img_height"].append(int(h))
-        rows["img_width"].append(int(w))
-        if with_mask:
-            fmask = cv2.resize(mask.astype(np.uint8), (frame_size, frame_size),
-                               interpolation=cv2.INTER_NEAREST).astype(bool)
-            rows["mask"].append(rle_encode(fmask))
-    if not rows["id"]:
-        raise TrainingDataError(f"no usable sample in {samples.name!r} ({skipped['empty']} empty masks, "
-                                f"{skipped['sam']} rejected by the SAM filter)")
-    features = ds_mod.Features({
-        "id": ds_mod.Value("string"), "problem": ds_mod.Value("string"), "solution": ds_mod.Value("string"),
-        "image": ds_mod.Image(), "img_height": ds_mod.Value("int64"), "img_width": ds_mod.Value("int64"),
-        **({"mask": {"size": ds_mod.Sequence(ds_mod.Value("int64")), "counts": ds_mod.Value("string")}}
-           if with_mask else {}),
-    })
-    dataset = ds_mod.DatasetDict({"train": ds_mod.Dataset.from_dict(rows, features=features)})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        dataset.save_to_disk(str(tmp))
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
-
-
 def _png_bytes(array: np.ndarray) -> bytes:
     import io
 
@@ -481,3 +390,11 @@ def _png_bytes(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def __getattr__(name: str) -> Any:
+    if name in _BUILDER_NAMES:
+        from . import build_data
+
+        return getattr(build_data, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

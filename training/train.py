@@ -62,11 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = OneLineErrorParser(  # usage errors: one line, exit 2
         prog="segzero-train",
         description="GRPO training of a Qwen2-VL / Qwen2.5-VL reasoner with the Seg-Zero / VisionReasoner rewards.",
+        epilog="Build a training set from images and masks first: segzero-train build-dataset SOURCE OUT "
+               "(see segzero-train build-dataset --help).",
     )
     p.add_argument("--recipe", required=True,
                    help=f"recipe YAML path or shipped name ({', '.join(recipe_names())})")
     p.add_argument("--model", help="hub id or folder of the starting checkpoint")
-    p.add_argument("--dataset", help="training set: hub id or save_to_disk folder")
+    p.add_argument("--dataset", help="training set: hub id, save_to_disk folder or .jsonl (rows, or images and masks)")
     p.add_argument("--dataset-kind", choices=("auto", "segzero", "visionreasoner"))
     p.add_argument("--dataset-limit", type=int, help="use the first N rows only")
     p.add_argument("--rewards", choices=("segzero", "segzero-soft", "visionreasoner"))
@@ -125,7 +127,13 @@ def _one_line(exc: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``segzero-train``; returns the exit status: 2 for configuration and dataset errors, 5 for
-    a missing package (one line on stderr each; a batch-size error adds the settings that work)."""
+    a missing package (one line on stderr each; a batch-size error adds the settings that work).
+    ``segzero-train build-dataset ...`` builds a training set from masks (:mod:`.build_cli`)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["build-dataset"]:
+        from .build_cli import main as build_main
+
+        return build_main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
