@@ -254,3 +254,24 @@ def test_segzero_train_help_names_the_builder(capsys):
     with pytest.raises(SystemExit):
         T.main(["--help"])
     assert "segzero-train build-dataset SOURCE OUT" in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.slow
+def test_train_one_cpu_step_on_a_masks_jsonl(scene, tmp_path, tiny_models, capsys):
+    """`segzero-train --dataset masks.jsonl` as a user runs it: the evaluation JSONL is turned into rows and
+    one CPU step trains on them."""
+    pytest.importorskip("trl")
+    import yaml
+
+    from segzero_tool.training import train as T
+
+    recipe = {
+        "model": str(tiny_models["reasoner"]), "output_dir": str(tmp_path / "run"), "rewards": "visionreasoner",
+        "frame_size": 112, "num_generations": 2, "prompts_per_step": 2, "per_device_train_batch_size": 2,
+        "max_steps": 1, "save_steps": 100, "max_completion_length": 8, "report_to": "none",
+        "gradient_checkpointing": False, "bf16": False, "min_pixels": None, "max_pixels": None,
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    assert T.main(["--recipe", str(path), "--dataset", str(scene), "--cpu"]) == 0
+    assert (tmp_path / "run" / "final" / "config.json").is_file()
