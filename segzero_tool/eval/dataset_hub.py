@@ -2,8 +2,8 @@
 from the hub (cached copies work offline), a downloaded copy of the dataset repository, a
 ``save_to_disk`` folder, or an in-memory ``Dataset`` / ``DatasetDict``.
 
-Columns: ``image``, ``text``, ``mask`` and optionally ``image_id``, ``ann_id``, ``img_height``,
-``img_width``, ``bbox``, ``is_sentence``. Rows are read lazily, one column at a time. ``datasets`` is
+Columns: ``image``, ``text``, ``mask`` and optionally ``image_id`` (also kept as the samples'
+``image_id``), ``ann_id``, ``img_height``, ``img_width``, ``bbox``, ``is_sentence``. Rows are read lazily, one column at a time. ``datasets`` is
 imported when a loader here is called.
 """
 
@@ -152,6 +152,7 @@ def from_hf_dataset(ds: Any, *, name: str, kind: str = "memory", location: str =
             gt_box=box_or_none(boxes[i]),
             is_sentence=None if sentences[i] is None else bool(sentences[i]),
             source=f"{name}[{i}]",
+            image_id=None if image_ids[i] is None else str(image_ids[i]),
         ))
     return EvalDataset(samples, name=name, kind=kind, location=location, split=split)
 

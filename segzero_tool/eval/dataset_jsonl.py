@@ -24,7 +24,8 @@ def load_jsonl(path: str | os.PathLike) -> EvalDataset:
     Keys: ``image`` (path, relative to the JSONL file); ``query`` (or ``text``; a list uses its first
     entry); the mask as ``mask`` (a PNG path, a COCO RLE dict, or polygons) or explicitly
     ``mask_png`` / ``rle`` / ``polygons`` (flat ``[x0, y0, x1, y1, ...]`` lists, or ``[[x, y], ...]``);
-    optional ``id``, ``box`` / ``bbox`` (``[x1, y1, x2, y2]``), ``is_sentence``. Blank lines and lines
+    optional ``id``, ``box`` / ``bbox`` (``[x1, y1, x2, y2]``), ``is_sentence``, ``image_id`` (which image,
+    to group several queries of one image; default: the resolved image path). Blank lines and lines
     starting with ``#`` are skipped. PNG masks: any non-zero pixel is foreground.
     """
     p = Path(path).expanduser()
@@ -93,10 +94,12 @@ def _jsonl_sample(row: dict[str, Any], base: Path, where: str, lineno: int) -> E
     if box is not None and gt_box is None:
         raise DatasetError(f"{where}: 'box' must be [x1, y1, x2, y2]")
     is_sentence = row.get("is_sentence")
+    image_id = row.get("image_id")
     return EvalSample(
         id=str(row["id"]) if row.get("id") is not None else f"line{lineno:06d}",
         query=query, image=str(image), gt_mask=mask, gt_box=gt_box,
         is_sentence=None if is_sentence is None else bool(is_sentence), source=where,
+        image_id=str(image_id) if image_id is not None else str(image.resolve()),
     )
 
 

@@ -89,6 +89,7 @@ def load_lisa_folder(folder: str | os.PathLike, *, split: str | None = None,
             gt_mask=LisaMask(json_path, image_path, data["shapes"], ignore_as_foreground),
             is_sentence=bool(is_sentence) if is_sentence is not None else None,
             source=str(json_path),
+            image_id=json_path.stem,
         ))
     if not samples:
         raise DatasetError(f"{d}: no LISA annotation files found")

@@ -8,6 +8,7 @@ ground-truth mask are loaded only when asked for (a ReasonSeg test image can be 
   stored (EXIF orientation *not* applied, as the reference evaluation) and masks as bool arrays;
 * :mod:`.gt_masks`: ground truth from annotations (LISA's rasterisation rules, PNG, RLE, polygons);
 * :mod:`.dataset_lisa`: ReasonSeg in LISA's layout (``<name>.jpg`` + ``<name>.json``);
+* :mod:`.dataset_refer`: RefCOCO / RefCOCO+ / RefCOCOg in LISA's ``refer_seg`` layout;
 * :mod:`.dataset_hub`: the hub copies, downloaded copies and ``save_to_disk`` folders (``datasets``);
 * :mod:`.dataset_jsonl`: users' own data as JSONL.
 
@@ -30,6 +31,7 @@ from .dataset_hub import (
 )
 from .dataset_jsonl import load_jsonl
 from .dataset_lisa import load_lisa_folder, read_lisa_annotation
+from .dataset_refer import DEFAULT_REFER_SPLIT, is_refer_folder, load_refer_folder
 from .gt_masks import lisa_label_map, rasterize_lisa_shapes
 from .samples import (
     DatasetError,
@@ -47,11 +49,12 @@ def load_eval_dataset(spec: Any, *, split: str | None = None, ignore_as_foregrou
     """Open an evaluation dataset.
 
     Args:
-        spec: a ReasonSeg folder in LISA's layout, a ``.jsonl`` file, a folder written by
-            ``datasets``' ``save_to_disk``, a hub id (``Ricky06662/ReasonSeg_val``), or an in-memory
+        spec: a ReasonSeg folder in LISA's layout, a RefCOCO / RefCOCO+ / RefCOCOg folder in LISA's
+            ``refer_seg`` layout (``instances.json`` + ``refs(X).p``), a ``.jsonl`` file, a folder written
+            by ``datasets``' ``save_to_disk``, a hub id (``Ricky06662/ReasonSeg_val``), or an in-memory
             ``datasets.Dataset`` / ``DatasetDict`` with the hub copies' columns.
-        split: LISA: the subfolder (``val``, ``test``, ...); hub / disk: the split (default ``test``
-            or the only one); JSONL: ignored.
+        split: LISA: the subfolder (``val``, ``test``, ...); RefCOCO folders: the refs' split (default
+            ``val``); hub / disk: the split (default ``test`` or the only one); JSONL: ignored.
         ignore_as_foreground: LISA folders only: count ``ignore`` regions as foreground, as the hub
             copies do (default) or not.
 
@@ -74,6 +77,12 @@ def load_eval_dataset(spec: Any, *, split: str | None = None, ignore_as_foregrou
         raise DatasetError(f"{path}: unsupported dataset file; pass a .jsonl file, a LISA-layout folder, "
                            "a `datasets` save_to_disk folder or a hub id")
     if path.is_dir():
+        if is_refer_folder(path):
+            return load_refer_folder(path, split=split)
+        refer_subfolders = sorted(d.name for d in path.iterdir() if is_refer_folder(d))
+        if refer_subfolders:
+            raise DatasetError(f"{path}: holds RefCOCO datasets in LISA's refer_seg layout; pass one of its folders: "
+                               + ", ".join(str(path / d) for d in refer_subfolders))
         if any((path / marker).exists() for marker in ("dataset_info.json", "state.json", "dataset_dict.json")):
             return load_disk_dataset(path, split=split)
         if not any(path.glob("*.json")) and any(path.rglob("*.parquet")):
@@ -87,6 +96,7 @@ def load_eval_dataset(spec: Any, *, split: str | None = None, ignore_as_foregrou
 
 __all__ = [
     "DEFAULT_HUB_SPLIT",
+    "DEFAULT_REFER_SPLIT",
     "DatasetError",
     "EvalDataset",
     "EvalSample",
@@ -97,6 +107,7 @@ __all__ = [
     "load_hub_dataset",
     "load_jsonl",
     "load_lisa_folder",
+    "load_refer_folder",
     "rasterize_lisa_shapes",
     "read_image_as_stored",
     "read_lisa_annotation",

@@ -42,7 +42,7 @@ class EvalSample:
 
     Attributes:
         id: unique within its dataset (LISA: the file stem; hub copies: ``image_id`` and ``ann_id``;
-            JSONL: the ``id`` field or the line number).
+            JSONL: the ``id`` field or the line number; RefCOCO folders: ``<ref_id>_<sent_id>``).
         query: the question as written in the dataset.
         image: a path, a PIL image, an ``(H, W[, C])`` array, encoded bytes, or a zero-argument
             callable returning one of those (loaded lazily by :meth:`load_image`).
@@ -50,6 +50,9 @@ class EvalSample:
         gt_box: ground-truth ``(x1, y1, x2, y2)`` box (the RefCOCO copies' ``bbox``), if any.
         is_sentence: ``True`` for a long (sentence) query, ``False`` for a short one, ``None`` unknown.
         source: where the sample came from, for messages.
+        image_id: which image the sample asks about, to group several expressions of one image
+            (LISA: the file stem; hub copies: the ``image_id`` column; JSONL: the ``image_id`` key or
+            the resolved image path; RefCOCO folders: the COCO image id); ``None`` when unknown.
     """
 
     id: str
@@ -59,6 +62,7 @@ class EvalSample:
     gt_box: tuple[float, float, float, float] | None = None
     is_sentence: bool | None = None
     source: str = ""
+    image_id: str | None = None
 
     def load_image(self, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> LoadedImage:
         """The image as ``(H, W, 3)`` uint8 RGB, stored orientation (EXIF not applied).

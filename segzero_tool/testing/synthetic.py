@@ -8,6 +8,9 @@ pixel. Handy to smoke-test an evaluation set-up::
 
     from segzero_tool.testing.synthetic import make_synthetic_samples, write_jsonl
     write_jsonl(make_synthetic_samples(10), "synthetic/")     # then: segzero eval synthetic/samples.jsonl
+
+:func:`write_refer_folder` writes a tiny RefCOCOg-style ``refer_seg`` folder (COCO ``instances.json``,
+a refs pickle, train2014 JPEGs) for the RefCOCO loader.
 """
 
 from __future__ import annotations
@@ -194,4 +197,95 @@ def hub_dataset(samples: Sequence[SyntheticSample], *, with_box: bool = True) ->
     return datasets.Dataset.from_dict(hub_columns(samples, with_box=with_box), features=datasets.Features(feats))
 
 
-__all__ = ["SyntheticSample", "hub_columns", "hub_dataset", "make_synthetic_samples", "write_jsonl", "write_lisa"]
+# --- RefCOCO in LISA's refer_seg layout ------------------------------------------------------------
+
+#: The images of :func:`write_refer_folder`: COCO image id -> (width, height).
+REFER_IMAGES = {1: (64, 48), 2: (80, 60), 3: (48, 64)}
+#: Its annotations: id -> (image id, category id, flat polygons, or ``None`` for the RLE one (a filled
+#: rectangle x 10..29, y 20..44 of image 2, stored as COCO RLE with uncompressed counts)).
+REFER_ANNOTATIONS: dict[int, tuple[int, int, list[list[float]] | None]] = {
+    101: (1, 1, [[4.0, 6.0, 30.0, 6.0, 30.0, 40.0, 4.0, 40.0]]),  # a rectangle
+    102: (1, 2, [[36.0, 10.0, 60.0, 10.0, 48.0, 30.0], [40.0, 34.0, 56.0, 34.0, 56.0, 44.0, 40.0, 44.0]]),
+    103: (2, 3, None),
+    104: (3, 1, [[5.5, 5.5, 40.5, 8.0, 20.0, 50.5]]),
+    105: (3, 2, [[10.0, 52.0, 38.0, 52.0, 38.0, 62.0, 10.0, 62.0]]),
+}
+REFER_RLE_BOX = (10, 20, 30, 45)  # x1, y1, x2, y2 (exclusive) of annotation 103
+#: Its refs: ref id -> (annotation id, split).
+REFER_REFS = {1: (101, "val"), 2: (102, "val"), 3: (103, "val"), 4: (104, "train"), 5: (105, "train")}
+
+
+def _refer_sentences(ref_id: int) -> list[dict[str, Any]]:
+    out = []
+    for k, text in enumerate((f"the object of ref {ref_id}", f"Thing number {ref_id}, the one you want.")):
+        sent = text.lower().rstrip(".")
+        out.append({"raw": text, "sent": sent, "sent_id": ref_id * 10 + k, "tokens": sent.replace(",", "").split()})
+    return out
+
+
+def write_refer_folder(root: str | os.PathLike, *, dataset: str = "refcocog", split_by: str | None = None,
+                       images: str | None = "lisa") -> Path:
+    """A tiny RefCOCO folder in LISA's ``refer_seg`` layout; returns ``root/refer_seg/<dataset>``.
+
+    Three images (:data:`REFER_IMAGES`, JPEG), five annotations (:data:`REFER_ANNOTATIONS`: polygons,
+    one with two parts, and one COCO RLE), five refs (:data:`REFER_REFS`: three ``val``, two ``train``)
+    of two sentences each, in ``refs(<split_by>).p`` (default ``umd`` for refcocog, ``unc`` otherwise;
+    protocol 2, as the Python 2 originals). ``images``: where the ``train2014`` JPEGs go: ``lisa``
+    (``refer_seg/images/mscoco/images/train2014``), ``inside`` (``<dataset>/images``), ``train2014``
+    (``<dataset>/train2014``) or ``None`` (none written).
+    """
+    import pickle
+
+    from PIL import Image
+
+    from ..masks import rle_counts
+
+    base = Path(root) / "refer_seg"
+    folder = base / dataset
+    folder.mkdir(parents=True, exist_ok=True)
+    split_by = split_by or ("umd" if dataset == "refcocog" else "unc")
+    image_dirs = {"lisa": base / "images" / "mscoco" / "images" / "train2014", "inside": folder / "images",
+                  "train2014": folder / "train2014"}
+    if images is not None and images not in image_dirs:
+        raise ValueError(f"images must be one of {', '.join(image_dirs)} or None, got {images!r}")
+    rng = np.random.default_rng(0)
+    coco_images = []
+    for image_id, (w, h) in REFER_IMAGES.items():
+        name = f"COCO_train2014_{image_id:012d}.jpg"
+        coco_images.append({"id": image_id, "file_name": name, "height": h, "width": w})
+        if images is not None:
+            image_dirs[images].mkdir(parents=True, exist_ok=True)
+            pixels = np.clip(rng.normal(120, 30, (h, w, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(image_dirs[images] / name, quality=90)
+    annotations = []
+    for ann_id, (image_id, category_id, polys) in REFER_ANNOTATIONS.items():
+        w, h = REFER_IMAGES[image_id]
+        if polys is None:
+            x1, y1, x2, y2 = REFER_RLE_BOX
+            m = np.zeros((h, w), dtype=bool)
+            m[y1:y2, x1:x2] = True
+            segmentation: Any = {"size": [h, w], "counts": rle_counts(m)}
+            bbox = [float(x1), float(y1), float(x2 - x1), float(y2 - y1)]
+        else:
+            segmentation = polys
+            xs = [v for p in polys for v in p[0::2]]
+            ys = [v for p in polys for v in p[1::2]]
+            bbox = [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
+        annotations.append({"id": ann_id, "image_id": image_id, "category_id": category_id, "iscrowd": 0,
+                            "segmentation": segmentation, "bbox": bbox, "area": 0.0})
+    instances = {"images": coco_images, "annotations": annotations,
+                 "categories": [{"id": 1, "name": "person"}, {"id": 2, "name": "cup"}, {"id": 3, "name": "dog"}]}
+    (folder / "instances.json").write_text(json.dumps(instances), encoding="utf-8")
+    refs = []
+    for ref_id, (ann_id, split) in REFER_REFS.items():
+        image_id, category_id, _ = REFER_ANNOTATIONS[ann_id]
+        sents = _refer_sentences(ref_id)
+        refs.append({"ref_id": ref_id, "ann_id": ann_id, "image_id": image_id, "split": split,
+                     "sentences": sents, "sent_ids": [s["sent_id"] for s in sents], "category_id": category_id,
+                     "file_name": f"COCO_train2014_{image_id:012d}_{ann_id}.jpg"})
+    (folder / f"refs({split_by}).p").write_bytes(pickle.dumps(refs, protocol=2))
+    return folder
+
+
+__all__ = ["REFER_ANNOTATIONS", "REFER_IMAGES", "REFER_REFS", "REFER_RLE_BOX", "SyntheticSample", "hub_columns",
+           "hub_dataset", "make_synthetic_samples", "write_jsonl", "write_lisa", "write_refer_folder"]
