@@ -7,7 +7,9 @@ compares it with ``--gpu-memory`` (GiB; default: the first CUDA device's memory 
 
 Exit 0: it fits (or no GPU size is known: the estimate is printed). Exit 2: it does not fit; the output
 names settings that make it fit (a smaller generation batch through ``grpo: {steps_per_generation: N}``,
-gradient checkpointing, a smaller micro-batch, LoRA, ZeRO-3).
+gradient checkpointing, LoRA, ZeRO-3, and with colocated vLLM a smaller ``vllm_gpu_memory_utilization`` that still
+holds vLLM's weights and KV cache, or vLLM in server mode). Exit 2 also when colocated vLLM's share of the GPU is
+too small for vLLM itself (its weights + the KV cache of one generate call + 1 GiB): vLLM would not start.
 """
 
 from __future__ import annotations
@@ -18,7 +20,15 @@ import sys
 from typing import Any, TextIO
 
 from .config import BatchPlan, Recipe, RecipeError
-from .memory_plan import GIB, STRATEGIES, MemoryEstimate, RunShape, dims_from_config, estimate_memory
+from .memory_plan import (
+    GIB,
+    STRATEGIES,
+    MemoryEstimate,
+    RunShape,
+    dims_from_config,
+    estimate_memory,
+    vllm_needs,
+)
 
 #: Image tokens of one frame are what the prompt holds besides the text: (frame / 28)^2 for Qwen2.5-VL.
 _TEXT_TOKENS = 200
@@ -71,6 +81,7 @@ def run_shape(recipe: Recipe, plan: BatchPlan, strategy: str) -> RunShape:
         lora_r=recipe.lora_r, lora_targets=tuple(recipe.lora_target_modules), beta=recipe.beta,
         gradient_checkpointing=recipe.gradient_checkpointing, use_vllm=recipe.use_vllm, vllm_mode=recipe.vllm_mode,
         vllm_gpu_memory_utilization=recipe.vllm_gpu_memory_utilization,
+        vllm_tensor_parallel_size=recipe.vllm_tensor_parallel_size,
         param_bytes=2 if recipe.bf16 else 4,
     )
 
@@ -91,27 +102,49 @@ def _valid_steps(plan: BatchPlan, num_generations: int) -> list[int]:
 SUGGESTION_MARGIN = 0.10
 
 
+def vllm_share_is_enough(dims: Any, shape: RunShape, memory: int) -> bool:
+    """Whether colocated vLLM's ``vllm_gpu_memory_utilization x memory`` holds what vLLM needs
+    (:func:`memory_plan.vllm_needs`); true without colocated vLLM."""
+    if not (shape.use_vllm and shape.vllm_mode == "colocate"):
+        return True
+    return shape.vllm_gpu_memory_utilization * memory >= vllm_needs(dims, shape)[0]
+
+
 def suggestions(dims: Any, shape: RunShape, recipe: Recipe, plan: BatchPlan, memory: int) -> list[str]:
     """Settings that make the estimate fit ``memory`` bytes with :data:`SUGGESTION_MARGIN` to spare, each tried
-    on its own from the recipe's."""
+    on its own from the recipe's (colocated vLLM's share is of the whole ``memory`` and must stay enough for
+    vLLM itself)."""
     found: list[str] = []
-    memory = int(memory * (1 - SUGGESTION_MARGIN))
+    budget = int(memory * (1 - SUGGESTION_MARGIN))
+
+    def fits(changed: RunShape) -> bool:
+        return (estimate_memory(dims, changed, device_memory=memory).fits(budget)
+                and vllm_share_is_enough(dims, changed, memory))
+
     if not shape.use_vllm:
         for k in _valid_steps(plan, recipe.num_generations):
-            if k < shape.steps_per_generation and estimate_memory(
-                    dims, dataclasses.replace(shape, steps_per_generation=k), device_memory=memory).fits(memory):
+            if k < shape.steps_per_generation and fits(dataclasses.replace(shape, steps_per_generation=k)):
                 found.append(f"grpo: {{steps_per_generation: {k}}} (generate {shape.per_device_train_batch_size * k} "
                              "completions per call instead of "
                              f"{shape.generated_per_call}; same optimizer steps)")
                 break
+    if shape.use_vllm and shape.vllm_mode == "colocate":
+        for hundredths in range(int(round(shape.vllm_gpu_memory_utilization * 100)) - 5, 0, -5):
+            util = hundredths / 100
+            if fits(dataclasses.replace(shape, vllm_gpu_memory_utilization=util)):
+                found.append(f"vllm_gpu_memory_utilization: {util} in the recipe ({util * memory / GIB:.1f} GiB for "
+                             "vLLM, still enough for its weights and KV cache)")
+                break
+        if fits(dataclasses.replace(shape, vllm_mode="server")):
+            found.append("--vllm-mode server --vllm-server-base-url URL (vLLM on other GPUs: trl vllm-serve)")
     for label, change in (("gradient_checkpointing: true", {"gradient_checkpointing": True}),
                           ("lora: true", {"lora": True}),
                           ("ZeRO-3 (training/accelerate/zero3.yaml) or FSDP (fsdp.yaml)", {"strategy": "zero3"})):
         if all(getattr(shape, key) == value for key, value in change.items()):
             continue
-        if change.get("strategy") and shape.world_size == 1:
+        if change.get("strategy") and (shape.world_size == 1 or shape.strategy == "fsdp"):
             continue
-        if estimate_memory(dims, dataclasses.replace(shape, **change), device_memory=memory).fits(memory):
+        if fits(dataclasses.replace(shape, **change)):
             found.append(label)
     return found
 
@@ -158,9 +191,23 @@ def dry_run(recipe: Recipe, plan: BatchPlan, *, gpu_memory_gib: float | None = N
              f"{shape.steps_per_generation})"), file=out)
     print("estimated peak GPU memory per device (formulas: training/README.md, 'Dry run'):", file=out)
     print(estimate.table(), file=out)
+    if shape.use_vllm and shape.vllm_mode == "colocate":
+        print(f"  vLLM needs inside its share: {vllm_needs(dims, shape)[1]}", file=out)
     if memory is None:
         print("no GPU here and no --gpu-memory: give --gpu-memory GIB to check the fit", file=out)
         return 0
+    if estimate.fits(memory) and not vllm_share_is_enough(dims, shape, memory):
+        need = vllm_needs(dims, shape)[0]
+        print(f"segzero-train: error: vLLM's share ({shape.vllm_gpu_memory_utilization} x {memory / GIB:.0f} GiB = "
+              f"{shape.vllm_gpu_memory_utilization * memory / GIB:.1f} GiB) is less than vLLM needs "
+              f"({need / GIB:.1f} GiB: {vllm_needs(dims, shape)[1]}); vLLM would not start", file=sys.stderr)
+        fixes = suggestions(dims, dataclasses.replace(shape, vllm_gpu_memory_utilization=1.0), recipe, plan, memory)
+        fixes = [f for f in fixes if f.startswith(("vllm_gpu_memory_utilization", "--vllm-mode"))]
+        if fixes:
+            print(f"settings that fit with {100 * SUGGESTION_MARGIN:.0f}% to spare (each on its own):", file=sys.stderr)
+            for fix in fixes:
+                print(f"  {fix}", file=sys.stderr)
+        return 2
     if estimate.fits(memory):
         print(f"fits: {estimate.peak / GIB:.1f} GiB of {memory / GIB:.0f} GiB "
               f"({100 * (1 - estimate.peak / memory):.0f}% left)", file=out)
@@ -178,4 +225,5 @@ def dry_run(recipe: Recipe, plan: BatchPlan, *, gpu_memory_gib: float | None = N
     return 2
 
 
-__all__ = ["add_dry_run_options", "detect_strategy", "device_memory_bytes", "dry_run", "run_shape", "suggestions"]
+__all__ = ["add_dry_run_options", "detect_strategy", "device_memory_bytes", "dry_run", "run_shape", "suggestions",
+           "vllm_share_is_enough"]

@@ -14,7 +14,9 @@ training/README.md), per device, in bytes:
     adapters in fp32 (4 bytes; gradients 4; moments 4 + 4). ZeRO-1 shards the optimizer states, ZeRO-2 also
     the gradients, ZeRO-3 / FSDP also the weights;
   - ``vllm (colocate)``: ``gpu_memory_utilization x device memory`` when vLLM runs in the training
-    process (its own weights and KV cache live in that share);
+    process (its own weights and KV cache live in that share). That share must itself hold vLLM's copy of the
+    weights, the KV cache of the sequences this device generates per call and 1 GiB of vLLM overhead
+    (:func:`vllm_needs`), or vLLM stops at start-up;
   - ``cuda context``: a fixed 1 GiB (CUDA context, cuBLAS / NCCL workspaces).
 * **generation** (transient, without vLLM: ``model.generate`` in the trainer): the KV cache of the sequences
   generated in one call, ``2 (K, V) x layers x kv_heads x head_dim x 2 bytes x (prompt + completion tokens)
@@ -128,6 +130,7 @@ class RunShape:
     use_vllm: bool = False
     vllm_mode: str = "colocate"
     vllm_gpu_memory_utilization: float = 0.3
+    vllm_tensor_parallel_size: int = 1
     param_bytes: int = 2  # bf16
 
     def __post_init__(self) -> None:
@@ -180,6 +183,24 @@ class MemoryEstimate:
         lines.append(f"  static {static / GIB:.2f} GiB + max(generation {gen / GIB:.2f}, training "
                      f"{train / GIB:.2f}) GiB, x {FRAGMENTATION} fragmentation = peak {self.peak / GIB:.2f} GiB")
         return "\n".join(lines)
+
+
+#: vLLM's own overhead inside its share: profiling activations, CUDA graphs, sampler buffers.
+VLLM_OVERHEAD_BYTES = 1 * GIB
+
+
+def vllm_needs(dims: ModelDims, run: RunShape) -> tuple[int, str]:
+    """Bytes a colocated vLLM needs inside its ``gpu_memory_utilization`` share, and the formula: its copy of the
+    weights (``params x 2 / tensor_parallel``), the KV cache of one device's generate call (``2 x layers x kv_heads
+    x head_dim x 2 x T x G``, G = per-device micro-batch x steps_per_generation) and :data:`VLLM_OVERHEAD_BYTES`.
+    A smaller share makes vLLM refuse to start (no memory left for the KV cache)."""
+    pb, tp = run.param_bytes, run.vllm_tensor_parallel_size
+    weights = dims.params * pb // tp
+    g, tokens = run.generated_per_call, run.sequence_tokens
+    kv = 2 * dims.layers * dims.kv_heads * dims.head_dim * pb * tokens * g  # TRL gathers a TP group's prompts
+    formula = (f"weights {dims.params / 1e9:.2f}B x {pb} bytes{f' / {tp}' if tp > 1 else ''} = {weights / GIB:.1f} GiB"
+               f" + KV cache of {g} sequences x {tokens} tokens = {kv / GIB:.1f} GiB + 1 GiB overhead")
+    return weights + kv + VLLM_OVERHEAD_BYTES, formula
 
 
 def _shard(strategy: str, what: str) -> bool:
@@ -268,5 +289,6 @@ def estimate_memory(dims: ModelDims, run: RunShape, *, device_memory: int | None
     return MemoryEstimate(terms, device_memory)
 
 
-__all__ = ["CUDA_CONTEXT_BYTES", "FRAGMENTATION", "GIB", "STRATEGIES", "MemoryEstimate", "MemoryTerm", "ModelDims",
-           "RunShape", "count_parameters", "dims_from_config", "estimate_memory"]
+__all__ = ["CUDA_CONTEXT_BYTES", "FRAGMENTATION", "GIB", "STRATEGIES", "VLLM_OVERHEAD_BYTES", "MemoryEstimate",
+           "MemoryTerm", "ModelDims", "RunShape", "count_parameters", "dims_from_config", "estimate_memory",
+           "vllm_needs"]

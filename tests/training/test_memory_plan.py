@@ -117,3 +117,16 @@ def test_counts_match_the_real_model(tiny_models):
                                             exclude_modules=r".*visual.*"))
     trainable = sum(p.numel() for p in peft.parameters() if p.requires_grad)
     assert dims.lora_params(4, targets) == trainable
+
+
+def test_what_colocated_vllm_needs_inside_its_share():
+    """vLLM's own weights (split by tensor parallelism) + the KV cache of one device's generate call + 1 GiB."""
+    from segzero_tool.training.memory_plan import VLLM_OVERHEAD_BYTES, vllm_needs
+
+    run = _run(use_vllm=True, max_completion_length=2000)  # 2 x 8 = 16 sequences of 3300 tokens
+    need, formula = vllm_needs(QWEN_7B, run)
+    kv = 2 * 28 * 4 * 128 * 2 * 3300 * 16
+    assert need == QWEN_7B.params * 2 + kv + VLLM_OVERHEAD_BYTES and "16 sequences x 3300 tokens" in formula
+    assert 19 * GIB < need < 20 * GIB  # a share of 0.2 x 80 GB would not start
+    split, _ = vllm_needs(QWEN_7B, _run(use_vllm=True, max_completion_length=2000, vllm_tensor_parallel_size=2))
+    assert split == QWEN_7B.params * 2 // 2 + kv + VLLM_OVERHEAD_BYTES
