@@ -451,8 +451,36 @@ def check_grpo_overrides(recipe: Recipe, plan: BatchPlan) -> None:
                               f"use one of {[per_step * k for k in valid]}")
 
 
+#: transformers 5.x renamed TrainingArguments' checkpointing fields; the old names warn (FutureWarning, removed in
+#: v6). The recipe keeps ``gradient_checkpointing`` (a documented key); the GRPOConfig keyword follows transformers.
+_CHECKPOINTING_RENAMES = (("gradient_checkpointing", "activation_checkpointing"),
+                          ("gradient_checkpointing_kwargs", "activation_checkpointing_kwargs"))
+
+
+def training_args_fields() -> frozenset[str]:
+    """Field names of the installed ``transformers.TrainingArguments`` (GRPOConfig's base class)."""
+    from transformers import TrainingArguments
+
+    return frozenset(f.name for f in dataclasses.fields(TrainingArguments))
+
+
+def rename_checkpointing_keys(kwargs: dict[str, Any], fields: frozenset[str] | set[str] | None = None) -> dict[str, Any]:
+    """``kwargs`` with ``gradient_checkpointing`` / ``gradient_checkpointing_kwargs`` under their
+    ``activation_checkpointing*`` names when the installed transformers has those (>= 5.x; older ones keep the old
+    names, which are then the only ones). A key given under both names keeps the new name's value."""
+    fields = training_args_fields() if fields is None else fields
+    out = dict(kwargs)
+    for old, new in _CHECKPOINTING_RENAMES:
+        if old in out and new in fields:
+            value = out.pop(old)
+            out.setdefault(new, value)
+    return out
+
+
 def grpo_config_kwargs(recipe: Recipe, plan: BatchPlan, *, use_cpu: bool = False) -> dict[str, Any]:
-    """The keyword arguments of ``trl.GRPOConfig`` for ``recipe`` (recipe.grpo last, overriding)."""
+    """The keyword arguments of ``trl.GRPOConfig`` for ``recipe`` (recipe.grpo last, overriding). The recipe's
+    ``gradient_checkpointing`` is passed as ``activation_checkpointing`` where transformers has that name
+    (:func:`rename_checkpointing_keys`; the old name warns there)."""
     kwargs: dict[str, Any] = {
         "output_dir": recipe.output_dir,
         "per_device_train_batch_size": plan.per_device_train_batch_size,
@@ -500,8 +528,8 @@ def grpo_config_kwargs(recipe: Recipe, plan: BatchPlan, *, use_cpu: bool = False
     }
     if recipe.vllm_server_base_url:
         kwargs["vllm_server_base_url"] = recipe.vllm_server_base_url
-    kwargs.update(recipe.grpo)
-    return kwargs
+    kwargs.update(rename_checkpointing_keys(recipe.grpo))
+    return rename_checkpointing_keys(kwargs)
 
 
 def check_grpo_fields(kwargs: dict[str, Any]) -> None:

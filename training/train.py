@@ -20,12 +20,14 @@ to ``output_dir/final`` (with LoRA: merged weights there, the adapter in ``outpu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib.util
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -268,11 +270,7 @@ def build_grpo_config(recipe: Recipe, plan: BatchPlan, *, use_cpu: bool = False)
         kwargs["use_vllm"] = False
     if not use_cpu:
         kwargs.pop("use_cpu")
-    import dataclasses
-
-    if "activation_checkpointing" in {f.name for f in dataclasses.fields(GRPOConfig)}:
-        # transformers >= 5.2x renamed the field (the old name warns)
-        kwargs["activation_checkpointing"] = kwargs.pop("gradient_checkpointing")
+    # gradient_checkpointing is already activation_checkpointing where transformers renamed it (grpo_config_kwargs)
     init_kwargs = kwargs.get("model_init_kwargs")
     if isinstance(init_kwargs, dict):
         init_kwargs.setdefault("attn_implementation", pick_attn_implementation(recipe, use_cpu=use_cpu))
@@ -305,6 +303,20 @@ def load_processor(recipe: Recipe) -> Any:
     if size:
         processor.image_processor.size = size
     return processor
+
+
+@contextlib.contextmanager
+def third_party_checkpointing_alias_silenced() -> Iterator[None]:
+    """Ignore transformers' FutureWarnings for the model's ``is_gradient_checkpointing`` /
+    ``gradient_checkpointing_enable`` / ``gradient_checkpointing_disable`` (deprecated in 5.x for the
+    ``activation_checkpointing`` names) while TRL / PEFT build and train: trl 1.16 calls them around every generate
+    call (``trl.models.utils._unwrap_model_for_generation``, ``disable_gradient_checkpointing``) and peft reads
+    ``is_gradient_checkpointing`` when wrapping a LoRA model (``PeftModel.__init__``). Our own code passes the new
+    names (``config.rename_checkpointing_keys``); only these messages are filtered, only here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`(is_)?gradient_checkpointing(_enable|_disable)?` is deprecated",
+                                category=FutureWarning)
+        yield
 
 
 def run_training(
@@ -379,21 +391,23 @@ def run_training(
     if processor is None:
         processor = load_processor(recipe)
     check_processor_padding(processor)
-    trainer = GRPOTrainer(
-        model=recipe.model,
-        reward_funcs=reward_funcs,
-        args=args,
-        train_dataset=train_dataset,
-        processing_class=processor,
-        peft_config=lora_config(recipe) if recipe.lora else None,
-        callbacks=list(callbacks),
-    )
+    with third_party_checkpointing_alias_silenced():
+        trainer = GRPOTrainer(
+            model=recipe.model,
+            reward_funcs=reward_funcs,
+            args=args,
+            train_dataset=train_dataset,
+            processing_class=processor,
+            peft_config=lora_config(recipe) if recipe.lora else None,
+            callbacks=list(callbacks),
+        )
     if recipe.eval_steps > 0 and recipe.eval_dataset and recipe.eval_segmenter:
         # first in the list, so the scores it adds to a step's logs reach TensorBoard / W&B too
         trainer.callback_handler.callbacks.insert(0, make_eval_callback(trainer, recipe, processor))
     elif recipe.eval_steps > 0:
         logger.info("periodic evaluation off: it needs eval_dataset and eval_segmenter as well as eval_steps")
-    trainer.train(resume_from_checkpoint=checkpoint if checkpoint else None)
+    with third_party_checkpointing_alias_silenced():
+        trainer.train(resume_from_checkpoint=checkpoint if checkpoint else None)
     save_final(trainer, recipe, processor)
     return trainer
 

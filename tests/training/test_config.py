@@ -130,3 +130,78 @@ def test_cli_batch_error_before_model_load(capsys):
     assert rc == 2
     err = capsys.readouterr().err
     assert "batch sizes do not divide" in err and "per_device_train_batch_size=2" in err
+
+
+def _checkpointing_future_warnings(record):
+    return [w for w in record if issubclass(w.category, FutureWarning) and "checkpointing" in str(w.message)]
+
+
+def test_gradient_checkpointing_goes_to_transformers_current_name():
+    """The recipe key stays ``gradient_checkpointing``; GRPOConfig gets ``activation_checkpointing`` where the
+    installed transformers has it (5.x; the old name warns there) and the old name where not (4.x)."""
+    from segzero_tool.training.config import (
+        grpo_config_kwargs,
+        rename_checkpointing_keys,
+        training_args_fields,
+    )
+
+    old = {"gradient_checkpointing": True, "gradient_checkpointing_kwargs": {"use_reentrant": False}, "seed": 1}
+    assert rename_checkpointing_keys(old, {"gradient_checkpointing", "seed"}) == old  # transformers 4.x
+    new = rename_checkpointing_keys(old, {"activation_checkpointing", "activation_checkpointing_kwargs"})
+    assert new == {"activation_checkpointing": True, "activation_checkpointing_kwargs": {"use_reentrant": False},
+                   "seed": 1}
+    renamed = "activation_checkpointing" in training_args_fields()
+    recipe = load_recipe("segzero-7b")
+    kwargs = grpo_config_kwargs(recipe, plan_for(recipe, 8))
+    assert kwargs["activation_checkpointing" if renamed else "gradient_checkpointing"] is True
+    assert ("gradient_checkpointing" in kwargs) is not renamed
+    # a grpo: override under either name wins over the recipe's key
+    for key in ("gradient_checkpointing", "activation_checkpointing" if renamed else "gradient_checkpointing"):
+        off = apply_overrides(recipe, {"grpo": {key: False}})
+        kwargs = grpo_config_kwargs(off, plan_for(off, 8))
+        assert kwargs["activation_checkpointing" if renamed else "gradient_checkpointing"] is False
+        assert ("gradient_checkpointing" in kwargs) is not renamed
+
+
+def test_building_the_grpo_config_emits_no_checkpointing_future_warning():
+    import warnings
+
+    trl = pytest.importorskip("trl")
+    from segzero_tool.training.config import grpo_config_kwargs
+    from segzero_tool.training.train import build_grpo_config
+
+    for name in recipe_names():
+        recipe = load_recipe(name)
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            build_grpo_config(recipe, plan_for(recipe, 1), use_cpu=True)
+            kwargs = grpo_config_kwargs(recipe, plan_for(recipe, 1), use_cpu=True)
+            cfg = trl.GRPOConfig(**{**kwargs, "bf16": False})
+        assert not _checkpointing_future_warnings(record), (name, [str(w.message) for w in record])
+        assert cfg.gradient_checkpointing is True  # the mirrored old name still reads the recipe's value
+
+
+def test_the_trainer_path_emits_no_checkpointing_future_warning(tiny_models):
+    """TRL reads ``model.is_gradient_checkpointing`` on every generate call (trl.models.utils), which transformers
+    5.x deprecates; run_training builds and trains inside third_party_checkpointing_alias_silenced."""
+    import warnings
+
+    pytest.importorskip("trl")
+    from transformers import AutoModelForImageTextToText
+    from trl.models.utils import disable_gradient_checkpointing
+
+    from segzero_tool.training.train import third_party_checkpointing_alias_silenced
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny_models["reasoner"])
+    (getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable)()
+    on = "is_activation_checkpointing" if hasattr(type(model), "is_activation_checkpointing") else \
+        "is_gradient_checkpointing"
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        with third_party_checkpointing_alias_silenced():
+            with disable_gradient_checkpointing(model):
+                assert not getattr(model, on)
+        assert getattr(model, on)
+        warnings.warn("other FutureWarnings still show", FutureWarning, stacklevel=2)
+    assert not _checkpointing_future_warnings(record), [str(w.message) for w in record]
+    assert any("still show" in str(w.message) for w in record)
