@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sam-backend", default="transformers",
                    help="segmenter backend for --sam-filter: transformers (default), sam2, or package.module:Class")
     p.add_argument("--device", default="auto", help="device for --sam-filter (auto, cpu, cuda, cuda:N)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="build rows in N processes (not with --sam-filter; default 1)")
     p.add_argument("--restart", action="store_true", help="discard a partial build in OUT.partial and start over")
     p.add_argument("--shard-size", type=int, default=256, metavar="N",
                    help="rows are saved every N images/samples, so an interrupted build loses at most that many")
@@ -81,7 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = build_training_dataset(
             args.source, args.out, kind=args.kind, split=args.split, limit=args.limit, frame_size=args.frame_size,
             sam_filter=sam, sam_filter_name=args.sam_filter, progress=not args.quiet, with_mask=args.with_mask,
-            group_by_image=args.group_by_image, shard_size=args.shard_size, restart=args.restart, report=report)
+            group_by_image=args.group_by_image, shard_size=args.shard_size, restart=args.restart, report=report,
+            workers=args.workers)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; run the same command again to continue", file=sys.stderr)
         return 130

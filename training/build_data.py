@@ -24,7 +24,6 @@ either absent or complete.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -37,6 +36,7 @@ import numpy as np
 
 from .build_shards import flush_shard, quiet_datasets, resume_state, write_json
 from .data import KINDS, TrainingDataError, _datasets, _png_bytes
+from .solutions import format_segzero_solution, format_visionreasoner_solution, representative_points, scale
 
 __all__ = [
     "SAM_FILTER_MIN_IOU",
@@ -57,65 +57,6 @@ _BUILD_VERSION = 1
 
 
 # --- one object ----------------------------------------------------------------------------------------
-
-
-def representative_points(mask: np.ndarray) -> tuple[tuple[int, int], tuple[int, int]]:
-    """Two points of a mask as the reference builder picks them (protocol 2.6 step 3).
-
-    Point 1: arg-max of the Euclidean distance transform (centre of the largest inscribed circle,
-    first in row-major order on ties). Point 2: among mask pixels farther from point 1 than the
-    median such distance, the one with the largest distance-transform value; fallback the best pixel
-    of a 20 x 20 window around the centroid. A point outside the mask snaps to the nearest mask pixel.
-
-    The distance transform is scipy's exact EDT (background at distance 0).
-
-    Raises:
-        ValueError: empty mask.
-    """
-    from scipy.ndimage import distance_transform_edt
-
-    m = np.asarray(mask, dtype=bool)
-    ys, xs = np.nonzero(m)
-    if ys.size == 0:
-        raise ValueError("empty mask")
-    dt = distance_transform_edt(np.pad(m, 1))[1:-1, 1:-1]  # pixels on the image border touch background
-    y1, x1 = np.unravel_index(int(np.argmax(dt)), dt.shape)
-    d = np.hypot(xs - x1, ys - y1)
-    far = d > np.median(d)
-    if far.any():
-        cand_y, cand_x = ys[far], xs[far]
-        j = int(np.argmax(dt[cand_y, cand_x]))
-        p2 = (int(cand_x[j]), int(cand_y[j]))
-    else:
-        cy, cx = int(ys.mean()), int(xs.mean())
-        ya, yb = max(cy - 10, 0), min(cy + 10, m.shape[0])
-        xa, xb = max(cx - 10, 0), min(cx + 10, m.shape[1])
-        win = dt[ya:yb, xa:xb]
-        wy, wx = np.unravel_index(int(np.argmax(win)), win.shape)
-        p2 = (int(xa + wx), int(ya + wy))
-
-    def snap(p: tuple[int, int]) -> tuple[int, int]:
-        if m[p[1], p[0]]:
-            return p
-        k = int(np.argmin((xs - p[0]) ** 2 + (ys - p[1]) ** 2))
-        return int(xs[k]), int(ys[k])
-
-    return snap((int(x1), int(y1))), snap(p2)
-
-
-def _scale(v: float, f: float) -> int:
-    return int(v * f + 0.5)
-
-
-def format_segzero_solution(box: Any, p1: Any, p2: Any) -> str:
-    b = [int(v) for v in box]
-    return (f"<box>({b[0]},{b[1]}),({b[2]},{b[3]})</box>"
-            f"<points>({int(p1[0])},{int(p1[1])}),({int(p2[0])},{int(p2[1])})</points>")
-
-
-def format_visionreasoner_solution(objects: Any) -> str:
-    return json.dumps([{"bbox_2d": [int(v) for v in o["bbox_2d"]], "point_2d": [int(v) for v in o["point_2d"]]}
-                       for o in objects])
 
 
 def _sam_mask(sam_filter: Any, image: np.ndarray, box: tuple[int, ...], point: tuple[int, int]) -> np.ndarray:
@@ -247,9 +188,9 @@ def _build_row(samples: Sequence[Any], *, kind: str, frame_size: int, sam_filter
     fx, fy = frame_size / w, frame_size / h
     objects = []
     for _sample, _mask, box, p1, p2 in kept:
-        objects.append({"bbox_2d": [_scale(box[0], fx), _scale(box[1], fy), _scale(box[2], fx), _scale(box[3], fy)],
-                        "point_2d": [_scale(p1[0], fx), _scale(p1[1], fy)],
-                        "point_2": [_scale(p2[0], fx), _scale(p2[1], fy)]})
+        objects.append({"bbox_2d": [scale(box[0], fx), scale(box[1], fy), scale(box[2], fx), scale(box[3], fy)],
+                        "point_2d": [scale(p1[0], fx), scale(p1[1], fy)],
+                        "point_2": [scale(p2[0], fx), scale(p2[1], fy)]})
     first = kept[0][0]
     if kind == "segzero":
         problem = first.query
@@ -290,15 +231,61 @@ def _settings(eval_source: Any, *, kind: str, split: str | None, limit: int | No
 
 
 def _iter_rows(samples: Sequence[Any], groups: Sequence[Sequence[int]], *, kind: str, frame_size: int,
-               sam_filter: Any, with_mask: bool, counts: dict[str, int],
-               progress: Any) -> Iterator[dict[str, Any] | None]:
+               sam_filter: Any, with_mask: bool, counts: dict[str, int], progress: Any,
+               workers: int = 1, source: tuple[Any, str | None, int | None] | None = None,
+               ) -> Iterator[dict[str, Any] | None]:
+    """The row of each group, in order. ``workers`` > 1: built by that many processes, each opening the
+    dataset again from ``source`` (``(eval_source, split, limit)``); never with a SAM filter."""
+    if (workers > 1 and source is not None and isinstance(source[0], (str, os.PathLike)) and sam_filter is None
+            and len(groups) > 1):
+        yield from _iter_rows_parallel(groups, kind=kind, frame_size=frame_size, with_mask=with_mask,
+                                       counts=counts, progress=progress, workers=workers, source=source)
+        return
     for group in groups:
         row = _build_row([samples[i] for i in group], kind=kind, frame_size=frame_size, sam_filter=sam_filter,
                          with_mask=with_mask, counts=counts)
-        if progress is not None:
-            progress.update(1)
-            progress.set_postfix(rows=counts["rows"], objects=counts["objects"], refresh=False)
+        _tick(progress, counts)
         yield row
+
+
+def _tick(progress: Any, counts: dict[str, int]) -> None:
+    if progress is not None:
+        progress.update(1)
+        progress.set_postfix(rows=counts["rows"], objects=counts["objects"], refresh=False)
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(source: tuple[Any, str | None, int | None], kind: str, frame_size: int, with_mask: bool) -> None:
+    _, items = _open_samples(*source)
+    _WORKER.update(items=items, kind=kind, frame_size=frame_size, with_mask=with_mask)
+
+
+def _worker_row(group: Sequence[int]) -> tuple[dict[str, Any] | None, dict[str, int]]:
+    counts = dict.fromkeys(_COUNTERS, 0)
+    row = _build_row([_WORKER["items"][i] for i in group], kind=_WORKER["kind"], frame_size=_WORKER["frame_size"],
+                     sam_filter=None, with_mask=_WORKER["with_mask"], counts=counts)
+    return row, counts
+
+
+def _iter_rows_parallel(groups: Sequence[Sequence[int]], *, kind: str, frame_size: int, with_mask: bool,
+                        counts: dict[str, int], progress: Any, workers: int,
+                        source: tuple[Any, str | None, int | None]) -> Iterator[dict[str, Any] | None]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_worker_init, initargs=(source, kind, frame_size, with_mask))
+    try:
+        chunk = max(1, min(16, len(groups) // (workers * 8)))
+        for row, delta in pool.map(_worker_row, groups, chunksize=chunk):
+            for key, value in delta.items():
+                counts[key] += value
+            _tick(progress, counts)
+            yield row
+    finally:  # an error or Ctrl-C: do not wait for the queued groups
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _open_samples(eval_source: Any, split: str | None, limit: int | None) -> Any:
@@ -313,7 +300,8 @@ def _open_samples(eval_source: Any, split: str | None, limit: int | None) -> Any
 
 def build_training_rows(eval_source: Any, *, kind: str = "visionreasoner", split: str | None = None,
                         limit: int | None = None, frame_size: int = 840, sam_filter: Any = None,
-                        progress: bool = True, with_mask: bool = True, group_by_image: bool = False) -> tuple[Any, BuildReport]:
+                        progress: bool = True, with_mask: bool = True, group_by_image: bool = False,
+                        workers: int = 1) -> tuple[Any, BuildReport]:
     """The rows of :func:`build_training_dataset` as an in-memory ``datasets.Dataset`` (nothing is written),
     with the :class:`BuildReport`. For small sets (``segzero-train --dataset masks.jsonl``).
 
@@ -321,7 +309,7 @@ def build_training_rows(eval_source: Any, *, kind: str = "visionreasoner", split
         TrainingDataError: bad arguments, a sample whose image and mask differ in size, no usable sample.
         DatasetError: the source cannot be read.
     """
-    _check_args(kind, group_by_image, frame_size)
+    _check_args(kind, group_by_image, frame_size, workers, sam_filter)
     samples, items = _open_samples(eval_source, split, limit)
     groups = group_samples(items, by_image=group_by_image)
     counts = dict.fromkeys(_COUNTERS, 0)
@@ -329,7 +317,8 @@ def build_training_rows(eval_source: Any, *, kind: str = "visionreasoner", split
     bar = _bar(len(groups), progress, group_by_image)
     try:
         for row in _iter_rows(items, groups, kind=kind, frame_size=frame_size, sam_filter=sam_filter,
-                              with_mask=with_mask, counts=counts, progress=bar):
+                              with_mask=with_mask, counts=counts, progress=bar, workers=workers,
+                              source=(eval_source, split, limit)):
             if row is not None:
                 for key, value in row.items():
                     rows[key].append(value)
@@ -343,7 +332,7 @@ def build_training_rows(eval_source: Any, *, kind: str = "visionreasoner", split
     return _datasets().Dataset.from_dict(rows, features=_features(with_mask)), report
 
 
-def _check_args(kind: str, group_by_image: bool, frame_size: int) -> None:
+def _check_args(kind: str, group_by_image: bool, frame_size: int, workers: int = 1, sam_filter: Any = None) -> None:
     if kind not in KINDS:
         raise TrainingDataError(f"unknown dataset kind {kind!r}; choose one of: {', '.join(KINDS)}")
     if group_by_image and kind != "visionreasoner":
@@ -351,6 +340,11 @@ def _check_args(kind: str, group_by_image: bool, frame_size: int) -> None:
                                 "use kind 'visionreasoner' (Seg-Zero rows hold one object)")
     if not isinstance(frame_size, int) or isinstance(frame_size, bool) or not 28 <= frame_size <= 4096:
         raise TrainingDataError(f"frame_size must be an integer from 28 to 4096, got {frame_size!r}")
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise TrainingDataError(f"workers must be a positive integer, got {workers!r}")
+    if workers > 1 and sam_filter is not None:
+        raise TrainingDataError("the SAM filter runs its model in this process: build with one worker "
+                                "(--workers 1), or without --sam-filter")
 
 
 def _bar(total: int, progress: bool, grouped: bool) -> Any:
@@ -366,7 +360,7 @@ def build_training_dataset(eval_source: Any, out_dir: str | os.PathLike, *, kind
                            sam_filter: Callable[..., Any] | Any | None = None, progress: bool = True,
                            with_mask: bool = True, group_by_image: bool = False,
                            sam_filter_name: str | None = None, shard_size: int = DEFAULT_SHARD_SIZE,
-                           restart: bool = False, report: BuildReport | None = None) -> Path:
+                           restart: bool = False, report: BuildReport | None = None, workers: int = 1) -> Path:
     """Turn masks into a training set in the published format and ``save_to_disk`` it (a ``DatasetDict``
     with one ``train`` split), with ``build.json`` beside it (settings and counts).
 
@@ -382,14 +376,16 @@ def build_training_dataset(eval_source: Any, out_dir: str | os.PathLike, *, kind
 
     Rows are written ``shard_size`` groups at a time to ``OUT.partial/``; running again with the same
     settings continues from there (``restart=True`` throws it away). The finished set is written to a
-    temporary sibling and renamed into place. ``report``, if given, is filled in. Returns ``out_dir``.
+    temporary sibling and renamed into place. ``report``, if given, is filled in. ``workers`` > 1 builds the
+    rows in that many processes (same rows, same order; a path or hub id as source, no SAM filter).
+    Returns ``out_dir``.
 
     Raises:
         TrainingDataError: ``out_dir`` exists and is not empty; a partial build with other settings; bad
             arguments; a sample whose image and mask differ in size; no usable sample.
         DatasetError: the source cannot be read.
     """
-    _check_args(kind, group_by_image, frame_size)
+    _check_args(kind, group_by_image, frame_size, workers, sam_filter)
     if not isinstance(shard_size, int) or shard_size < 1:
         raise TrainingDataError(f"shard_size must be a positive integer, got {shard_size!r}")
     ds_mod = _datasets()
@@ -416,8 +412,10 @@ def build_training_dataset(eval_source: Any, out_dir: str | os.PathLike, *, kind
     try:
         rows = _empty_rows(with_mask)
         pending = 0
-        for row in _iter_rows(items, groups[done:], kind=kind, frame_size=frame_size, sam_filter=sam_filter,
-                              with_mask=with_mask, counts=counts, progress=bar):
+        rest = groups[done:]
+        for row in _iter_rows(items, rest, kind=kind, frame_size=frame_size, sam_filter=sam_filter,
+                              with_mask=with_mask, counts=counts, progress=bar, workers=workers,
+                              source=(eval_source, split, limit)):
             pending += 1
             if row is not None:
                 for key, value in row.items():

@@ -275,3 +275,67 @@ def test_train_one_cpu_step_on_a_masks_jsonl(scene, tmp_path, tiny_models, capsy
     path.write_text(yaml.safe_dump(recipe))
     assert T.main(["--recipe", str(path), "--dataset", str(scene), "--cpu"]) == 0
     assert (tmp_path / "run" / "final" / "config.json").is_file()
+
+
+def test_build_from_a_refcoco_folder_grouped_by_image(tmp_path):
+    """RefCOCO in LISA's refer_seg layout, val split: image 1 holds refs 1 and 2, image 2 ref 3. Grouped rows
+    keep each object's first sentence (every ref has two: the second is the same mask again)."""
+    from segzero_tool.eval.datasets import load_eval_dataset
+    from segzero_tool.testing.synthetic import write_refer_folder
+
+    folder = write_refer_folder(tmp_path / "data")
+    samples = list(load_eval_dataset(folder, split="val"))
+    report = B.BuildReport()
+    out = B.build_training_dataset(folder, tmp_path / "vr", split="val", group_by_image=True, progress=False,
+                                   report=report)
+    rows = _rows(out)
+    assert len(rows) == 2 and report.samples == len(samples) == 6 and report.duplicate_expressions == 3
+    first = {s.id.split("_")[0]: s.query for s in reversed(samples)}  # ref id -> its first sentence
+    assert rows[0]["problem"] == " and ".join(
+        "'" + first[r].strip().strip(".?!").lower() + "'" for r in ("1", "2"))
+    assert len(D.parse_visionreasoner_solution(rows[0]["solution"])) == 2
+    assert (rows[0]["img_width"], rows[0]["img_height"]) == (64, 48)
+    # the box of ref 1's rectangle polygon (x 4..30, y 6..40), in the 840 frame
+    box = D.parse_visionreasoner_solution(rows[0]["solution"])[0]["bbox_2d"]
+    assert abs(box[0] - 4 * 840 / 64) <= 14 and abs(box[3] - 40 * 840 / 48) <= 18
+
+
+@pytest.mark.slow
+def test_sam_filter_from_a_model_folder(scene, tmp_path, tiny_models, capsys):
+    """`--sam-filter FOLDER` loads the segmenter through the public backends and asks it once per object."""
+    from segzero_tool.training import build_cli
+
+    code = build_cli.main([str(scene), str(tmp_path / "f"), "--sam-filter", str(tiny_models["segmenter"]),
+                           "--device", "cpu", "-q"])
+    out, err = capsys.readouterr()
+    # random weights: the tiny SAM2 draws nothing like the ground truth, so every object is rejected
+    assert code == 2 and "4 object(s) rejected by the SAM filter" in err, (out, err)
+    assert not (tmp_path / "f").exists()
+
+
+def test_workers_build_the_same_rows_and_resume_across_worker_counts(scene, tmp_path):
+    serial = _rows(B.build_training_dataset(scene, tmp_path / "one", progress=False))
+    report = B.BuildReport()
+    parallel = _rows(B.build_training_dataset(scene, tmp_path / "two", progress=False, workers=2, report=report))
+    assert [(r["id"], r["solution"], r["mask"]) for r in parallel] == [(r["id"], r["solution"], r["mask"]) for r in serial]
+    assert (report.rows, report.samples) == (4, 4)
+    with pytest.raises(D.TrainingDataError, match="workers must be a positive integer"):
+        B.build_training_dataset(scene, tmp_path / "x", workers=0, progress=False)
+    with pytest.raises(D.TrainingDataError, match="--workers 1"):
+        B.build_training_dataset(scene, tmp_path / "x", workers=2, sam_filter=lambda *a: None, progress=False)
+
+
+def test_a_row_id_names_its_first_three_samples(tmp_path):
+    img = np.full((40, 80, 3), 128, np.uint8)
+    Image.fromarray(img).save(tmp_path / "p.png")
+    lines = []
+    for k in range(4):
+        m = np.zeros((40, 80), np.uint8)
+        m[5:30, k * 20 + 2:k * 20 + 15] = 255
+        Image.fromarray(m).save(tmp_path / f"m{k}.png")
+        lines.append(json.dumps({"id": f"a{k}", "image": "p.png", "query": f"part {k}", "mask": f"m{k}.png"}))
+    (tmp_path / "s.jsonl").write_text("\n".join(lines))
+    rows = _rows(B.build_training_dataset(tmp_path / "s.jsonl", tmp_path / "o", group_by_image=True, progress=False))
+    assert [r["id"] for r in rows] == ["a0_a1_a2"]
+    assert rows[0]["problem"] == "'part 0' and 'part 1' and 'part 2' and 'part 3'"
+    assert len(D.parse_visionreasoner_solution(rows[0]["solution"])) == 4
