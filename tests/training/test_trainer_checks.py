@@ -101,6 +101,25 @@ def test_dataset_errors_are_one_line_exit_2(tmp_path, capsys, offline):
         assert words in _err_line(capsys)
 
 
+@pytest.mark.parametrize(("value", "words"), [
+    ("evalset/missing.jsonl", "no such file or folder"),
+    ("{tmp}/broken.jsonl", "not valid JSON"),
+])
+def test_a_bad_local_eval_dataset_fails_before_the_model(tmp_path, capsys, offline, value, words):
+    """A mistyped --eval-dataset used to surface at the first evaluation, eval_steps steps into the run."""
+    from segzero_tool.training import train as train_mod
+
+    (tmp_path / "broken.jsonl").write_text('{"image": "a.jpg", "query"\n')
+    (tmp_path / "train-set").mkdir()  # exists: the training set's own check passes
+    rc = train_mod.main(["--recipe", "lora-24gb", "--model", str(tmp_path / "no-model"), "--dataset",
+                         str(tmp_path / "train-set"), "--output-dir", str(tmp_path / "out"),
+                         "--report-to", "none", "--cpu", "--eval-dataset", value.format(tmp=tmp_path),
+                         "--eval-steps", "5"])
+    assert rc == 2
+    line = _err_line(capsys)
+    assert "--eval-dataset" in line and words in line
+
+
 # --- packages ----------------------------------------------------------------------------------------
 
 
@@ -376,14 +395,15 @@ def test_the_checker_catches_a_right_padded_processor(tmp_path, tiny_models, off
     recipe = _tiny_recipe(tiny_models["reasoner"], tmp_path / "out", per_device_train_batch_size=4)
     args = train_mod.build_grpo_config(recipe, plan_for(recipe, 1), use_cpu=True)
     right = AutoProcessor.from_pretrained(str(tiny_models["reasoner"]), padding_side="right")
-    trainer = GRPOTrainer(model=recipe.model, reward_funcs=list(get_reward_funcs("visionreasoner")), args=args,
-                          train_dataset=datasets.Dataset.from_list(_rows(_QUERIES)), processing_class=right)
-    checker = _InputChecker(trainer.model)
-    for model in (trainer.model, getattr(trainer, "ref_model", None)):
-        if model is not None:
-            model.register_forward_pre_hook(checker, with_kwargs=True)
-    with contextlib.suppress(RuntimeError):  # the shape error of the rope index, after the checker has run
-        trainer.train()
+    with train_mod.third_party_checkpointing_alias_silenced():  # as run_training builds and trains
+        trainer = GRPOTrainer(model=recipe.model, reward_funcs=list(get_reward_funcs("visionreasoner")), args=args,
+                              train_dataset=datasets.Dataset.from_list(_rows(_QUERIES)), processing_class=right)
+        checker = _InputChecker(trainer.model)
+        for model in (trainer.model, getattr(trainer, "ref_model", None)):
+            if model is not None:
+                model.register_forward_pre_hook(checker, with_kwargs=True)
+        with contextlib.suppress(RuntimeError):  # the shape error of the rope index, after the checker has run
+            trainer.train()
     assert any("mm_token_type_ids mark" in f or "image tokens" in f for f in checker.failures), checker.calls
 
 

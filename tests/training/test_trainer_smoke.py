@@ -142,7 +142,9 @@ def test_cpu_smoke_run_checkpoint_and_resume(tmp_path, tiny_models, monkeypatch)
     AutoProcessor.from_pretrained(str(checkpoint))  # the trainer saves processing_class in each checkpoint
     assert (out / "final" / "config.json").exists()
     reasoner = TransformersReasoner.from_pretrained(str(checkpoint), device="cpu")
-    pipe = SegZeroPipeline.from_pretrained(reasoner, train_mod._BoxSegmenter(), device="cpu", max_new_tokens=8)
+    from segzero_tool.training.eval_callback import BoxSegmenter
+
+    pipe = SegZeroPipeline.from_pretrained(reasoner, BoxSegmenter(), device="cpu", max_new_tokens=8)
     result = pipe.segment(np.zeros((64, 64, 3), dtype=np.uint8), "the cup")
     assert result is not None
 
