@@ -291,6 +291,14 @@ def _iter_rows_parallel(groups: Sequence[Sequence[int]], *, kind: str, frame_siz
 def _open_samples(eval_source: Any, split: str | None, limit: int | None) -> Any:
     from segzero_tool.eval.datasets import load_eval_dataset
 
+    from .data import looks_like_path
+
+    if isinstance(eval_source, (str, os.PathLike)):
+        text = os.fspath(eval_source)
+        if not Path(text).expanduser().exists() and looks_like_path(text):  # never ask the hub for a typo
+            raise TrainingDataError(f"{text}: no such file or folder (a ReasonSeg or RefCOCO folder, an evaluation "
+                                    ".jsonl, a save_to_disk folder or a hub id is expected)")
+
     samples = load_eval_dataset(eval_source, split=split)
     items = list(samples)
     if limit is not None:

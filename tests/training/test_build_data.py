@@ -230,6 +230,7 @@ def test_build_dataset_command(scene, tmp_path):
 
 @pytest.mark.parametrize(("args", "words"), [
     (["missing.jsonl", "o"], "no such file or folder"),
+    (["src/ReasonSeg", "o"], "no such file or folder"),  # ./src exists: a typo, never a hub id
     (["{scene}", "o", "--kind", "segzero", "--group-by-image"], "multi-object format"),
     (["{scene}", "o", "--limit", "0"], "--limit must be at least 1"),
     (["{scene}", "o", "--frame-size", "-5"], "frame_size"),
