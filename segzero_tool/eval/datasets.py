@@ -88,9 +88,12 @@ def load_eval_dataset(spec: Any, *, split: str | None = None, ignore_as_foregrou
         if not any(path.glob("*.json")) and any(path.rglob("*.parquet")):
             return load_hub_dataset(str(path), split=split, local=True)
         return load_lisa_folder(path, split=split, ignore_as_foreground=ignore_as_foreground)
-    if _HUB_ID.match(text) and not text.lower().endswith((".jsonl", ".json")):
+    # ``data/ReasonSeg`` where ./data exists is a mistyped folder, not a hub id: never ask the hub for it
+    local_head = "/" in text and Path(text.split("/", 1)[0]).expanduser().is_dir()
+    if _HUB_ID.match(text) and not text.lower().endswith((".jsonl", ".json")) and not local_head:
         return load_hub_dataset(text, split=split)
-    raise DatasetError(f"{path}: no such file or folder (pass a LISA-layout folder, a .jsonl file, "
+    near = f"; {Path(text.split('/', 1)[0])} holds no {text.split('/', 1)[1]!r}" if local_head else ""
+    raise DatasetError(f"{path}: no such file or folder{near} (pass a LISA-layout folder, a .jsonl file, "
                        "a `datasets` save_to_disk folder or a hub id like Ricky06662/ReasonSeg_val)")
 
 

@@ -229,6 +229,17 @@ def test_missing_paths_and_unsupported_files(tmp_path):
         load_eval_dataset(tmp_path / "x.csv")
 
 
+def test_a_mistyped_folder_shaped_like_a_hub_id_never_asks_the_hub(tmp_path, monkeypatch):
+    """``data/ReasonSeg`` with ./data present (and no ./data/ReasonSeg) is a typo, not ``org/name``."""
+    from segzero_tool.eval import datasets as ds_mod
+
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(ds_mod, "load_hub_dataset", lambda *a, **k: pytest.fail("the hub was asked"))
+    with pytest.raises(DatasetError, match="no such file or folder; data holds no 'ReasonSeg'"):
+        load_eval_dataset("data/ReasonSeg")
+
+
 def test_images_are_used_as_stored_without_exif_rotation(tmp_path):
     img = Image.new("RGB", (6, 4), (0, 0, 0))
     img.putpixel((0, 0), (255, 255, 255))
