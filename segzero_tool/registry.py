@@ -69,6 +69,8 @@ _ENTRIES: tuple[ModelEntry, ...] = (
                description="SAM 2.1 base+ (80.8M)"),
     ModelEntry("sam2.1-hiera-large", "segmenter", "facebook/sam2.1-hiera-large",
                description="SAM 2.1 large (224.4M); the default"),
+    ModelEntry("sam3", "segmenter", "facebook/sam3",
+               description="SAM 3 tracker (458M image part): box/point prompts; gated, request access on the hub"),
 )
 
 MODELS: dict[str, ModelEntry] = {e.name: e for e in _ENTRIES}
