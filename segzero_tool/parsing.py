@@ -11,6 +11,10 @@ Accepted answers (all coordinates are reasoning-frame pixels):
 * a single object instead of a list, a list wrapped in ``{"objects": [...]}``-like dicts, code
   fences, single-quoted (Python-literal) JSON, trailing text after the JSON, ``label`` keys, and
   output truncated mid-list (complete objects before the cut are kept).
+* Qwen3-VL (``qwen3vl`` format): the same list as VisionReasoner (plus ``label``), usually in a
+  ```json fence with no tags and no think block; its coordinates are on the 0-1000 grid, which the
+  parser does not need to know (back-projection is :mod:`segzero_tool.frame`'s). Pass
+  ``answer_tags=False`` so that the missing ``<answer>`` tags are not reported as an issue.
 
 This module reads the objects out of a decoded answer and composes the steps; the other parts live in
 their own modules and are re-exported here, so ``segzero_tool.parsing`` stays the one import path:
@@ -202,12 +206,15 @@ def parse_answer_value(value: Any, *, max_objects: int | None = None) -> tuple[l
     return objects, issues, len(items)
 
 
-def parse_output(text: Any, *, max_objects: int | None = None) -> ParsedOutput:
+def parse_output(text: Any, *, max_objects: int | None = None, answer_tags: bool = True) -> ParsedOutput:
     """Parse one reasoner output. Never raises on model text.
 
     Args:
         text: the decoded completion (special tokens skipped).
         max_objects: keep at most this many objects (an issue is recorded when more were listed).
+        answer_tags: whether the prompt asked for ``<answer>`` tags (every format but ``qwen3vl``,
+            :func:`~segzero_tool.prompts.uses_answer_tags`); ``False`` reads the answer the same way
+            but does not report "no <answer> tags" as an issue.
 
     Returns:
         :class:`ParsedOutput` with objects in reasoning-frame pixels.
@@ -217,6 +224,8 @@ def parse_output(text: Any, *, max_objects: int | None = None) -> ParsedOutput:
     think, think_truncated = extract_think(text)
     format_ok = format_matches(text)
     answer, answer_truncated, issues = _answer_candidates(text)
+    if not answer_tags:
+        issues = [s for s in issues if not s.startswith("no <answer> tags")]
     truncated = think_truncated or answer_truncated
     if think_truncated:
         issues.insert(0, "the <think> block is not closed (output truncated?)")

@@ -1,6 +1,6 @@
 """Prompt formats, byte-for-byte compatible with the released checkpoints.
 
-Three formats:
+Four formats:
 
 * ``visionreasoner`` (default): multi-object, answer is a JSON list of
   ``{"bbox_2d": [x1,y1,x2,y2], "point_2d": [x,y]}``; for ``Ricky06662/VisionReasoner-7B``.
@@ -9,6 +9,11 @@ Three formats:
 * ``grounding``: for base Qwen2.5-VL-Instruct models (no GRPO); asks for the model's native
   ``bbox_2d`` / ``point_2d`` JSON in the reasoning frame. This template is ours: the reference
   projects publish none for base models.
+* ``qwen3vl``: for Qwen3-VL-Instruct models (no ``<think>`` training): asks for the JSON list of
+  ``{"bbox_2d": [x1,y1,x2,y2], "point_2d": [x,y], "label": ...}`` that Qwen3-VL's grounding writes,
+  on its 0-1000 relative grid (``relative1000`` in :mod:`segzero_tool.frame`), with no tags (the
+  model answers in a ```json fence or bare JSON; the parser reads both). Also ours: Qwen publishes
+  grounding prompts by example, not a template; this one asks for the same keys and grid.
 
 The sentences of the reference templates are joined with no separator ("points.Compare") and the
 question is lower-cased and stripped of surrounding characters (``strip`` does not remove
@@ -29,6 +34,7 @@ class PromptFormat(str, Enum):
     VISIONREASONER = "visionreasoner"
     SEGZERO = "segzero"
     GROUNDING = "grounding"
+    QWEN3VL = "qwen3vl"
 
     @classmethod
     def parse(cls, value: str | PromptFormat) -> PromptFormat:
@@ -78,6 +84,20 @@ GROUNDING_TEMPLATE = (
     "i.e., <think> thinking process here </think><answer>{Answer}</answer>"
 )
 
+QWEN3VL_ANSWER_EXAMPLE = (
+    '[{"bbox_2d": [12, 120, 238, 250], "point_2d": [40, 131], "label": "cup"}, '
+    '{"bbox_2d": [267, 352, 840, 935], "point_2d": [360, 488], "label": "bottle"}]'
+)
+
+QWEN3VL_TEMPLATE = (
+    'Find every object in the image that the request "{Question}" refers to; the request may name the '
+    "objects or only describe what they are for. "
+    "Answer with a JSON list holding one entry per object: its bounding box as "
+    '"bbox_2d": [x1, y1, x2, y2], one point well inside the object as "point_2d": [x, y], and a short '
+    '"label". Coordinates are relative, from 0 to 1000 across the width and the height of the image. '
+    "Output only the JSON, e.g. {Answer}; output [] when nothing matches."
+)
+
 #: ``.strip(".")`` as in training and the inference scripts.
 TRAIN_STRIP_CHARS = "."
 #: ``.strip(".\"?!")`` as in the VisionReasoner evaluation scripts and ``VisionReasonerModel``.
@@ -100,7 +120,13 @@ _SPECS: dict[PromptFormat, PromptSpec] = {
         VISIONREASONER_TEMPLATE, VISIONREASONER_ANSWER_EXAMPLE, TRAIN_STRIP_CHARS
     ),
     PromptFormat.GROUNDING: PromptSpec(GROUNDING_TEMPLATE, VISIONREASONER_ANSWER_EXAMPLE, TRAIN_STRIP_CHARS),
+    PromptFormat.QWEN3VL: PromptSpec(QWEN3VL_TEMPLATE, QWEN3VL_ANSWER_EXAMPLE, TRAIN_STRIP_CHARS),
 }
+
+
+def uses_answer_tags(prompt_format: str | PromptFormat) -> bool:
+    """Whether the format asks for ``<think>``/``<answer>`` tags (every format but ``qwen3vl``)."""
+    return PromptFormat.parse(prompt_format) is not PromptFormat.QWEN3VL
 
 
 def normalize_question(text: str, strip_chars: str = TRAIN_STRIP_CHARS) -> str:
@@ -132,7 +158,7 @@ def build_prompt(
 
     Args:
         query: the user's question, raw.
-        prompt_format: ``visionreasoner`` (default), ``segzero`` or ``grounding``.
+        prompt_format: ``visionreasoner`` (default), ``segzero``, ``grounding`` or ``qwen3vl``.
         strip_chars: characters stripped from both ends of the lower-cased query. ``None`` uses the
             training/inference normalisation ``"."``; pass :data:`EVAL_STRIP_CHARS` to reproduce the
             VisionReasoner evaluation scripts.

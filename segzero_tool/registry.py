@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from .errors import UnknownModelError
-from .frame import Rounding, rounding_for_format
+from .frame import CoordinateSystem, Rounding, check_coords, coords_for_format, rounding_for_format
 from .prompts import PromptFormat
 
 Kind = Literal["reasoner", "segmenter"]
@@ -33,6 +33,9 @@ class ModelEntry:
         max_new_tokens: reasoners only: the reference token budget.
         description: one line for ``segzero models``.
         registered: ``False`` for ids/folders resolved on the fly.
+        coords: reasoners only: how the model writes coordinates, ``frame`` (reasoning-frame pixels) or
+            ``relative1000`` (the 0-1000 grid); left out, the prompt format's
+            (:func:`~segzero_tool.frame.coords_for_format`). The ``coords`` setting overrides it.
     """
 
     name: str
@@ -42,6 +45,11 @@ class ModelEntry:
     max_new_tokens: int | None = None
     description: str = ""
     registered: bool = True
+    coords: CoordinateSystem | None = None
+
+    def __post_init__(self) -> None:
+        coords = coords_for_format(self.prompt_format) if self.coords is None else check_coords(self.coords)
+        object.__setattr__(self, "coords", coords)
 
     @property
     def rounding(self) -> Rounding:
@@ -61,6 +69,12 @@ _ENTRIES: tuple[ModelEntry, ...] = (
                "base Qwen2.5-VL-3B-Instruct with the grounding prompt (light preset)"),
     ModelEntry("qwen2.5-vl-7b-instruct", "reasoner", "Qwen/Qwen2.5-VL-7B-Instruct", PromptFormat.GROUNDING, 1024,
                "base Qwen2.5-VL-7B-Instruct with the grounding prompt (the papers' baseline)"),
+    ModelEntry("qwen3-vl-2b-instruct", "reasoner", "Qwen/Qwen3-VL-2B-Instruct", PromptFormat.QWEN3VL, 1024,
+               "Qwen3-VL-2B-Instruct with the qwen3vl prompt (0-1000 grid)"),
+    ModelEntry("qwen3-vl-4b-instruct", "reasoner", "Qwen/Qwen3-VL-4B-Instruct", PromptFormat.QWEN3VL, 1024,
+               "Qwen3-VL-4B-Instruct with the qwen3vl prompt (0-1000 grid)"),
+    ModelEntry("qwen3-vl-8b-instruct", "reasoner", "Qwen/Qwen3-VL-8B-Instruct", PromptFormat.QWEN3VL, 1024,
+               "Qwen3-VL-8B-Instruct with the qwen3vl prompt (0-1000 grid)"),
     ModelEntry("sam2-hiera-large", "segmenter", "facebook/sam2-hiera-large",
                description="SAM 2 large (224M), the checkpoint the papers used"),
     ModelEntry("sam2.1-hiera-tiny", "segmenter", "facebook/sam2.1-hiera-tiny", description="SAM 2.1 tiny (38.9M)"),
