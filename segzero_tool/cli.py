@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from . import __version__, cli_steer
+from . import __version__, cli_phrase, cli_steer
 from .errors import SegZeroError
 from .settings import SettingsError
 
@@ -141,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(seg)
 
     steering = cli_steer.add_parsers(sub)  # prompt, inspect, refine, select
+    cli_phrase.add_parsers(sub)  # phrase (SAM 3 concept segmentation)
 
     models = sub.add_parser("models", help="list the model registry and presets")
     models.add_argument("--json", action="store_true", help="machine-readable output")
@@ -398,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
-    handlers = {"segment": _cmd_segment, **cli_steer.COMMANDS, "models": _cmd_models, "make-tiny-models": _cmd_tiny,
+    handlers = {"segment": _cmd_segment, **cli_steer.COMMANDS, **cli_phrase.COMMANDS, "models": _cmd_models, "make-tiny-models": _cmd_tiny,
                 "serve-reasoner": _cmd_serve_reasoner, "eval": _cmd_eval}
     try:
         return handlers[args.command](args)
