@@ -39,7 +39,7 @@ def add_model_selection_options(p: argparse.ArgumentParser) -> None:
                    help="transformers (default), openai (a vLLM / OpenAI-compatible server), vllm (in-process), "
                         "or package.module:Class")
     g.add_argument("--segmenter-backend", help="transformers (default), sam2, or package.module:Class")
-    g.add_argument("--prompt-format", choices=["visionreasoner", "segzero", "grounding"],
+    g.add_argument("--prompt-format", choices=["visionreasoner", "segzero", "grounding", "qwen3vl"],
                    help="answer grammar (default: the reasoner's registry entry, else visionreasoner)")
     g.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     g.add_argument("--dtype", help="auto (default: bf16 on CUDA, fp32 on CPU), bf16, fp16 or fp32")
@@ -61,6 +61,10 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     c.add_argument("--rounding", choices=["half_up", "segzero"],
                    help="back-projection rounding (default: the prompt format's: segzero for the segzero format, "
                         "else half_up)")
+    c.add_argument("--coords", choices=["frame", "relative1000"],
+                   help="how the reasoner writes coordinates: frame (pixels of the reasoning frame) or relative1000 "
+                        "(the 0-1000 grid of Qwen3-VL) (default: the reasoner's registry entry, else the prompt "
+                        "format's: relative1000 for qwen3vl, else frame)")
 
 
 #: PipelineSettings fields set by :func:`add_remote_reasoner_options`.

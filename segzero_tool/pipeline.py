@@ -23,7 +23,16 @@ import numpy as np
 
 from .cancel import check_cancelled
 from .errors import NoReasonerError
-from .frame import DEFAULT_FRAME_SIZE, ROUNDINGS, ReasoningFrame, Rounding, rounding_for_format
+from .frame import (
+    DEFAULT_FRAME_SIZE,
+    ROUNDINGS,
+    CoordinateSystem,
+    ReasoningFrame,
+    Rounding,
+    check_coords,
+    coords_for_format,
+    rounding_for_format,
+)
 from .image_cache import DEFAULT_IMAGE_CACHE_BYTES, DecodedImageCache, check_cache_bytes
 from .images import DEFAULT_MAX_PIXELS, ImageInput, LoadedImage, load_image
 from .loading import backend_label as backend_label
@@ -31,7 +40,7 @@ from .loading import load_models, load_verifier, resolve_verifier
 from .parsing import FrameObject, ParsedOutput, ParseStatus, parse_output
 from .pipeline_steer import SteeringMethods
 from .projection import project_objects
-from .prompts import DEFAULT_MAX_QUERY_CHARS, PromptFormat, build_prompt, validate_query
+from .prompts import DEFAULT_MAX_QUERY_CHARS, PromptFormat, build_prompt, uses_answer_tags, validate_query
 from .reasoners.base import DEFAULT_MAX_NEW_TOKENS, Reasoner, ReasonerOutput, ReasonerRequest
 from .reference_parse import COMPAT_MODES, Compat, _reference_reading, check_compat
 from .result import SegmentationResult, SegmentedObject
@@ -65,9 +74,15 @@ class SegZeroPipeline(SteeringMethods):
             :meth:`segment` then raises :class:`~segzero_tool.errors.NoReasonerError`).
         segmenter: any segmenter backend, or ``None`` to return boxes and points without masks.
         prompt_format: answer grammar of the reasoner (``visionreasoner``, ``segzero``, ``grounding``).
-        frame_size: side of the square reasoning frame (840 for the released checkpoints).
+        frame_size: side of the square reasoning frame (840 for the released checkpoints); for
+            ``relative1000`` coordinates the pixel budget (``frame_size**2``) of the aspect-preserving
+            frame (:func:`~segzero_tool.frame.aspect_frame_size`).
         rounding: back-projection rounding (``half_up``: VisionReasoner; ``segzero``: Seg-Zero scripts);
             ``None`` (default) follows the prompt format of each call (:func:`~segzero_tool.frame.rounding_for_format`).
+        coords: how the reasoner writes coordinates: ``frame`` (reasoning-frame pixels) or ``relative1000``
+            (Qwen3-VL's 0-1000 grid); ``None`` (default) follows the prompt format of each call
+            (:func:`~segzero_tool.frame.coords_for_format`). It also picks the image the reasoner sees (the
+            square frame, or an aspect-preserving one).
         compat: ``repair`` (default: the lenient parser; points outside their box dropped; coordinates
             clamped) or ``reference`` (only what the reference scripts read, passed to SAM2 as they
             pass it; see :func:`project_objects` and :mod:`segzero_tool.reference_parse`).
@@ -91,6 +106,7 @@ class SegZeroPipeline(SteeringMethods):
         prompt_format: str | PromptFormat = PromptFormat.VISIONREASONER,
         frame_size: int = DEFAULT_FRAME_SIZE,
         rounding: Rounding | None = None,
+        coords: CoordinateSystem | None = None,
         compat: Compat = "repair",
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         max_objects: int = DEFAULT_MAX_OBJECTS,
@@ -114,6 +130,7 @@ class SegZeroPipeline(SteeringMethods):
         self.prompt_format = PromptFormat.parse(prompt_format)
         self.frame_size = int(frame_size)
         self.rounding: Rounding | None = rounding
+        self.coords: CoordinateSystem | None = None if coords is None else check_coords(coords)
         self.max_new_tokens = int(max_new_tokens)
         self.max_objects = int(max_objects)
         self.max_pixels = max_pixels
@@ -171,7 +188,7 @@ class SegZeroPipeline(SteeringMethods):
                 ``openai`` / ``vllm`` verifiers get ``structured_outputs="off"`` unless given: the
                 reasoner's forced answer shape is not the verifier's). Default ``None``: the reasoner.
             verifier_backend / verifier_kwargs: for a verifier given by name only.
-            **pipeline_kwargs: forwarded to the constructor (``frame_size``, ``max_objects``,
+            **pipeline_kwargs: forwarded to the constructor (``frame_size``, ``coords``, ``max_objects``,
                 ``image_cache_bytes``, ...).
 
         Raises:
@@ -195,6 +212,9 @@ class SegZeroPipeline(SteeringMethods):
             check_cache_bytes(pipeline_kwargs["image_cache_bytes"])
         budget = pipeline_kwargs.pop("max_new_tokens", None)
         rounding = pipeline_kwargs.pop("rounding", None)
+        coords = pipeline_kwargs.pop("coords", None)
+        if coords is None and prompt_format is None:
+            coords = _entry_coords(reasoner, preset)
         reasoner_obj, segmenter_obj, fmt, budget = load_models(
             reasoner, segmenter, preset=preset, reasoner_backend=reasoner_backend,
             segmenter_backend=segmenter_backend, device=device, dtype=dtype, reasoner_device=reasoner_device,
@@ -211,6 +231,7 @@ class SegZeroPipeline(SteeringMethods):
             prompt_format=fmt or PromptFormat.VISIONREASONER,
             max_new_tokens=budget or DEFAULT_MAX_NEW_TOKENS,
             rounding=rounding,
+            coords=coords,
             verifier=verifier,
             **pipeline_kwargs,
         )
@@ -224,6 +245,14 @@ class SegZeroPipeline(SteeringMethods):
             return self.rounding
         return rounding_for_format(PromptFormat.parse(prompt_format) if prompt_format is not None
                                    else self.prompt_format)
+
+    def effective_coords(self, prompt_format: str | PromptFormat | None = None) -> CoordinateSystem:
+        """The coordinate convention used for ``prompt_format`` (default: the pipeline's): the ``coords``
+        given to the constructor, else the format's (``relative1000`` for ``qwen3vl``, else ``frame``)."""
+        if self.coords is not None:
+            return self.coords
+        return coords_for_format(PromptFormat.parse(prompt_format) if prompt_format is not None
+                                 else self.prompt_format)
 
     def _require_reasoner(self) -> Reasoner:
         if self.reasoner is None:
@@ -240,7 +269,8 @@ class SegZeroPipeline(SteeringMethods):
         t0 = time.perf_counter()
         loaded = load_image(image, max_pixels=self.max_pixels, cache=self.image_cache)
         fmt = PromptFormat.parse(prompt_format) if prompt_format is not None else self.prompt_format
-        frame = ReasoningFrame(loaded.size, (self.frame_size, self.frame_size), self.effective_rounding(fmt))
+        frame = ReasoningFrame.for_image(loaded.size, self.frame_size, rounding=self.effective_rounding(fmt),
+                                         coords=self.effective_coords(fmt))
         return _Job(loaded, query, fmt, frame, _ms(t0), mode)
 
     def _request(self, job: _Job, timings: dict[str, float], max_new_tokens: int | None) -> ReasonerRequest:
@@ -254,11 +284,13 @@ class SegZeroPipeline(SteeringMethods):
                max_objects: int | None) -> tuple[ParsedOutput, list[SegmentedObject], list[str]]:
         t0 = time.perf_counter()
         cap = max_objects or self.max_objects
-        if job.compat == "reference":
+        tags = uses_answer_tags(job.prompt_format)
+        # qwen3vl has no reference scripts (and no <answer> tags): reference mode reads it leniently too
+        if job.compat == "reference" and tags:
             parsed = parse_output(output.text)
             parsed, notes = _reference_reading(parsed, output.text, job.prompt_format, job.frame, cap)
         else:
-            parsed = parse_output(output.text, max_objects=cap)
+            parsed = parse_output(output.text, max_objects=cap, answer_tags=tags)
             notes = []
         objects, issues = project_objects(parsed, job.frame, compat=job.compat)
         timings["parse"] = _ms(t0)
@@ -511,6 +543,18 @@ class SegZeroPipeline(SteeringMethods):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _entry_coords(reasoner: Any, preset: str | None) -> CoordinateSystem | None:
+    """The ``coords`` of a registered reasoner named by ``reasoner`` (or the preset's) when it differs from its
+    prompt format's (``None`` otherwise: the pipeline then follows the format of each call)."""
+    from .registry import MODELS, get_preset
+
+    name = reasoner if reasoner is not None else get_preset(preset or "default").reasoner
+    entry = MODELS.get(name.strip().lower()) if isinstance(name, str) else None
+    if entry is None or entry.kind != "reasoner" or entry.coords == coords_for_format(entry.prompt_format):
+        return None
+    return entry.coords
 
 
 __all__ = ["COMPAT_MODES", "DEFAULT_MAX_OBJECTS", "DEFAULT_VERIFY_ROUNDS", "MAX_VERIFY_ROUNDS", "RETRY_QUERY",

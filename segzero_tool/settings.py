@@ -90,6 +90,8 @@ class PipelineSettings:
     # None: the command's default ("repair" for segment and the MCP server, "reference" for eval)
     compat: str | None = None
     rounding: str | None = None  # None: the prompt format's (segzero for the Seg-Zero format, else half_up)
+    # None: the reasoner's (registry entry, else prompt format: relative1000 for qwen3vl, else frame)
+    coords: str | None = None
     frame_size: int = 840
     max_objects: int = 50
     max_new_tokens: int | None = None
@@ -144,9 +146,10 @@ class PipelineSettings:
         dtype = str(self.dtype).strip().lower().removeprefix("torch.")
         if dtype not in _DTYPE_NAMES:
             return f"dtype must be auto, bf16, fp16 or fp32, got {self.dtype!r}"
-        for name, allowed in (("prompt_format", ("visionreasoner", "segzero", "grounding")),
+        for name, allowed in (("prompt_format", ("visionreasoner", "segzero", "grounding", "qwen3vl")),
                               ("compat", ("reference", "repair")),
                               ("rounding", ("half_up", "segzero")),
+                              ("coords", ("frame", "relative1000")),
                               ("structured_outputs", ("auto", "regex", "grammar", "off")),
                               ("image_format", ("png", "jpeg"))):
             value = getattr(self, name)
@@ -340,6 +343,7 @@ class PipelineSettings:
             "prompt_format": self.prompt_format,
             "compat": self.normalised("compat") or "repair",
             "rounding": self.normalised("rounding"),
+            "coords": self.normalised("coords"),
             "frame_size": self.frame_size,
             "max_objects": self.max_objects,
             "max_pixels": self.max_pixels,

@@ -96,7 +96,8 @@ class OpenAICompatReasoner(Reasoner):
         structured_outputs: ``auto`` (default: ``regex`` when the server is vLLM, judged by
             ``owned_by`` in ``/v1/models``, else off), ``regex``, ``grammar`` or ``off``.
         answer_schema: ``auto`` (from the prompt text: Seg-Zero prompts get the single-object
-            shape), ``list`` or ``single``; only used with structured outputs.
+            shape, qwen3vl prompts the bare list), ``list``, ``single`` or ``json``; only used with
+            structured outputs.
         max_objects: bound the object count in the structured-output regex (``None``: unbounded).
         image_format: ``png`` (default, lossless) or ``jpeg`` (quality ``jpeg_quality``).
         timeout: seconds to wait for an answer (per attempt).
@@ -128,7 +129,7 @@ class OpenAICompatReasoner(Reasoner):
         api_key_env: str | None = DEFAULT_API_KEY_ENV,
         model_name: str | None = None,
         structured_outputs: StructuredMode | bool | None = "auto",
-        answer_schema: Literal["auto", "list", "single"] = "auto",
+        answer_schema: Literal["auto", "list", "single", "json"] = "auto",
         max_objects: int | None = None,
         image_format: str = "png",
         jpeg_quality: int = 95,
@@ -155,8 +156,8 @@ class OpenAICompatReasoner(Reasoner):
         #: The model name sent in requests (settled by the first ``/v1/models`` lookup).
         self.model = self._candidates[0]
         self.structured_outputs = structured_mode(structured_outputs)
-        if answer_schema not in ("auto", "list", "single"):
-            raise ReasonerConfigError(f"answer_schema must be auto, list or single, got {answer_schema!r}")
+        if answer_schema not in ("auto", "list", "single", "json"):
+            raise ReasonerConfigError(f"answer_schema must be auto, list, single or json, got {answer_schema!r}")
         self.answer_schema = answer_schema
         self.max_objects = max_objects
         fmt = str(image_format).strip().lower()

@@ -133,7 +133,7 @@ def chat_request_body(request: ReasonerRequest, image_url: str, *, model: str, m
                       kind: StructuredKind | None, answer_schema: str, max_objects: int | None,
                       extra_body: dict[str, Any]) -> dict[str, Any]:
     """The JSON body for one request (``image_url`` is the frame's ``data:`` URL; ``kind``: the
-    structured-output kind, ``None`` for none; ``answer_schema``: ``auto``, ``list`` or ``single``)."""
+    structured-output kind, ``None`` for none; ``answer_schema``: ``auto``, ``list``, ``single`` or ``json``)."""
     body: dict[str, Any] = {
         "model": model,
         "messages": [{

@@ -9,7 +9,10 @@ The think text is ``[^<]*`` (any text without ``<``), exactly what the Seg-Zero 
 extract with ``<think>([^<]+)</think>``; the answer is a JSON list (possibly empty) of objects with
 integer ``bbox_2d`` (4 numbers) and ``point_2d`` (2 numbers) in that key order, as the
 VisionReasoner training prompt writes them. The Seg-Zero variant (``single``) forces one object
-``{"bbox": [...], "points_1": [...], "points_2": [...]}``.
+``{"bbox": [...], "points_1": [...], "points_2": [...]}``. The ``json`` variant, for prompts that ask
+for no tags (the ``qwen3vl`` format: Qwen3-VL instruct models were not trained on ``<think>``), forces
+the bare list ``[{"bbox_2d": [...], "point_2d": [...]}, ...]`` with no think block, no tags and no
+fence (0-1000 grid values fit :data:`MAX_DIGITS`; the optional ``label`` is left out).
 
 Portability: the patterns use only a subset shared by Python ``re``, xgrammar (vLLM's default
 structured-output backend) and llguidance / Rust ``regex`` (its fallback): literal characters,
@@ -36,8 +39,9 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-#: Answer shapes: ``list`` = VisionReasoner / grounding (a JSON list), ``single`` = Seg-Zero (one object).
-AnswerSchema = Literal["list", "single"]
+#: Answer shapes: ``list`` = VisionReasoner / grounding (a JSON list), ``single`` = Seg-Zero (one object),
+#: ``json`` = the bare JSON list with no think block nor tags (``qwen3vl``).
+AnswerSchema = Literal["list", "single", "json"]
 #: Structured-output kinds a backend may send.
 StructuredKind = Literal["regex", "grammar"]
 
@@ -75,8 +79,9 @@ def answer_regex(schema: AnswerSchema = "list", max_objects: int | None = None) 
     """The regular expression for a whole completion.
 
     Args:
-        schema: ``list`` (VisionReasoner and grounding formats) or ``single`` (Seg-Zero).
-        max_objects: ``list`` only: at most this many objects (``None``: unbounded, the token
+        schema: ``list`` (VisionReasoner and grounding formats), ``single`` (Seg-Zero) or ``json``
+            (``qwen3vl``: the list alone, no think block and no tags).
+        max_objects: ``list`` and ``json`` only: at most this many objects (``None``: unbounded, the token
             budget bounds it). A bound makes the automaton larger; the parser caps objects anyway.
 
     Returns:
@@ -85,13 +90,15 @@ def answer_regex(schema: AnswerSchema = "list", max_objects: int | None = None) 
     """
     if schema == "single":
         answer = _SINGLE_OBJECT
-    elif schema == "list":
+    elif schema in ("list", "json"):
         if max_objects is not None and max_objects < 1:
             raise ValueError(f"max_objects must be >= 1 or None, got {max_objects}")
         more = "*" if max_objects is None else f"{{0,{max_objects - 1}}}"
         answer = f"\\[{_WS}({_LIST_OBJECT}({_WS},{_WS}{_LIST_OBJECT}){more})?{_WS}\\]"
     else:
-        raise ValueError(f"unknown answer schema {schema!r}; use 'list' or 'single'")
+        raise ValueError(f"unknown answer schema {schema!r}; use 'list', 'single' or 'json'")
+    if schema == "json":
+        return answer
     return f"{_THINK}{_WS}<answer>{_WS}{answer}{_WS}</answer>"
 
 
@@ -114,16 +121,17 @@ def answer_grammar(schema: AnswerSchema = "list") -> str:
         answer = ('"{" ws "\\"bbox\\"" ws ":" ws box ws "," ws "\\"points_1\\"" ws ":" ws point ws "," ws '
                   '"\\"points_2\\"" ws ":" ws point ws "}"')
         objects = f"answer ::= {answer}\n"
-    elif schema == "list":
+    elif schema in ("list", "json"):
         objects = (
             'answer ::= "[" ws (object (ws "," ws object)*)? ws "]"\n'
             'object ::= "{" ws "\\"bbox_2d\\"" ws ":" ws box ws "," ws "\\"point_2d\\"" ws ":" ws point ws "}"\n'
         )
     else:
-        raise ValueError(f"unknown answer schema {schema!r}; use 'list' or 'single'")
+        raise ValueError(f"unknown answer schema {schema!r}; use 'list', 'single' or 'json'")
+    root = ('root ::= answer\n' if schema == "json" else
+            'root ::= "<think>" think "</think>" ws "<answer>" ws answer ws "</answer>"\nthink ::= [^<]*\n')
     return (
-        'root ::= "<think>" think "</think>" ws "<answer>" ws answer ws "</answer>"\n'
-        "think ::= [^<]*\n"
+        root
         + objects
         + 'box ::= "[" ws int ws "," ws int ws "," ws int ws "," ws int ws "]"\n'
         'point ::= "[" ws int ws "," ws int ws "]"\n'
@@ -136,9 +144,14 @@ def schema_for_prompt(prompt: str) -> AnswerSchema:
     """Guess the answer shape from the prompt text the pipeline built.
 
     The Seg-Zero template asks for ``points_1`` / ``points_2`` (see :mod:`segzero_tool.prompts`);
-    every other format (VisionReasoner, grounding, custom prompts) expects the JSON list.
+    a prompt that asks for ``bbox_2d`` without any ``<answer>`` tag (the ``qwen3vl`` template) gets the bare
+    list (``json``); every other format (VisionReasoner, grounding, custom prompts) expects the tagged JSON list.
     """
-    return "single" if "points_1" in prompt and "points_2" in prompt else "list"
+    if "points_1" in prompt and "points_2" in prompt:
+        return "single"
+    if "bbox_2d" in prompt and "<answer>" not in prompt:
+        return "json"
+    return "list"
 
 
 def structured_outputs_field(kind: StructuredKind, schema: AnswerSchema, max_objects: int | None = None) -> dict[str, str]:

@@ -1,9 +1,14 @@
-"""Reasoner backend on Hugging Face transformers: Qwen2-VL and Qwen2.5-VL checkpoints, greedy decoding.
+"""Reasoner backend on Hugging Face transformers: Qwen2-VL, Qwen2.5-VL and Qwen3-VL checkpoints, greedy decoding.
 
 Loading follows the reference scripts (``AutoProcessor`` with left padding, the model in eval mode);
 generation follows them too: one user turn ``[image, text]`` with no system message (the chat
 template's default "You are a helpful assistant." applies), ``add_generation_prompt=True``, greedy,
 ``use_cache=True``, batches left-padded.
+
+Qwen3-VL (model type ``qwen3_vl``) loads through the same ``AutoModelForImageTextToText`` /
+``AutoProcessor`` path (``Qwen3VLForConditionalGeneration`` and ``Qwen3VLProcessor``); its chat template
+has no default system prompt, and its image processor works in 32-pixel steps (16-pixel patches merged
+2x2), which the pipeline's aspect-preserving frames for the ``qwen3vl`` format already are.
 
 torch and transformers are imported inside the methods, so importing this module is cheap.
 
@@ -37,7 +42,7 @@ _INSTALL_HINT = "pip install segzero-tool (it brings torch, torchvision and tran
 
 
 class TransformersReasoner(Reasoner):
-    """Qwen2-VL / Qwen2.5-VL reasoner running in-process with transformers.
+    """Qwen2-VL / Qwen2.5-VL / Qwen3-VL reasoner running in-process with transformers.
 
     Attributes:
         model: the ``*ForConditionalGeneration`` model, in eval mode (``None`` after :meth:`close`).
@@ -60,7 +65,7 @@ class TransformersReasoner(Reasoner):
         """Wrap an already loaded model and processor (see :meth:`from_pretrained` to load one).
 
         Args:
-            model: a Qwen2-VL / Qwen2.5-VL ``*ForConditionalGeneration`` (put in eval mode here).
+            model: a Qwen2-VL / Qwen2.5-VL / Qwen3-VL ``*ForConditionalGeneration`` (put in eval mode here).
             processor: the matching processor; its tokenizer is switched to left padding.
             model_id: hub id or folder, for results and logs.
             max_batch_size: chunk size of batched generation (>= 1).
@@ -110,7 +115,8 @@ class TransformersReasoner(Reasoner):
                 (and ``eager`` if the model cannot load with ``sdpa``); any other value is passed on.
             max_batch_size: chunk size of batched generation.
             min_pixels: lower bound on pixels per image for the image processor (``None``: the
-                checkpoint's). The reasoning frame (840x840) already lies inside Qwen's defaults.
+                checkpoint's). The reasoning frames (840x840; for Qwen3-VL aspect-preserving frames of
+                at least 65,536 pixels) already lie inside Qwen's defaults.
             max_pixels: upper bound on pixels per image (``None``: the checkpoint's).
             revision: hub branch, tag or commit.
             local_files_only: ``True`` never touches the network; ``None`` follows transformers'
@@ -362,7 +368,7 @@ def _load_errors(source: str) -> Iterator[None]:
             f"could not load reasoner {source!r} ({where}): {exc}\n"
             "No internet? Download the checkpoint elsewhere (`hf download ID`) and pass the local "
             "folder, or set HF_HUB_OFFLINE=1 to use the cache. A folder must hold config.json, the weights "
-            "and the processor files of a Qwen2-VL / Qwen2.5-VL checkpoint."
+            "and the processor files of a Qwen2-VL / Qwen2.5-VL / Qwen3-VL checkpoint."
         ) from exc
 
 

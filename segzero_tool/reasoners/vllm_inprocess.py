@@ -62,8 +62,8 @@ class VLLMReasoner(Reasoner):
         model_id: hub id or folder, for results and logs.
         structured_outputs: ``auto`` / ``regex`` (default: force the answer shape with a regex),
             ``grammar`` or ``off``.
-        answer_schema: ``auto`` (from the prompt: Seg-Zero prompts get the single object), ``list``
-            or ``single``.
+        answer_schema: ``auto`` (from the prompt: Seg-Zero prompts get the single object, qwen3vl
+            prompts the bare list), ``list``, ``single`` or ``json``.
         max_objects: bound the object count in the regex (``None``: unbounded).
     """
 
@@ -75,14 +75,14 @@ class VLLMReasoner(Reasoner):
         *,
         model_id: str | None = None,
         structured_outputs: str | bool | None = "auto",
-        answer_schema: Literal["auto", "list", "single"] = "auto",
+        answer_schema: Literal["auto", "list", "single", "json"] = "auto",
         max_objects: int | None = None,
     ) -> None:
         mode = "off" if structured_outputs in (None, False) else "regex" if structured_outputs is True else str(structured_outputs).lower()
         if mode not in ("auto", "regex", "grammar", "off"):
             raise ValueError(f"structured_outputs must be auto, regex, grammar or off, got {structured_outputs!r}")
-        if answer_schema not in ("auto", "list", "single"):
-            raise ValueError(f"answer_schema must be auto, list or single, got {answer_schema!r}")
+        if answer_schema not in ("auto", "list", "single", "json"):
+            raise ValueError(f"answer_schema must be auto, list, single or json, got {answer_schema!r}")
         self.llm = llm
         self.model_id = model_id
         self.structured_outputs = "regex" if mode == "auto" else mode
@@ -110,7 +110,7 @@ class VLLMReasoner(Reasoner):
         frame_size: int = 840,
         min_pixels: int | None = None,
         structured_outputs: str | bool | None = "auto",
-        answer_schema: Literal["auto", "list", "single"] = "auto",
+        answer_schema: Literal["auto", "list", "single", "json"] = "auto",
         max_objects: int | None = None,
         seed: int = 0,
         revision: str | None = None,
