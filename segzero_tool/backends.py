@@ -2,7 +2,9 @@
 
 Reasoner backends: ``transformers`` (in-process, the default), ``openai`` (any OpenAI-compatible
 server, vLLM first of all) and ``vllm`` (vLLM in-process, optional extra). Segmenter backends: ``transformers``
-(SAM2 via ``Sam2Model``, the default) and ``sam2`` (Meta's package, optional extra). Any other value
+(SAM2 via ``Sam2Model``, the default; a SAM 3 checkpoint given to it loads with
+:class:`~segzero_tool.segmenters.transformers_sam3.TransformersSam3Segmenter`, see
+:func:`build_backend`) and ``sam2`` (Meta's package, optional extra). Any other value
 of the form ``package.module:Class`` imports that class, which must subclass
 :class:`~segzero_tool.reasoners.base.Reasoner` or :class:`~segzero_tool.segmenters.base.Segmenter`.
 A class with a ``from_pretrained(model, **kwargs)`` classmethod is built with it, otherwise with
@@ -74,8 +76,28 @@ def resolve_segmenter_class(spec: str) -> type[Segmenter]:
     return _resolve(spec, SEGMENTER_BACKENDS, Segmenter, "segmenter")
 
 
+#: The segmenter class that stands in for the default ``transformers`` one when the model is SAM 3.
+SAM3_SEGMENTER = "segzero_tool.segmenters.transformers_sam3:TransformersSam3Segmenter"
+
+
+def _sam3_instead(cls: type, model: str | None) -> type:
+    """``TransformersSam3Segmenter`` when ``cls`` is the default ``transformers`` segmenter (SAM2) and
+    ``model`` is a SAM 3 checkpoint (the ``sam3`` registry entry's hub id, or a folder / cached hub id
+    whose ``config.json`` has a SAM 3 model type); else ``cls``."""
+    if model is None or f"{cls.__module__}:{cls.__qualname__}" != SEGMENTER_BACKENDS["transformers"]:
+        return cls
+    from .segmenters.transformers_sam3 import is_sam3_checkpoint
+
+    return import_object(SAM3_SEGMENTER) if is_sam3_checkpoint(model) else cls
+
+
 def build_backend(cls: type, model: str | None, kwargs: dict[str, Any]) -> Any:
-    """Instantiate a backend class via ``from_pretrained(model, **kwargs)`` or ``cls(**kwargs)``."""
+    """Instantiate a backend class via ``from_pretrained(model, **kwargs)`` or ``cls(**kwargs)``.
+
+    The default segmenter backend (``transformers``, SAM2) given a SAM 3 checkpoint builds
+    :class:`~segzero_tool.segmenters.transformers_sam3.TransformersSam3Segmenter` instead (same options).
+    """
+    cls = _sam3_instead(cls, model)
     factory = getattr(cls, "from_pretrained", None)
     if callable(factory) and model is not None:
         return factory(model, **kwargs)

@@ -91,6 +91,20 @@ class HubUnreachableError(ModelLoadError):
         super().__init__(" ".join((message + ".", *self.hints)))
 
 
+class GatedModelError(ModelLoadError):
+    """The model's hub repository is gated (e.g. ``facebook/sam3``) and this machine has no access to it:
+    not logged in, a token without access, or the files must come from the hub and it cannot be reached.
+    ``str()`` is one line saying where to request access and how to log in (``hf auth login`` or
+    ``HF_TOKEN``). Same exit code as :class:`ModelLoadError` (7).
+    """
+
+    def __init__(self, message: str, *, model_id: str) -> None:
+        self.model_id = model_id
+        #: The page where access is requested.
+        self.access_url = f"https://huggingface.co/{model_id}"
+        super().__init__(message)
+
+
 class PromptError(SegZeroError, ValueError):
     """Bad input to a steering call (:mod:`segzero_tool.steer`): prompt objects (a box or point that is
     not numbers, lies wholly outside the image, a negative point with no positive prompt, too many

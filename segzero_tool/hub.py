@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
-from .errors import HubUnreachableError, ModelLoadError
+from .errors import GatedModelError, HubUnreachableError, ModelLoadError
 
 logger = logging.getLogger(__name__)
 
@@ -258,6 +258,57 @@ def check_hub_access(
         f"cannot download {what} {source!r}: the Hugging Face Hub at {hub_endpoint()} is unreachable "
         f"({reason}) and the model is not in the local cache ({hub_cache_dir()})",
         model_id=source,
+    )
+
+
+def _gated_advice(model_id: str) -> str:
+    return (f"request access at https://huggingface.co/{model_id} and log in with `hf auth login` (or set "
+            "HF_TOKEN to a token of the account that has access)")
+
+
+def gated_error(exc: BaseException, model_id: str, *, what: str, known_gated: bool = False) -> GatedModelError | None:
+    """The one-line :class:`GatedModelError` for a load that failed because the hub refused a gated
+    repository, else ``None``.
+
+    ``exc`` and every exception it was raised from are looked at (transformers wraps huggingface_hub's
+    errors in ``OSError``): a ``GatedRepoError`` always counts; with ``known_gated`` (the caller knows
+    ``model_id`` is gated, e.g. ``facebook/sam3``) so does any other 401 / 403 ``HfHubHTTPError`` and
+    transformers' "gated repo" message.
+    """
+    try:
+        from huggingface_hub.errors import GatedRepoError, HfHubHTTPError
+    except ImportError:  # pragma: no cover - huggingface_hub comes with transformers
+        return None
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not e for e in chain):
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    http = [e for e in chain if isinstance(e, HfHubHTTPError)]
+    status = getattr(getattr(http[0], "response", None), "status_code", None) if http else None
+    refused = any(isinstance(e, GatedRepoError) for e in chain) or (known_gated and (
+        status in (401, 403) or any("gated repo" in str(e).lower() for e in chain)))
+    if not refused:
+        return None
+    reason = ("this machine is not logged in" if status == 401
+              else "the token in use has no access to it" if status == 403 else "access was refused")
+    code = f" (HTTP {status})" if status in (401, 403) else ""
+    return GatedModelError(
+        f"{what} {model_id!r} is a gated model on the Hugging Face Hub and {reason}{code}: {_gated_advice(model_id)}",
+        model_id=model_id,
+    )
+
+
+def gated_unavailable_error(message: str, model_id: str, *, what: str) -> GatedModelError:
+    """One line for a gated model whose files must come from the hub when they cannot (the hub is
+    unreachable, ``HF_HUB_OFFLINE`` or ``local_files_only`` is set) and are not cached: ``message``
+    (what happened, e.g. a :class:`HubUnreachableError`'s ``message``), how to get access, and how to
+    bring the files here."""
+    return GatedModelError(
+        f"{' '.join(message.split())}; {what} {model_id!r} is a gated model: {_gated_advice(model_id)}, "
+        f"then download it where the hub is reachable (`hf download {model_id} --local-dir DIR`) and pass "
+        "the folder",
+        model_id=model_id,
     )
 
 
