@@ -4,6 +4,8 @@
   (``agents/tool.py``; needs the ``langchain`` extra);
 * :func:`make_steering_tools`: ``segment_by_prompts``, ``refine_object``, ``inspect_result`` and
   ``select_objects`` sharing one store of live results with ``segment_by_reasoning`` (``agents/steering.py``);
+* :func:`make_phrase_tool` (``segment_phrase``): every instance of a noun phrase with SAM 3, in the same
+  store (``agents/phrase.py``);
 * :func:`object_geometry` and friends: grasp point, orientation, box, area and 3-D point of a mask
   (``agents/geometry.py``; numpy and OpenCV only).
 
@@ -26,6 +28,8 @@ _EXPORTS: dict[str, str] = {
     "SelectObjectsTool": "steering",
     "make_steering_tools": "steering",
     "new_result_store": "steering",
+    "SegmentPhraseTool": "phrase",
+    "make_phrase_tool": "phrase",
     "Intrinsics": "geometry",
     "ObjectGeometry": "geometry",
     "object_geometry": "geometry",

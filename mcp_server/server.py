@@ -57,6 +57,7 @@ from .models import (
     VerifyArg,
     VerifyRoundsArg,
 )
+from .phrase_tool import PHRASE_INSTRUCTIONS, add_phrase_tool
 from .results import Encoded, image_b64
 from .service import STAGES, SegZeroService, tool_error_message
 from .settings import ServerSettings
@@ -113,6 +114,7 @@ def create_server(settings: ServerSettings | None = None, *, pipeline: "SegZeroP
         yield {}
 
     instructions = INSTRUCTIONS + STEERING_INSTRUCTIONS if svc.has_reasoner else INSTRUCTIONS_NO_REASONER
+    instructions += PHRASE_INSTRUCTIONS if svc.concept is not None else ""
     server = compat.new_server(
         "segzero", instructions=instructions, lifespan=lifespan, log_level=settings.log_level, version=__version__,
         host=settings.host, port=settings.port, path=settings.path, transport_security=transport_security(settings),
@@ -149,6 +151,7 @@ def create_server(settings: ServerSettings | None = None, *, pipeline: "SegZeroP
                                                idempotentHint=False, openWorldHint=settings.allow_urls),
         )(segment_by_reasoning)
     _add_steering_tools(server, svc, settings)
+    add_phrase_tool(server, svc, settings)  # segment_phrase, when a concept model is configured
     _add_resources(server, svc)
     compat.set_server_version(server, __version__)
     compat.resource_not_found_as_invalid_params(server, ResultNotFound)

@@ -46,6 +46,7 @@ from segzero_tool.prompts import validate_query
 
 from .calls import STAGES, CallProgress, Gate, ProgressFn, ServerBusy, gated_call, run_in_thread
 from .loader import ModelLoader, ModelLoadFailed
+from .phrase_tool import ConceptModel, concept_enabled
 from .results import Encoded, encode_png, encode_result
 from .security import InputRejected, load_source
 from .settings import ServerSettings
@@ -94,7 +95,7 @@ class SegZeroService:
     progress_interval_s = 2.0
 
     def __init__(self, settings: ServerSettings, pipeline: SegZeroPipeline | None = None, *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, concept: Any = None) -> None:
         self.settings = settings
         self.policy = settings.input_policy()
         self.store = ResultStore(max_results=settings.max_results, max_bytes=settings.max_store_bytes)
@@ -111,6 +112,9 @@ class SegZeroService:
             self.loader = ModelLoader.ready_with(pipeline, describe)
         else:
             self.loader = ModelLoader(self._build, describe)
+        #: The concept model of ``segment_phrase`` (:mod:`.phrase_tool`; ``None``: the tool is not served).
+        self.concept = ConceptModel(settings, concept) if concept is not None or concept_enabled(
+            settings.concept_model) else None
 
     # --- models --------------------------------------------------------------------------------
 
@@ -124,6 +128,8 @@ class SegZeroService:
 
     def start_loading(self) -> bool:
         """Start loading the models in the background (returns at once)."""
+        if self.concept is not None:
+            self.concept.start()
         return self.loader.start()
 
     def load(self) -> SegZeroPipeline:
@@ -132,6 +138,8 @@ class SegZeroService:
 
     def close(self) -> None:
         self.store.close()
+        if self.concept is not None:
+            self.concept.close()
         pipe = self.loader.value
         if pipe is not None:
             pipe.close()
@@ -167,11 +175,13 @@ class SegZeroService:
             "tools": self.tool_names(), "results": self.store.stats(), "live_results": self.live.stats(),
             "image_cache": cache.stats() if cache is not None else None,
             "uptime_seconds": round(time.time() - self.started_at, 1),
+            **({"concept_model": self.concept.status()} if self.concept is not None else {}),
         }
 
     def tool_names(self) -> list[str]:
         """The tools this server lists."""
-        return (["segment_by_reasoning"] if self.has_reasoner else []) + list(STEERING_TOOLS)
+        return ((["segment_by_reasoning"] if self.has_reasoner else []) + list(STEERING_TOOLS)
+                + (["segment_phrase"] if self.concept is not None else []))
 
     # --- resources -----------------------------------------------------------------------------
 

@@ -80,6 +80,7 @@ ENV_NAMES: dict[str, str] = {
     "overlay_max_bytes": "SEGZERO_MCP_OVERLAY_MAX_BYTES",
     "max_objects": "SEGZERO_MCP_MAX_OBJECTS",
     "lazy": "SEGZERO_MCP_LAZY",
+    "concept_model": "SEGZERO_MCP_CONCEPT_MODEL",
     "log_level": "SEGZERO_MCP_LOG_LEVEL",
 }
 _TRUE = frozenset({"1", "true", "yes", "on", "y", "t"})
@@ -185,6 +186,8 @@ class ServerSettings:
         overlay_max_bytes: largest overlay picture returned inline.
         max_objects: most objects per answer (copied into ``pipeline``).
         lazy: load the models on the first call instead of at start.
+        concept_model: the SAM 3 concept model of the ``segment_phrase`` tool (``sam3`` = ``facebook/sam3``,
+            a hub id or a folder); ``none`` (default): the tool is not served (SAM 3 is gated on the hub).
         log_level: ``DEBUG``, ``INFO``, ``WARNING``, ``ERROR`` or ``CRITICAL``.
     """
 
@@ -220,6 +223,7 @@ class ServerSettings:
     max_objects: int = 50
     lazy: bool = False
     log_level: str = "INFO"
+    concept_model: str = "none"
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -255,6 +259,8 @@ class ServerSettings:
         if level not in _LOG_LEVELS:
             raise SettingsError(f"log level must be one of {', '.join(_LOG_LEVELS)}, got {self.log_level!r}")
         set_(self, "log_level", level)
+        concept = str(self.concept_model).strip()
+        set_(self, "concept_model", "none" if concept.lower() in ("", "none", "off", "no", "false", "0") else concept)
         if self.max_result_bytes < 64 * 1024:
             raise SettingsError(f"max-result-bytes must be at least 64KiB (65536), got {self.max_result_bytes}")
         if self.pipeline.max_pixels != self.max_pixels or self.pipeline.max_objects != self.max_objects:
@@ -368,7 +374,7 @@ class ServerSettings:
             updates["transport"] = args.transport
         for name in ("host", "port", "path", "health_path", "url_timeout_s", "max_redirects", "max_pixels", "max_concurrency",
                      "max_queue", "max_results", "overlay_max_side", "max_objects", "allow_urls", "live_results", "live_ttl_s",
-                     "allow_private_urls", "lazy", "resource_links", "log_level", *_BYTE_FIELDS):
+                     "allow_private_urls", "lazy", "resource_links", "log_level", "concept_model", *_BYTE_FIELDS):
             value = getattr(args, name)
             if value is not None:
                 updates[name] = value
@@ -508,6 +514,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_verifier_options(p.add_argument_group(
         "self-check verifier (segment_by_reasoning with verify=true; SEGZERO_VERIFIER, ...)"))
 
+    c = p.add_argument_group("concept segmentation (the segment_phrase tool)")
+    c.add_argument("--concept-model", nargs="?", const="sam3", metavar="MODEL",
+                   help="serve segment_phrase (every instance of a noun phrase) with this SAM 3 model: sam3 (= "
+                        "facebook/sam3, gated: request access and `hf auth login` first; the value when the flag "
+                        "is given alone), a hub id or a local folder; none (default) does not serve it. Loads in "
+                        "the background with the other models (env SEGZERO_MCP_CONCEPT_MODEL)")
     o = p.add_argument_group("other")
     o.add_argument("--lazy", action=argparse.BooleanOptionalAction, default=None,
                    help="load the models on the first call instead of at start")
