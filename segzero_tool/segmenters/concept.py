@@ -13,8 +13,9 @@ there). Only the kept instances' masks are upsampled to the image size (in chunk
 on a large image does not allocate 200 full-size float masks.
 
 SAM 3's weights (``facebook/sam3``) are gated on the Hugging Face Hub: a load without access raises
-:class:`GatedModelError` (a :class:`~segzero_tool.errors.ModelLoadError`, exit code 7) whose one-line
-message says how to request access and log in.
+:class:`~segzero_tool.errors.GatedModelError` (a ``ModelLoadError``, exit code 7; built by
+:func:`segzero_tool.hub.gated_error`, shared with the SAM 3 tracker backend) whose one-line message says how
+to request access and log in.
 
 Nothing heavy is imported at module import time.
 """
@@ -29,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import MissingDependencyError, ModelLoadError, PromptError
+from ..errors import GatedModelError, HubUnreachableError, MissingDependencyError, ModelLoadError, PromptError
 
 logger = logging.getLogger(__name__)
 
@@ -41,11 +42,8 @@ CONCEPT_MODEL_ALIASES = {"sam3": DEFAULT_CONCEPT_MODEL}
 SAM3_TEXT_TOKENS = 32
 #: Instances whose masks are upsampled to the image size at once.
 _MASK_CHUNK = 16
-
-
-class GatedModelError(ModelLoadError):
-    """The model's hub repository is gated and this machine has no access (not logged in, or access not
-    granted yet). The message says where to request access and how to log in."""
+#: How messages name the model.
+_WHAT = "SAM 3 concept model"
 
 
 @dataclass(frozen=True)
@@ -69,28 +67,19 @@ def resolve_concept_model(name: str | Path) -> str:
     return CONCEPT_MODEL_ALIASES.get(text.lower(), text)
 
 
+def _known_gated(model_id: str) -> bool:
+    from .transformers_sam3 import GATED_MODEL_IDS
+
+    return model_id.strip().lower() in GATED_MODEL_IDS
+
+
 def gated_access_error(exc: BaseException, model_id: str) -> GatedModelError | None:
-    """A :class:`GatedModelError` when ``exc`` (or what caused it) is the hub refusing a gated repository;
-    ``None`` otherwise. transformers wraps huggingface_hub's ``GatedRepoError`` in an ``OSError``."""
-    try:
-        from huggingface_hub.errors import GatedRepoError
-    except ImportError:  # pragma: no cover - very old huggingface_hub
-        GatedRepoError = ()  # type: ignore[assignment,misc]  # noqa: N806
-    seen: set[int] = set()
-    cause: BaseException | None = exc
-    gated = False
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
-        if (GatedRepoError and isinstance(cause, GatedRepoError)) or "gated repo" in str(cause).lower():
-            gated = True
-            break
-        cause = cause.__cause__ or cause.__context__
-    if not gated:
-        return None
-    return GatedModelError(
-        f"{model_id} is gated on the Hugging Face Hub and this machine has no access to it: request access at "
-        f"https://huggingface.co/{model_id} (approval can take a while), then log in with `hf auth login` "
-        "(or set HF_TOKEN) and run again; or pass a local folder holding the model")
+    """The one-line :class:`~segzero_tool.errors.GatedModelError` when ``exc`` (or what caused it) is the
+    hub refusing a gated repository, else ``None`` (:func:`segzero_tool.hub.gated_error`; transformers
+    wraps huggingface_hub's ``GatedRepoError`` in an ``OSError``)."""
+    from ..hub import gated_error
+
+    return gated_error(exc, model_id, what=_WHAT, known_gated=_known_gated(model_id))
 
 
 class ConceptSegmenter:
@@ -171,13 +160,19 @@ class Sam3ConceptSegmenter(ConceptSegmenter):
             MissingDependencyError: transformers without SAM 3 (needs >= 5.0).
         """
         from ..devices import resolve_device, resolve_dtype
-        from ..hub import check_hub_access, files_only, progress_bars
+        from ..hub import check_hub_access, files_only, gated_unavailable_error, in_hub_cache, progress_bars
 
         source = resolve_concept_model(model_id_or_path)
         folder = _local_folder(source)
+        gated = folder is None and _known_gated(source)
         if folder is None:  # a hub id with the hub unreachable: the cached copy, or one clear error in seconds
-            local_files_only = check_hub_access(source, what="concept model", revision=revision,
-                                                local_files_only=local_files_only)
+            try:
+                local_files_only = check_hub_access(source, what=_WHAT, revision=revision,
+                                                    local_files_only=local_files_only)
+            except HubUnreachableError as exc:
+                if gated:  # say how to get access as well as how to bring the files here
+                    raise gated_unavailable_error(exc.message, source, what=_WHAT) from exc
+                raise
         dev = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, dev)
         try:
@@ -199,11 +194,14 @@ class Sam3ConceptSegmenter(ConceptSegmenter):
         except ImportError as exc:
             raise MissingDependencyError(f"loading the SAM 3 processor needs an optional package: {exc}") from exc
         except Exception as exc:  # transformers / huggingface_hub raise many kinds; each becomes one typed error
-            gated = gated_access_error(exc, source)
-            if gated is not None:
-                raise gated from exc
+            refused = gated_access_error(exc, source) if folder is None else None
+            if refused is not None:
+                raise refused from exc
             if not isinstance(exc, (OSError, ValueError, RuntimeError, KeyError, TypeError)):
                 raise
+            if gated and isinstance(exc, OSError) and not in_hub_cache(source, revision=revision):
+                raise gated_unavailable_error(f"{_WHAT} {source!r} could not be loaded from the local Hugging Face "
+                                              f"cache ({type(exc).__name__})", source, what=_WHAT) from exc
             hint = ("the folder must hold a transformers SAM 3 checkpoint (config.json, model.safetensors, "
                     "processor_config.json, tokenizer files)" if folder is not None else
                     f"check the id and your network, or download it first (`hf download {source} --local-dir DIR`) "
