@@ -1,12 +1,15 @@
-"""SAM2 speed through the project's segmenter: image encoder, mask decoder and the embedding cache.
+"""SAM2 and SAM 3 speed through the project's segmenters: image encoder, mask decoder and the embedding cache.
 
 For each architecture (``hiera-tiny``, ``hiera-large``: the published SAM 2.1 image-encoder
 hyper-parameters from ``segzero_tool.testing.tiny_sam2.sam2_config``) a ``Sam2Model`` is built with
 random weights (the cost does not depend on the weights), wrapped in
-``TransformersSam2Segmenter`` and timed on one 1280x720 RGB image with random content:
+``TransformersSam2Segmenter``; for ``sam3`` a ``Sam3TrackerModel`` of the released ``facebook/sam3``
+tracker architecture (``segzero_tool.testing.tiny_sam3.sam3_tracker_config("real")``: a 32-layer
+ViT-L-sized encoder on 1008² inputs) with random weights, wrapped in ``TransformersSam3Segmenter``.
+Each is timed on one 1280x720 RGB image with random content:
 
 * ``encoder_ms``: ``segmenter.encode(image)`` with the cache cleared before each call (content
-  hash + ``Sam2Processor`` resize/normalise to 1024² + ``get_image_embeddings``);
+  hash + the processor's resize/normalise to 1024² (SAM 3: 1008²) + ``get_image_embeddings``);
 * ``decoder_ms_1`` / ``decoder_ms_4``: ``segmenter.decode(embedding, prompts)`` for 1 and 4 objects,
   each a box plus one positive point (4 such objects are one decoder batch); includes choosing the
   best of the 3 candidate masks and resizing it to 1280x720;
@@ -23,16 +26,19 @@ mask to 1280x720 and thresholding).
 
 Usage::
 
-    python benchmarks/sam2_speed.py                       # CPU, float32, both archs
+    python benchmarks/sam2_speed.py                       # CPU, float32, hiera-tiny, hiera-large, sam3
     python benchmarks/sam2_speed.py --device cuda [--dtype bf16]
     python benchmarks/sam2_speed.py --archs hiera-tiny --encoder-repeat 3
+    python benchmarks/sam2_speed.py --archs sam3 --sam3-encoder-repeat 2
 
 Writes ``results/sam2_cpu.{json,md}`` on CPU and ``results/sam2_cuda.{json,md}`` on CUDA (the
 dtype is recorded in both). ``overhead.py`` reads ``archs["hiera-large"]["encoder_ms"]`` and
 ``["decoder_ms_per_object"]`` from ``sam2_cpu.json``.
 
-Repeat counts are chosen so that both archs finish in about 2 minutes on 2 CPU cores (the
-hiera-large encoder alone takes ~14 s there).
+Repeat counts are chosen so that the SAM2 archs finish in about 2 minutes on 2 CPU cores (the
+hiera-large encoder alone takes ~14 s there). SAM 3's encoder is several times slower on a CPU, so on
+CPU its encoder and cold-segment timings default to one call each after the warm-up
+(``--sam3-encoder-repeat``; on CUDA it follows ``--encoder-repeat``).
 """
 
 from __future__ import annotations
@@ -53,6 +59,9 @@ from segzero_tool.segmenters.base import ObjectPrompt, image_key  # noqa: E402
 from segzero_tool.segmenters.transformers_sam2 import TransformersSam2Segmenter  # noqa: E402
 from segzero_tool.testing.tiny_sam2 import sam2_config, sam2_processor  # noqa: E402
 
+#: The SAM 3 tracker's name in ``--archs``.
+SAM3 = "sam3"
+
 WIDTH, HEIGHT = 1280, 720
 DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
 
@@ -71,15 +80,27 @@ def _prompts(n: int, shift: int = 0) -> list[ObjectPrompt]:
 def _build(arch: str, device: str, dtype: Any) -> tuple[TransformersSam2Segmenter, float, float]:
     """Random-weight model on ``device``; returns (segmenter, params in millions, build seconds)."""
     import torch
-    from transformers import Sam2Model
 
     t0 = time.perf_counter()
-    config = sam2_config(arch)
     torch.manual_seed(0)
-    model = Sam2Model(config).to(device=device, dtype=dtype).eval()
-    processor = sam2_processor(config.prompt_encoder_config.image_size)
+    segmenter: TransformersSam2Segmenter
+    if arch == SAM3:
+        from transformers import Sam3TrackerModel
+
+        from segzero_tool.segmenters.transformers_sam3 import TransformersSam3Segmenter
+        from segzero_tool.testing.tiny_sam3 import sam3_tracker_config, sam3_tracker_processor
+
+        config = sam3_tracker_config("real")
+        model = Sam3TrackerModel(config).to(device=device, dtype=dtype).eval()
+        segmenter = TransformersSam3Segmenter(model, sam3_tracker_processor(config), device=device)
+    else:
+        from transformers import Sam2Model
+
+        config = sam2_config(arch)
+        model = Sam2Model(config).to(device=device, dtype=dtype).eval()
+        processor = sam2_processor(config.prompt_encoder_config.image_size)
+        segmenter = TransformersSam2Segmenter(model, processor, device=device)
     params_m = sum(p.numel() for p in model.parameters()) / 1e6
-    segmenter = TransformersSam2Segmenter(model, processor, device=device)
     return segmenter, params_m, time.perf_counter() - t0
 
 
@@ -97,6 +118,8 @@ def _bench_arch(arch: str, args: argparse.Namespace, dtype: Any) -> dict[str, An
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, size=(HEIGHT, WIDTH, 3), dtype=np.uint8)
     enc_rep, dec_rep = args.encoder_repeat, args.decoder_repeat
+    if arch == SAM3:
+        enc_rep = args.sam3_encoder_repeat or (args.encoder_repeat if cuda else 1)
 
     # Encoder: cache cleared before every call, so each call runs the vision encoder.
     def encode_cold():
@@ -123,8 +146,8 @@ def _bench_arch(arch: str, args: argparse.Namespace, dtype: Any) -> dict[str, An
     one, four = _prompts(1), _prompts(4)
     dec1 = timeit(lambda: seg.decode(embedding, one), repeat=dec_rep, warmup=1)
     dec4 = timeit(lambda: seg.decode(embedding, four), repeat=dec_rep, warmup=1)
-    size = seg.image_size
-    low_res = torch.zeros((1, 1, size // 4, size // 4), dtype=torch.float32, device=args.device)
+    side = seg.low_res_size  # S/4 for SAM2 (256), 4 x the 72-patch grid for SAM 3 (288)
+    low_res = torch.zeros((1, 1, side, side), dtype=torch.float32, device=args.device)
 
     def postprocess():
         seg.processor.post_process_masks([low_res], [[HEIGHT, WIDTH]], mask_threshold=0.0, binarize=True)[0].cpu()
@@ -153,6 +176,9 @@ def _bench_arch(arch: str, args: argparse.Namespace, dtype: Any) -> dict[str, An
           f"({speedup:.0f}x)", flush=True)
     seg.close()
     return {
+        "model": type(seg.model).__name__,
+        "input_side": seg.image_size,
+        "encoder_repeat": enc_rep,
         "params_m": round(params_m, 1),
         "encoder_ms": encoder["median_ms"],
         "decoder_ms_per_object": dec4["median_ms"] / 4,
@@ -173,10 +199,13 @@ def _bench_arch(arch: str, args: argparse.Namespace, dtype: Any) -> dict[str, An
 def _markdown(archs: dict[str, dict[str, Any]], args: argparse.Namespace, threads: int, total_s: float) -> str:
     names = list(archs)
     rows = [
-        ("parameters (image-only `Sam2Model`)", lambda r: f"{r['params_m']:.1f} M"),
+        ("model (random weights)", lambda r: f"`{r.get('model', 'Sam2Model')}`"),
+        ("parameters (image-only model)", lambda r: f"{r['params_m']:.1f} M"),
         ("encoder per image (`encode`, cache cleared)", lambda r: f"{r['encoder_ms']:.0f}"),
+        ("  timed encoder calls (after 1 warm-up)", lambda r: f"{r.get('encoder_repeat', args.encoder_repeat)}"),
         ("  of which content hash", lambda r: f"{r['hash_ms']:.1f}"),
-        ("  of which resize/normalise to 1024²", lambda r: f"{r['preprocess_ms']:.1f}"),
+        ("  of which resize/normalise to the input side",
+         lambda r: f"{r['preprocess_ms']:.1f} ({r.get('input_side', 1024)}²)"),
         ("decoder, 1 object (`decode`)", lambda r: f"{r['decoder_ms_1']:.1f}"),
         ("decoder, 4 objects in one batch", lambda r: f"{r['decoder_ms_4']:.1f}"),
         ("**decoder per object** (4-object batch / 4)", lambda r: f"**{r['decoder_ms_per_object']:.1f}**"),
@@ -191,23 +220,26 @@ def _markdown(archs: dict[str, dict[str, Any]], args: argparse.Namespace, thread
         lines.append(f"| {label} | " + " | ".join(fmt(archs[n]) for n in names) + " |")
     dev = "CUDA" if args.device.startswith("cuda") else "CPU"
     return (
-        f"# SAM2 speed on {dev} ({args.dtype}, {threads} torch threads; random weights)\n\n"
-        f"Image 1280x720 RGB; prompts = box + 1 positive point per object; encoder medians of "
-        f"{args.encoder_repeat} (after 1 warm-up), decoder / cached medians of {args.decoder_repeat}. "
+        f"# SAM2 / SAM 3 speed on {dev} ({args.dtype}, {threads} torch threads; random weights)\n\n"
+        f"Image 1280x720 RGB; prompts = box + 1 positive point per object; encoder medians of the timed "
+        f"calls in the table (after 1 warm-up), decoder / cached medians of {args.decoder_repeat}. "
         f"Whole run {total_s:.0f} s.\n\n" + "\n".join(lines) + "\n"
     )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--archs", default="hiera-tiny,hiera-large",
-                    help="comma-separated sam2_config architectures (default: hiera-tiny,hiera-large)")
+    ap.add_argument("--archs", default="hiera-tiny,hiera-large,sam3",
+                    help="comma-separated sam2_config architectures and/or 'sam3' (the released SAM 3 tracker) "
+                         "(default: hiera-tiny,hiera-large,sam3)")
     ap.add_argument("--device", default="cpu", help="cpu (default) or cuda / cuda:N")
     ap.add_argument("--dtype", choices=sorted(DTYPES), default="fp32",
                     help="weights dtype (default fp32; bf16 only on CUDA)")
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="torch CPU threads (default: all cores)")
     ap.add_argument("--encoder-repeat", type=int, default=2,
                     help="timed encoder / cold-segment calls per arch (default 2, plus 1 warm-up)")
+    ap.add_argument("--sam3-encoder-repeat", type=int, default=None,
+                    help="timed encoder / cold-segment calls for sam3 (default: 1 on CPU, --encoder-repeat on CUDA)")
     ap.add_argument("--decoder-repeat", type=int, default=10, help="timed decoder / cached calls (default 10)")
     args = ap.parse_args()
 
