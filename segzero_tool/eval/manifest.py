@@ -27,12 +27,12 @@ QuestionNormalisation = Literal["eval", "train"]
 CHECKED_KEYS = (
     "dataset.kind", "dataset.location", "dataset.split", "dataset.ignore_as_foreground",
     "models.reasoner", "models.reasoner_backend", "models.segmenter", "models.segmenter_backend",
-    "prompt_format", "question_strip", "frame_size", "rounding", "compat", "max_new_tokens", "max_objects",
+    "prompt_format", "question_strip", "frame_size", "coords", "rounding", "compat", "max_new_tokens", "max_objects",
 )
 
 #: The value of a checked key in a manifest written before the key existed (runs before the
 #: compatibility modes parsed leniently: repair mode).
-OLD_DEFAULTS: dict[str, Any] = {"compat": "repair"}
+OLD_DEFAULTS: dict[str, Any] = {"compat": "repair", "coords": "frame"}
 
 COMPAT_CONVENTIONS: dict[str, str] = {
     "reference": "reference (only answers the reference scripts can read are scored, as they read them; "
@@ -98,6 +98,9 @@ def build_manifest(pipeline: Any, dataset: EvalDataset, *, limit: int | None, em
         "question_normalisation": question_normalisation,
         "question_strip": question_strip_chars(fmt, question_normalisation),
         "frame_size": [pipeline.frame_size, pipeline.frame_size],
+        # frame: answers in pixels of that square; relative1000: on the 0-1000 grid (the frame size then caps
+        # the pixels the model sees, aspect kept)
+        "coords": pipeline.effective_coords() if hasattr(pipeline, "effective_coords") else "frame",
         "rounding": pipeline.effective_rounding() if hasattr(pipeline, "effective_rounding") else pipeline.rounding,
         "compat": compat,
         "max_new_tokens": pipeline.max_new_tokens,

@@ -337,3 +337,14 @@ def test_a_resume_with_another_compat_is_refused_unless_forced(tmp_path, synthet
     assert again.computed == 0 and again.resumed == 3
     with pytest.raises(EvalRunError, match="compat: 'repair' then, 'reference' now"):
         run_evaluation(_box_pipe(synthetic), jsonl_ds, run, progress=False)
+
+
+def test_the_manifest_records_the_coordinate_convention():
+    """A run answered on the 0-1000 grid cannot be resumed as a frame-pixel run (or the reverse); a manifest
+    written before `coords` existed counts as `frame`."""
+    from segzero_tool.eval.manifest import manifest_differences
+
+    old = {"prompt_format": "grounding", "frame_size": [840, 840]}
+    assert manifest_differences(old, {"coords": "frame"}) == []
+    assert manifest_differences(old, {"coords": "relative1000"}) == ["coords: 'frame' then, 'relative1000' now"]
+    assert manifest_differences({"coords": "relative1000"}, {"coords": "relative1000"}) == []
