@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from segzero_tool.testing.qwen_configs import qwen2_5_vl_config
 from segzero_tool.training import train as train_mod
 from segzero_tool.training.dry_run import detect_strategy
 
@@ -14,15 +15,8 @@ from segzero_tool.training.dry_run import detect_strategy
 @pytest.fixture(scope="module")
 def qwen_3b_config(tmp_path_factory):
     """A folder holding only Qwen2.5-VL-3B-Instruct's config.json (its published dimensions; no weights)."""
-    from transformers.models.qwen2_5_vl import Qwen2_5_VLConfig
-
-    vision = {"depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16, "patch_size": 14,
-              "spatial_merge_size": 2, "window_size": 112, "fullatt_block_indexes": [7, 15, 23, 31],
-              "out_hidden_size": 2048, "temporal_patch_size": 2}
-    text = {"hidden_size": 2048, "num_hidden_layers": 36, "num_attention_heads": 16, "num_key_value_heads": 2,
-            "intermediate_size": 11008, "vocab_size": 151936, "tie_word_embeddings": True}
     folder = tmp_path_factory.mktemp("qwen-3b-config")
-    Qwen2_5_VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=True).save_pretrained(folder)
+    qwen2_5_vl_config("3b").save_pretrained(folder)
     return folder
 
 

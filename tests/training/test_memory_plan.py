@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from segzero_tool.testing.qwen_configs import PARAMETER_COUNTS, qwen2_5_vl_config
 from segzero_tool.training.memory_plan import (
     FRAGMENTATION,
     GIB,
@@ -15,11 +16,21 @@ from segzero_tool.training.memory_plan import (
     estimate_memory,
 )
 
-# Qwen2.5-VL-3B-Instruct and -7B-Instruct (their config.json; parameter counts from a meta build of each config)
-QWEN_3B = ModelDims(params=3_754_622_976, hidden=2048, layers=36, heads=16, kv_heads=2, intermediate=11008,
-                    vocab=151936, vision_hidden=1280, vision_intermediate=3420, patch_size=14, spatial_merge_size=2)
-QWEN_7B = ModelDims(params=8_292_166_656, hidden=3584, layers=28, heads=28, kv_heads=4, intermediate=18944,
-                    vocab=152064, vision_hidden=1280, vision_intermediate=3420, patch_size=14, spatial_merge_size=2)
+# Qwen2.5-VL-3B-Instruct and -7B-Instruct: their published config.json (segzero_tool.testing.qwen_configs); the
+# parameter counts are those of a meta build of each config (test_published_parameter_counts)
+QWEN_3B = dims_from_config(qwen2_5_vl_config("3b"), params=PARAMETER_COUNTS["3b"])
+QWEN_7B = dims_from_config(qwen2_5_vl_config("7b"), params=PARAMETER_COUNTS["7b"])
+
+
+def test_published_dimensions_and_parameter_counts():
+    assert QWEN_3B == ModelDims(params=3_754_622_976, hidden=2048, layers=36, heads=16, kv_heads=2,
+                                intermediate=11008, vocab=151936, vision_hidden=1280, vision_intermediate=3420,
+                                patch_size=14, spatial_merge_size=2)
+    assert QWEN_7B == ModelDims(params=8_292_166_656, hidden=3584, layers=28, heads=28, kv_heads=4,
+                                intermediate=18944, vocab=152064, vision_hidden=1280, vision_intermediate=3420,
+                                patch_size=14, spatial_merge_size=2)
+    for size in ("3b", "7b"):  # meta device: no memory
+        assert count_parameters(qwen2_5_vl_config(size)) == PARAMETER_COUNTS[size]
 
 
 def _term(estimate, name):

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from segzero_tool.testing.qwen_configs import SIZES, qwen2_5_vl_config
 from segzero_tool.training import memory_plan
 from segzero_tool.training import train as train_mod
 
@@ -19,28 +20,14 @@ REPO = Path(__file__).resolve().parents[2]
 ACCELERATE = REPO / "training" / "accelerate"
 TRAINING_README = (REPO / "training" / "README.md").read_text(encoding="utf-8")
 
-# Qwen2.5-VL-7B-Instruct and -3B-Instruct: their config.json's published dimensions (no weights)
-_VISION = {"depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16, "patch_size": 14,
-           "spatial_merge_size": 2, "window_size": 112, "fullatt_block_indexes": [7, 15, 23, 31],
-           "temporal_patch_size": 2}
-_TEXT = {
-    "7b": {"hidden_size": 3584, "num_hidden_layers": 28, "num_attention_heads": 28, "num_key_value_heads": 4,
-           "intermediate_size": 18944, "vocab_size": 152064, "tie_word_embeddings": False},
-    "3b": {"hidden_size": 2048, "num_hidden_layers": 36, "num_attention_heads": 16, "num_key_value_heads": 2,
-           "intermediate_size": 11008, "vocab_size": 151936, "tie_word_embeddings": True},
-}
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    """Folders holding only Qwen2.5-VL-7B's / -3B's config.json, by recipe model size."""
-    from transformers.models.qwen2_5_vl import Qwen2_5_VLConfig
-
+    """Folders holding only Qwen2.5-VL-7B-Instruct's / -3B-Instruct's config.json (published dimensions, no
+    weights), by recipe model size."""
     out = {}
-    for size, text in _TEXT.items():
+    for size in SIZES:
         folder = tmp_path_factory.mktemp(f"qwen-{size}-config")
-        Qwen2_5_VLConfig(text_config=text, vision_config={**_VISION, "out_hidden_size": text["hidden_size"]},
-                         tie_word_embeddings=text["tie_word_embeddings"]).save_pretrained(folder)
+        qwen2_5_vl_config(size).save_pretrained(folder)
         out[size] = folder
     return out
 
