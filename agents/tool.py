@@ -106,7 +106,7 @@ class SegmentArgs(BaseModel):
         "Return at most this many objects (leave unset for the default limit). Use 1 when you need exactly "
         "one target."
     ))
-    prompt_format: Literal["visionreasoner", "segzero", "grounding"] | None = Field(None, description=(
+    prompt_format: Literal["visionreasoner", "segzero", "grounding", "qwen3vl"] | None = Field(None, description=(
         "Advanced; leave unset. Overrides the answer grammar the reasoning model was trained on."
     ))
 

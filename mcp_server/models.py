@@ -60,7 +60,7 @@ segzero:// resource URI of an earlier result. One call takes seconds on a GPU an
 when the server is busy it answers "busy" and the call can simply be retried a few seconds later.\
 """
 
-PromptFormatName = Literal["visionreasoner", "segzero", "grounding"]
+PromptFormatName = Literal["visionreasoner", "segzero", "grounding", "qwen3vl"]
 MaskEncodingName = Literal["rle", "polygons", "none"]
 ParseStatusName = Literal["ok", "no_objects", "no_answer", "invalid_json", "invalid_objects"]
 
@@ -89,7 +89,7 @@ PromptFormatArg = Annotated[PromptFormatName | None, Field(
     description=(
         "Answer grammar to ask the reasoner for. Leave unset (null): the server uses the one its model was "
         "trained for. 'visionreasoner' (multi-object VisionReasoner), 'segzero' (single-object Seg-Zero), "
-        "'grounding' (plain Qwen2.5-VL instruct models)."
+        "'grounding' (plain Qwen2.5-VL instruct models), 'qwen3vl' (Qwen3-VL instruct models, 0-1000 grid)."
     ),
 )]
 MaxObjectsArg = Annotated[int | None, Field(

@@ -96,7 +96,7 @@ _INT_FIELDS = frozenset({"port", "max_redirects", "max_pixels", "max_concurrency
 _BOOL_FIELDS = frozenset({"allow_urls", "allow_private_urls", "lazy", "resource_links"})
 #: Flags shared with ``segzero segment`` that set :class:`PipelineSettings` fields.
 _PIPELINE_FLAGS = ("preset", "reasoner", "segmenter", "reasoner_backend", "segmenter_backend", "prompt_format",
-                   "device", "dtype", "frame_size", "max_new_tokens", *REMOTE_REASONER_FIELDS, *VERIFIER_FIELDS)
+                   "device", "dtype", "frame_size", "coords", "max_new_tokens", *REMOTE_REASONER_FIELDS, *VERIFIER_FIELDS)
 
 
 def parse_bool(value: str, name: str) -> bool:

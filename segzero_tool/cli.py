@@ -44,6 +44,10 @@ def add_model_selection_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     g.add_argument("--dtype", help="auto (default: bf16 on CUDA, fp32 on CPU), bf16, fp16 or fp32")
     g.add_argument("--frame-size", type=int, help="reasoning frame side in pixels (default 840)")
+    g.add_argument("--coords", choices=["frame", "relative1000"],
+                   help="how the reasoner writes coordinates: frame (pixels of the reasoning frame) or relative1000 "
+                        "(the 0-1000 grid of Qwen3-VL) (default: the reasoner's registry entry, else the prompt "
+                        "format's: relative1000 for qwen3vl, else frame)")
     g.add_argument("--max-new-tokens", type=int, help="generation budget (default: the model's reference value)")
     g.add_argument("--config", help="TOML or JSON settings file (flags > SEGZERO_* env > file > defaults)")
     add_remote_reasoner_options(p)
@@ -61,10 +65,6 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     c.add_argument("--rounding", choices=["half_up", "segzero"],
                    help="back-projection rounding (default: the prompt format's: segzero for the segzero format, "
                         "else half_up)")
-    c.add_argument("--coords", choices=["frame", "relative1000"],
-                   help="how the reasoner writes coordinates: frame (pixels of the reasoning frame) or relative1000 "
-                        "(the 0-1000 grid of Qwen3-VL) (default: the reasoner's registry entry, else the prompt "
-                        "format's: relative1000 for qwen3vl, else frame)")
 
 
 #: PipelineSettings fields set by :func:`add_remote_reasoner_options`.
