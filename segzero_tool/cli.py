@@ -152,8 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     tiny = sub.add_parser("make-tiny-models",
                           help="build tiny random models (offline demos and tests; they output garbage)")
-    tiny.add_argument("out", help="folder to create; gets reasoner/ and segmenter/ subfolders")
+    tiny.add_argument("out", help="folder to create; gets reasoner/ (Qwen2.5-VL) and segmenter/ (SAM2), plus "
+                                  "reasoner-qwen3vl/, segmenter-sam3/ and concept-sam3/ (SAM 3 text prompts)")
     tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("--only", help="comma-separated subset of: " + ", ".join(TINY_FAMILIES))
 
     srv = sub.add_parser("serve-reasoner", help="print and run the recommended `vllm serve` command for a model",
                          description="Print the recommended `vllm serve` command for a registry model and run it "
@@ -311,14 +313,33 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_tiny(args: argparse.Namespace) -> int:
-    from .testing.tiny_qwen import build_tiny_qwen2_5_vl
-    from .testing.tiny_sam2 import build_tiny_sam2
+#: ``segzero make-tiny-models`` families: name -> (subfolder, builder module, builder, how to use it).
+TINY_FAMILIES: dict[str, tuple[str, str, str, str]] = {
+    "qwen2.5-vl": ("reasoner", "tiny_qwen", "build_tiny_qwen2_5_vl", "--reasoner {}"),
+    "sam2": ("segmenter", "tiny_sam2", "build_tiny_sam2", "--segmenter {}"),
+    "qwen3-vl": ("reasoner-qwen3vl", "tiny_qwen3", "build_tiny_qwen3_vl", "--reasoner {}"),
+    "sam3": ("segmenter-sam3", "tiny_sam3", "build_tiny_sam3_tracker", "--segmenter {}"),
+    "sam3-concept": ("concept-sam3", "tiny_sam3_concept", "build_tiny_sam3_concept", "segzero phrase IMAGE PHRASE --model {}"),
+}
 
+
+def _cmd_tiny(args: argparse.Namespace) -> int:
+    import importlib
+
+    names = list(TINY_FAMILIES)
+    if args.only:
+        names = [n.strip().lower() for n in args.only.split(",") if n.strip()]
+        unknown = [n for n in names if n not in TINY_FAMILIES]
+        if unknown or not names:
+            print(f"segzero: error: --only: unknown {', '.join(unknown) or 'empty list'}; choose from "
+                  f"{', '.join(TINY_FAMILIES)}", file=sys.stderr)
+            return 2
     out = Path(args.out)
-    r = build_tiny_qwen2_5_vl(out / "reasoner", seed=args.seed)
-    s = build_tiny_sam2(out / "segmenter", seed=args.seed)
-    print(f"tiny random reasoner: {r}\ntiny random segmenter: {s}")
+    for name in names:
+        folder, module, builder, usage = TINY_FAMILIES[name]
+        build = getattr(importlib.import_module(f".testing.{module}", __package__), builder)
+        path = build(out / folder, seed=args.seed)
+        print(f"tiny random {name:<12} {path}   ({usage.format(path)})")
     print("These have random weights: they load and run like the real models but answer garbage.")
     return 0
 

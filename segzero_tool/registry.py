@@ -8,6 +8,7 @@ closest registry names.
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,6 +126,28 @@ def get_preset(name: str) -> Preset:
         raise UnknownModelError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
 
 
+#: ``model_type`` values of Qwen3-VL checkpoints (``config.json``): they answer on the 0-1000 grid.
+QWEN3_VL_MODEL_TYPES = ("qwen3_vl", "qwen3_vl_moe")
+
+
+def _family_format(kind: Kind, *, path: Path | None = None, hub_id: str | None = None) -> PromptFormat | None:
+    """The prompt format an unregistered reasoner is taken to speak: ``qwen3vl`` for a Qwen3-VL checkpoint (a
+    folder whose ``config.json`` says ``model_type`` ``qwen3_vl`` / ``qwen3_vl_moe``, or a hub id naming
+    Qwen3-VL), so its 0-1000 answers are never read as frame pixels; ``None`` (the pipeline's default)
+    otherwise. A fine-tune trained on another format says so with ``--prompt-format``."""
+    if kind != "reasoner":
+        return None
+    if path is not None:
+        try:
+            config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        model_type = config.get("model_type") if isinstance(config, dict) else None
+        return PromptFormat.QWEN3VL if model_type in QWEN3_VL_MODEL_TYPES else None
+    name = (hub_id or "").rsplit("/", 1)[-1].lower()
+    return PromptFormat.QWEN3VL if name.startswith("qwen3-vl") else None
+
+
 def resolve_model(name_or_path: str, kind: Kind) -> ModelEntry:
     """Resolve a registry name, a local folder or a hub id.
 
@@ -142,11 +165,13 @@ def resolve_model(name_or_path: str, kind: Kind) -> ModelEntry:
         return entry
     path = Path(key).expanduser()
     if path.is_dir():
-        return ModelEntry(name=str(path), kind=kind, hub_id=str(path), registered=False)
+        return ModelEntry(name=str(path), kind=kind, hub_id=str(path), registered=False,
+                          prompt_format=_family_format(kind, path=path))
     if path.exists():
         raise UnknownModelError(f"{key!r} is a file; pass the model folder (with config.json) or a hub id")
     if _HUB_ID.match(key) and not key.startswith((".", "~")):
-        return ModelEntry(name=key, kind=kind, hub_id=key, registered=False)
+        return ModelEntry(name=key, kind=kind, hub_id=key, registered=False,
+                          prompt_format=_family_format(kind, hub_id=key))
     names = [n for n, e in MODELS.items() if e.kind == kind]
     close = difflib.get_close_matches(key.lower(), names, n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(close)}?" if close else ""

@@ -162,8 +162,16 @@ def test_cli_models_listing(capsys):
 
 def test_cli_make_tiny_models(tmp_path, capsys):
     assert main(["make-tiny-models", str(tmp_path / "tiny")]) == 0
-    assert (tmp_path / "tiny" / "reasoner" / "config.json").exists()
-    assert (tmp_path / "tiny" / "segmenter" / "config.json").exists()
+    for folder, model_type in (("reasoner", "qwen2_5_vl"), ("segmenter", "sam2"), ("reasoner-qwen3vl", "qwen3_vl"),
+                               ("segmenter-sam3", "sam3_tracker"), ("concept-sam3", "sam3")):
+        config = json.loads((tmp_path / "tiny" / folder / "config.json").read_text())
+        assert config["model_type"] == model_type, folder
+    out = capsys.readouterr().out
+    assert "segzero phrase IMAGE PHRASE --model" in out
+    assert main(["make-tiny-models", str(tmp_path / "two"), "--only", "qwen3-vl,sam3"]) == 0
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["reasoner-qwen3vl", "segmenter-sam3"]
+    assert main(["make-tiny-models", str(tmp_path / "bad"), "--only", "qwen9"]) == 2
+    assert "unknown qwen9" in capsys.readouterr().err and not (tmp_path / "bad").exists()
 
 
 def test_cli_unreachable_model_is_one_line_exit_7(tmp_path):

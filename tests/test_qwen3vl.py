@@ -332,10 +332,30 @@ def test_cli_segment_with_the_tiny_qwen3_vl_subprocess(tiny_qwen3, tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
     proc = subprocess.run(
         [sys.executable, "-m", "segzero_tool", "segment", str(COFFEE), "What can I have if I'm thirsty?",
-         "--reasoner", str(tiny_qwen3), "--prompt-format", "qwen3vl", "--segmenter-backend", "scripted:BoxSegmenter",
+         "--reasoner", str(tiny_qwen3), "--segmenter-backend", "scripted:BoxSegmenter",  # format from config.json
          "--segmenter", str(seg), "--device", "cpu", "--out", str(out), "--max-new-tokens", "6"],
         capture_output=True, text=True, env=env, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     data = json.loads((out / "result.json").read_text())
     assert data["prompt_format"] == "qwen3vl" and data["frame_size"] == {"width": 608, "height": 384}
+
+
+def test_unregistered_qwen3_vl_checkpoints_get_the_grid(tiny_qwen3, tmp_path):
+    """A Qwen3-VL folder (config.json model_type) or hub id outside the registry speaks qwen3vl on the 0-1000
+    grid; a Qwen2.5-VL folder, other hub ids and segmenters keep the pipeline's default."""
+    from segzero_tool.registry import resolve_model
+    from segzero_tool.testing.tiny_qwen import build_tiny_qwen2_5_vl
+
+    entry = resolve_model(str(tiny_qwen3), "reasoner")
+    assert (entry.prompt_format, entry.coords) == (PromptFormat.QWEN3VL, "relative1000")
+    older = resolve_model(str(build_tiny_qwen2_5_vl(tmp_path / "q25")), "reasoner")
+    assert (older.prompt_format, older.coords) == (None, "frame")
+    assert resolve_model("Qwen/Qwen3-VL-30B-A3B-Instruct", "reasoner").coords == "relative1000"
+    assert resolve_model("Qwen/Qwen2.5-VL-32B-Instruct", "reasoner").prompt_format is None
+    assert resolve_model("someone/my-qwen3-vl-finetune", "reasoner").prompt_format is None  # name must start so
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    assert resolve_model(str(broken), "reasoner").prompt_format is None
+    assert resolve_model(str(tiny_qwen3), "segmenter").prompt_format is None
