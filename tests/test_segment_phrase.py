@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cli_support import run_main
+from PIL import Image
 
 from segzero_tool.errors import ImageLoadError, ModelLoadError, PromptError
 from segzero_tool.images import load_image
@@ -184,6 +185,26 @@ def test_tiny_sam3_runs_end_to_end(tiny_sam3, tiny_sam3_dir):
     assert [f.score for f in found[:5]] == pytest.approx(scores)
     high = segment_phrase(result, "coffee cup", segmenter=tiny_sam3)  # random weights score about 0.25
     assert high.objects == [] and high.parse_status is ParseStatus.NO_OBJECTS
+
+
+def test_more_phrases_on_one_picture_run_the_image_encoder_once(tiny_sam3_dir):
+    """The vision encoder's output is cached per image content: a second phrase, or the same one again, skips it
+    and finds exactly what an uncached model finds."""
+    cached = Sam3ConceptSegmenter.from_pretrained(str(tiny_sam3_dir), device="cpu", progress=False)
+    plain = Sam3ConceptSegmenter.from_pretrained(str(tiny_sam3_dir), device="cpu", progress=False, cache_size=0)
+    calls = []
+    real = cached.model.get_vision_features
+    cached.model.get_vision_features = lambda **kw: calls.append(1) or real(**kw)
+    image = np.asarray(Image.open(COFFEE).convert("RGB"))
+    for phrase in ("coffee cup", "red mug", "coffee cup"):
+        got = cached.find(image, phrase, threshold=0.0, max_instances=4)
+        want = plain.find(image.copy(), phrase, threshold=0.0, max_instances=4)
+        assert [g.box for g in got] == [w.box for w in want]
+        assert [g.score for g in got] == pytest.approx([w.score for w in want], abs=1e-6)
+        assert all(np.array_equal(g.mask, w.mask) for g, w in zip(got, want, strict=True))
+    assert len(calls) == 1 and cached.cache.hits == 2 and len(plain.cache) == 0
+    cached.find(image[::-1].copy(), "coffee cup", threshold=0.0)  # another picture: encoded again
+    assert len(calls) == 2
 
 
 def test_tiny_sam3_refuses_a_phrase_over_its_token_budget(tiny_sam3):

@@ -122,13 +122,19 @@ class Sam3ConceptSegmenter(ConceptSegmenter):
 
     name = "sam3"
 
-    def __init__(self, model: Any, processor: Any, *, device: str = "cpu", model_id: str | None = None) -> None:
+    def __init__(self, model: Any, processor: Any, *, device: str = "cpu", model_id: str | None = None,
+                 cache_size: int = 4, cache_ttl_s: float | None = None) -> None:
+        from .cache import EmbeddingCache
+
         self.model = model.eval()
         self.processor = processor
         self.device = str(device)
         self.dtype = next(model.parameters()).dtype
         self.model_id = model_id
         self._lock = threading.Lock()  # one forward at a time per model
+        #: the image encoder's output per image content (``image_key``): an agent trying several phrases on one
+        #: picture pays the vision encoder once
+        self.cache: Any = EmbeddingCache(cache_size, ttl_s=cache_ttl_s)
 
     @classmethod
     def from_pretrained(
@@ -140,6 +146,8 @@ class Sam3ConceptSegmenter(ConceptSegmenter):
         revision: str | None = None,
         local_files_only: bool | None = None,
         progress: bool = True,
+        cache_size: int = 4,
+        cache_ttl_s: float | None = None,
     ) -> Sam3ConceptSegmenter:
         """Load SAM 3 (a hub id, ``sam3`` for ``facebook/sam3``, or a folder written by ``save_pretrained``).
 
@@ -151,6 +159,9 @@ class Sam3ConceptSegmenter(ConceptSegmenter):
             revision: hub branch, tag or commit.
             local_files_only: ``True`` never touches the network; ``None`` leaves the transformers default.
             progress: show download / loading progress bars.
+            cache_size: images whose vision-encoder output is kept (least recently used first out; ``0``: none),
+                so that more phrases on the same picture skip the image encoder.
+            cache_ttl_s: drop a cached image not used for this many seconds (``None``: never).
 
         Raises:
             GatedModelError: the hub refuses the gated repository (request access, log in).
@@ -210,7 +221,7 @@ class Sam3ConceptSegmenter(ConceptSegmenter):
             raise ModelLoadError(f"could not load SAM 3 from {where}: {type(exc).__name__}: {text}; {hint}") from exc
         model = model.to(dev).eval()
         logger.info("loaded SAM 3 %s on %s (%s)", source, dev, torch_dtype)
-        return cls(model, processor, device=dev, model_id=source)
+        return cls(model, processor, device=dev, model_id=source, cache_size=cache_size, cache_ttl_s=cache_ttl_s)
 
     def _text_inputs(self, phrase: str) -> dict[str, Any]:
         enc = self.processor.tokenizer([phrase], return_tensors="pt", padding="max_length",
@@ -224,20 +235,27 @@ class Sam3ConceptSegmenter(ConceptSegmenter):
 
     def find(self, image: np.ndarray, phrase: str, *, threshold: float = 0.5, mask_threshold: float = 0.5,
              max_instances: int | None = None) -> list[ConceptInstance]:
-        """See :meth:`ConceptSegmenter.find`. One forward pass (image and text encoders, detector, masks)."""
+        """See :meth:`ConceptSegmenter.find`. One forward pass (text encoder, detector, masks); the image encoder
+        runs once per picture while it stays in :attr:`cache`."""
         import torch
 
+        from .base import image_key
         from .transformers_sam2 import check_image
 
         check_image(image)
         h, w = image.shape[:2]
         text = self._text_inputs(phrase)
-        # torch refuses read-only arrays (decoded images are shared and frozen): the processor gets a copy
-        writable = image if image.flags.writeable else np.array(image)
-        pixels = self.processor.image_processor(images=writable, return_tensors="pt")["pixel_values"]
         with self._lock, torch.inference_mode():
-            out = self.model(pixel_values=pixels.to(self.device, self.dtype),
-                             input_ids=text["input_ids"].to(self.device),
+            key = image_key(image) if self.cache.enabled else None
+            vision = self.cache.get(key) if key is not None else None
+            if vision is None:
+                # torch refuses read-only arrays (decoded images are shared and frozen): the processor gets a copy
+                writable = image if image.flags.writeable else np.array(image)
+                pixels = self.processor.image_processor(images=writable, return_tensors="pt")["pixel_values"]
+                vision = self.model.get_vision_features(pixel_values=pixels.to(self.device, self.dtype))
+                if key is not None:
+                    self.cache.put(key, vision)
+            out = self.model(vision_embeds=vision, input_ids=text["input_ids"].to(self.device),
                              attention_mask=text["attention_mask"].to(self.device))
         logits = out.pred_logits[0].float()
         scores = logits.sigmoid()
@@ -261,6 +279,7 @@ class Sam3ConceptSegmenter(ConceptSegmenter):
         return found
 
     def close(self) -> None:
+        self.cache.clear()
         self.model = None
 
 
