@@ -61,15 +61,19 @@ _CORPUS = (
     '0123456789 [], {}: "" \n',
 )
 
-# Renders like Qwen2.5-VL's template: a default system turn when the first message is not a system
-# message, one <|im_start|>role ... <|im_end|> block per message, vision placeholders for image and
-# video parts (optionally numbered with add_vision_id), and "<|im_start|>assistant\n" on request.
-_CHAT_TEMPLATE = """\
+# The Jinja text both tiny templates (this one and tiny_qwen3's) share: one <|im_start|>role ... <|im_end|> block
+# per message, vision placeholders for image and video parts (optionally numbered with add_vision_id), and
+# "<|im_start|>assistant\n" on request. Qwen2.5-VL's adds a default system turn (``default_system_turn``).
+_TEMPLATE_HEAD = """\
 {%- set counts = namespace(image=0, video=0) -%}
 {%- for message in messages -%}
+"""
+_TEMPLATE_DEFAULT_SYSTEM_TURN = """\
   {%- if loop.first and message['role'] != 'system' -%}
     {{- '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' -}}
   {%- endif -%}
+"""
+_TEMPLATE_MESSAGES = """\
   {{- '<|im_start|>' + message['role'] + '\\n' -}}
   {%- if message['content'] is string -%}
     {{- message['content'] -}}
@@ -94,6 +98,17 @@ _CHAT_TEMPLATE = """\
   {{- '<|im_start|>assistant\\n' -}}
 {%- endif -%}
 """
+
+
+def _chat_template(*, default_system_turn: bool) -> str:
+    """A Qwen-style chat template; ``default_system_turn``: "You are a helpful assistant." when the first
+    message is not a system message (Qwen2.5-VL's template does this, Qwen3-VL's does not)."""
+    return _TEMPLATE_HEAD + (_TEMPLATE_DEFAULT_SYSTEM_TURN if default_system_turn else "") + _TEMPLATE_MESSAGES
+
+
+# Renders like Qwen2.5-VL's template: a default system turn when the first message is not a system
+# message, then the shared message blocks (see _chat_template).
+_CHAT_TEMPLATE = _chat_template(default_system_turn=True)
 
 
 def build_tiny_qwen2_5_vl(path: str | pathlib.Path, *, seed: int = 0) -> pathlib.Path:
@@ -221,8 +236,35 @@ def _save(
     ids: dict[str, int],
 ) -> pathlib.Path:
     """Instantiate the random model under a forked RNG, attach the processor and save both."""
+    from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+
+    pixels = {"min_pixels": TINY_MIN_PIXELS, "max_pixels": TINY_MAX_PIXELS}
+    processor = processor_cls(
+        image_processor=Qwen2VLImageProcessor(**pixels),
+        tokenizer=tokenizer,
+        video_processor=Qwen2VLVideoProcessor(**pixels),
+        chat_template=_CHAT_TEMPLATE,
+    )
+    sampling = {"temperature": 0.1, "top_p": 0.001, "top_k": 1}
+    return _save_checkpoint(path, seed, model_cls, config, processor, ids, sampling=sampling, log=logger)
+
+
+def _save_checkpoint(
+    path: str | pathlib.Path,
+    seed: int,
+    model_cls: Any,
+    config: Any,
+    processor: Any,
+    ids: dict[str, int],
+    *,
+    sampling: dict[str, Any],
+    log: logging.Logger,
+) -> pathlib.Path:
+    """Instantiate ``model_cls(config)`` under a forked RNG seeded with ``seed``, give it an Instruct-like
+    sampling generation config (``sampling``: temperature, top_p, top_k) and save it with ``processor``
+    into ``path`` (shared by the tiny Qwen2-VL / Qwen2.5-VL / Qwen3-VL builders)."""
     import torch
-    from transformers import GenerationConfig, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+    from transformers import GenerationConfig
 
     out = pathlib.Path(path)
     out.mkdir(parents=True, exist_ok=True)
@@ -235,21 +277,12 @@ def _save(
         eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]],
         pad_token_id=ids["<|endoftext|>"],
         do_sample=True,
-        temperature=0.1,
-        top_p=0.001,
-        top_k=1,
-    )
-    pixels = {"min_pixels": TINY_MIN_PIXELS, "max_pixels": TINY_MAX_PIXELS}
-    processor = processor_cls(
-        image_processor=Qwen2VLImageProcessor(**pixels),
-        tokenizer=tokenizer,
-        video_processor=Qwen2VLVideoProcessor(**pixels),
-        chat_template=_CHAT_TEMPLATE,
+        **sampling,
     )
     with _quiet_progress_bar():
         model.save_pretrained(out)
         processor.save_pretrained(out)
-    logger.debug("saved tiny %s to %s", type(model).__name__, out)
+    log.debug("saved tiny %s to %s", type(model).__name__, out)
     return out
 
 

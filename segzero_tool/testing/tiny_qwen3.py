@@ -29,7 +29,7 @@ import logging
 import pathlib
 from typing import Any
 
-from .tiny_qwen import _build_tokenizer, _quiet_progress_bar, _vision_token_ids
+from .tiny_qwen import _build_tokenizer, _chat_template, _save_checkpoint, _text_config, _vision_token_ids
 
 logger = logging.getLogger(__name__)
 
@@ -38,35 +38,8 @@ TINY_MIN_PIXELS = 64 * 64
 TINY_MAX_PIXELS = 224 * 224
 
 # Renders like Qwen3-VL-Instruct's template for what this package sends (one user turn [image, text]):
-# a system turn only when one is given, <|im_start|>role ... <|im_end|> blocks, vision placeholders for
-# image and video parts (optionally numbered with add_vision_id), "<|im_start|>assistant\n" on request.
-_CHAT_TEMPLATE = """\
-{%- set counts = namespace(image=0, video=0) -%}
-{%- for message in messages -%}
-  {{- '<|im_start|>' + message['role'] + '\\n' -}}
-  {%- if message['content'] is string -%}
-    {{- message['content'] -}}
-  {%- else -%}
-    {%- for part in message['content'] -%}
-      {%- if part['type'] == 'image' or 'image' in part or 'image_url' in part -%}
-        {%- set counts.image = counts.image + 1 -%}
-        {%- if add_vision_id -%}{{- 'Picture ' + counts.image|string + ': ' -}}{%- endif -%}
-        {{- '<|vision_start|><|image_pad|><|vision_end|>' -}}
-      {%- elif part['type'] == 'video' or 'video' in part -%}
-        {%- set counts.video = counts.video + 1 -%}
-        {%- if add_vision_id -%}{{- 'Video ' + counts.video|string + ': ' -}}{%- endif -%}
-        {{- '<|vision_start|><|video_pad|><|vision_end|>' -}}
-      {%- elif 'text' in part -%}
-        {{- part['text'] -}}
-      {%- endif -%}
-    {%- endfor -%}
-  {%- endif -%}
-  {{- '<|im_end|>\\n' -}}
-{%- endfor -%}
-{%- if add_generation_prompt -%}
-  {{- '<|im_start|>assistant\\n' -}}
-{%- endif -%}
-"""
+# a system turn only when one is given, then the message blocks shared with tiny_qwen's template.
+_CHAT_TEMPLATE = _chat_template(default_system_turn=False)
 
 
 def build_tiny_qwen3_vl(path: str | pathlib.Path, *, seed: int = 0) -> pathlib.Path:
@@ -79,9 +52,7 @@ def build_tiny_qwen3_vl(path: str | pathlib.Path, *, seed: int = 0) -> pathlib.P
     Returns:
         The folder, as a :class:`pathlib.Path`.
     """
-    import torch
     from transformers import (
-        GenerationConfig,
         Qwen2VLImageProcessor,
         Qwen3VLConfig,
         Qwen3VLForConditionalGeneration,
@@ -92,19 +63,10 @@ def build_tiny_qwen3_vl(path: str | pathlib.Path, *, seed: int = 0) -> pathlib.P
     tokenizer, ids = _build_tokenizer()
     config = Qwen3VLConfig(
         text_config={
-            "vocab_size": len(tokenizer),
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
+            **_text_config(len(tokenizer), ids),
             "head_dim": 16,
-            "max_position_embeddings": 4096,
             "rope_parameters": {"rope_type": "default", "rope_theta": 5_000_000.0, "mrope_section": [2, 3, 3],
                                 "mrope_interleaved": True},
-            "bos_token_id": ids["<|endoftext|>"],
-            "eos_token_id": ids["<|im_end|>"],
-            "pad_token_id": ids["<|endoftext|>"],
         },
         vision_config={
             "depth": 2,
@@ -120,21 +82,6 @@ def build_tiny_qwen3_vl(path: str | pathlib.Path, *, seed: int = 0) -> pathlib.P
         },
         **_vision_token_ids(ids),
     )
-    out = pathlib.Path(path)
-    out.mkdir(parents=True, exist_ok=True)
-    with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG untouched
-        torch.manual_seed(seed)
-        model = Qwen3VLForConditionalGeneration(config).eval()
-    # Like the released Instruct checkpoints: sampling settings that greedy callers must neutralise.
-    model.generation_config = GenerationConfig(
-        bos_token_id=ids["<|endoftext|>"],
-        eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]],
-        pad_token_id=ids["<|endoftext|>"],
-        do_sample=True,
-        temperature=0.7,
-        top_p=0.8,
-        top_k=20,
-    )
     geometry = {"patch_size": 16, "temporal_patch_size": 2, "merge_size": 2,
                 "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}
     size = {"shortest_edge": TINY_MIN_PIXELS, "longest_edge": TINY_MAX_PIXELS}
@@ -144,11 +91,9 @@ def build_tiny_qwen3_vl(path: str | pathlib.Path, *, seed: int = 0) -> pathlib.P
         video_processor=Qwen3VLVideoProcessor(size=size, **geometry),
         chat_template=_CHAT_TEMPLATE,
     )
-    with _quiet_progress_bar():
-        model.save_pretrained(out)
-        processor.save_pretrained(out)
-    logger.debug("saved tiny %s to %s", type(model).__name__, out)
-    return out
+    sampling = {"temperature": 0.7, "top_p": 0.8, "top_k": 20}
+    return _save_checkpoint(path, seed, Qwen3VLForConditionalGeneration, config, processor, ids,
+                            sampling=sampling, log=logger)
 
 
 # --- the published architectures -------------------------------------------------------------------
