@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import GatedModelError, HubUnreachableError, MissingDependencyError, ModelLoadError, PromptError
+from ..errors import GatedModelError, MissingDependencyError, PromptError
 
 logger = logging.getLogger(__name__)
 
@@ -171,19 +171,14 @@ class Sam3ConceptSegmenter(ConceptSegmenter):
             MissingDependencyError: transformers without SAM 3 (needs >= 5.0).
         """
         from ..devices import resolve_device, resolve_dtype
-        from ..hub import check_hub_access, files_only, gated_unavailable_error, in_hub_cache, progress_bars
+        from .loading_errors import hub_access, load_pretrained
 
         source = resolve_concept_model(model_id_or_path)
         folder = _local_folder(source)
         gated = folder is None and _known_gated(source)
         if folder is None:  # a hub id with the hub unreachable: the cached copy, or one clear error in seconds
-            try:
-                local_files_only = check_hub_access(source, what=_WHAT, revision=revision,
-                                                    local_files_only=local_files_only)
-            except HubUnreachableError as exc:
-                if gated:  # say how to get access as well as how to bring the files here
-                    raise gated_unavailable_error(exc.message, source, what=_WHAT) from exc
-                raise
+            local_files_only = hub_access(source, what=_WHAT, revision=revision, local_files_only=local_files_only,
+                                          known_gated=gated)
         dev = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, dev)
         try:
@@ -192,33 +187,21 @@ class Sam3ConceptSegmenter(ConceptSegmenter):
             raise MissingDependencyError(
                 f"transformers with SAM 3 support (>= 5.0) is needed for concept segmentation: {exc}; upgrade with "
                 'pip install -U "transformers>=5"') from exc
-        kwargs: dict[str, Any] = {}
-        if revision is not None:
-            kwargs["revision"] = revision
-        if local_files_only is not None:
-            kwargs["local_files_only"] = local_files_only
-        where = f"folder {str(folder)!r}" if folder is not None else f"hub id {source!r}"
-        try:
-            with progress_bars(progress), files_only(local_files_only):
-                processor = Sam3Processor.from_pretrained(source, **kwargs)
-                model = Sam3Model.from_pretrained(source, dtype=torch_dtype, **kwargs)
-        except ImportError as exc:
-            raise MissingDependencyError(f"loading the SAM 3 processor needs an optional package: {exc}") from exc
-        except Exception as exc:  # transformers / huggingface_hub raise many kinds; each becomes one typed error
-            refused = gated_access_error(exc, source) if folder is None else None
-            if refused is not None:
-                raise refused from exc
-            if not isinstance(exc, (OSError, ValueError, RuntimeError, KeyError, TypeError)):
-                raise
-            if gated and isinstance(exc, OSError) and not in_hub_cache(source, revision=revision):
-                raise gated_unavailable_error(f"{_WHAT} {source!r} could not be loaded from the local Hugging Face "
-                                              f"cache ({type(exc).__name__})", source, what=_WHAT) from exc
-            hint = ("the folder must hold a transformers SAM 3 checkpoint (config.json, model.safetensors, "
-                    "processor_config.json, tokenizer files)" if folder is not None else
-                    f"check the id and your network, or download it first (`hf download {source} --local-dir DIR`) "
-                    "and pass the folder")
-            text = " ".join(str(exc).split())[:400]
-            raise ModelLoadError(f"could not load SAM 3 from {where}: {type(exc).__name__}: {text}; {hint}") from exc
+
+        def load(kwargs: dict[str, Any]) -> tuple[Any, Any]:
+            return (Sam3Processor.from_pretrained(source, **kwargs),
+                    Sam3Model.from_pretrained(source, dtype=torch_dtype, **kwargs))
+
+        processor, model = load_pretrained(
+            load, source=source, folder=folder, name="SAM 3", what=_WHAT, revision=revision,
+            local_files_only=local_files_only, progress=progress,
+            folder_hint=("the folder must hold a transformers SAM 3 checkpoint (config.json, model.safetensors, "
+                         "processor_config.json, tokenizer files)"),
+            hub_hint=(f"check the id and your network, or download it first (`hf download {source} --local-dir DIR`) "
+                      "and pass the folder"),
+            known_gated=gated, gated_errors=(Exception,),
+            errors=(OSError, ValueError, RuntimeError, KeyError, TypeError), max_text=400,
+        )
         model = model.to(dev).eval()
         logger.info("loaded SAM 3 %s on %s (%s)", source, dev, torch_dtype)
         return cls(model, processor, device=dev, model_id=source, cache_size=cache_size, cache_ttl_s=cache_ttl_s)

@@ -55,10 +55,11 @@ from typing import Any
 import numpy as np
 
 from ..devices import resolve_device, resolve_dtype
-from ..errors import MissingDependencyError, ModelLoadError
-from ..hub import check_hub_access, files_only, local_folder, progress_bars
+from ..errors import MissingDependencyError
+from ..hub import check_hub_access, local_folder
 from .base import ObjectPrompt, Segmenter, SegmenterOutput, check_mask_input, image_key
 from .cache import EmbeddingCache
+from .loading_errors import hub_download_hint, load_pretrained
 
 logger = logging.getLogger(__name__)
 
@@ -279,35 +280,18 @@ class TransformersSam2Segmenter(Segmenter):
             raise MissingDependencyError(
                 f"transformers with SAM2 support (>= 4.57) is needed for the transformers SAM2 backend: {exc}"
             ) from exc
-        kwargs: dict[str, Any] = {}
-        if revision is not None:
-            kwargs["revision"] = revision
-        if local_files_only is not None:
-            kwargs["local_files_only"] = local_files_only
-        where = f"folder {str(folder)!r}" if folder is not None else f"hub id {source!r}"
-        try:
-            with progress_bars(progress), files_only(local_files_only):
-                processor = Sam2Processor.from_pretrained(source, **kwargs)
-                model = Sam2Model.from_pretrained(source, dtype=torch_dtype, **kwargs)
-        except ImportError as exc:
-            raise MissingDependencyError(
-                f"loading the SAM2 processor needs an optional package: {exc}"
-            ) from exc
-        except (OSError, ValueError, RuntimeError, KeyError) as exc:
-            if folder is not None:
-                hint = (
-                    "the folder must hold a transformers SAM2 checkpoint (config.json, model.safetensors, "
-                    "preprocessor_config.json); Meta .pt checkpoints need the 'sam2' backend"
-                )
-            else:
-                hint = (
-                    "check the id and your network, or download it first "
-                    "(`hf download " + source + "`) and pass the folder; offline runs need "
-                    "HF_HUB_OFFLINE=1 and a filled cache"
-                )
-            raise ModelLoadError(
-                f"could not load SAM2 from {where}: {exc.__class__.__name__}: {exc}; {hint}"
-            ) from exc
+
+        def load(kwargs: dict[str, Any]) -> tuple[Any, Any]:
+            return (Sam2Processor.from_pretrained(source, **kwargs),
+                    Sam2Model.from_pretrained(source, dtype=torch_dtype, **kwargs))
+
+        processor, model = load_pretrained(
+            load, source=source, folder=folder, name="SAM2", what="segmenter", revision=revision,
+            local_files_only=local_files_only, progress=progress,
+            folder_hint=("the folder must hold a transformers SAM2 checkpoint (config.json, model.safetensors, "
+                         "preprocessor_config.json); Meta .pt checkpoints need the 'sam2' backend"),
+            hub_hint=hub_download_hint(source),
+        )
         model = model.to(dev).eval()
         logger.info("loaded SAM2 %s on %s (%s)", source, dev, torch_dtype)
         return cls(model, processor, device=dev, cache_size=cache_size, batching=batching, model_id=source,

@@ -31,16 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from ..devices import resolve_device, resolve_dtype
-from ..errors import HubUnreachableError, MissingDependencyError, ModelLoadError
-from ..hub import (
-    check_hub_access,
-    files_only,
-    gated_error,
-    gated_unavailable_error,
-    in_hub_cache,
-    local_folder,
-    progress_bars,
-)
+from ..errors import MissingDependencyError, ModelLoadError
+from ..hub import local_folder
+from .loading_errors import LOAD_ERRORS, hub_access, hub_download_hint, load_pretrained
 from .transformers_sam2 import TransformersSam2Segmenter
 
 logger = logging.getLogger(__name__)
@@ -156,13 +149,8 @@ class TransformersSam3Segmenter(TransformersSam2Segmenter):
                     f"{' or '.join(sorted(SAM3_MODEL_TYPES))}); SAM2 folders load with the 'transformers' backend"
                 )
         else:
-            try:
-                local_files_only = check_hub_access(source, what="segmenter", revision=revision,
-                                                    local_files_only=local_files_only)
-            except HubUnreachableError as exc:
-                if gated:
-                    raise gated_unavailable_error(exc.message, source, what="segmenter") from exc
-                raise
+            local_files_only = hub_access(source, what="segmenter", revision=revision,
+                                          local_files_only=local_files_only, known_gated=gated)
         dev = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, dev)
         try:
@@ -171,36 +159,18 @@ class TransformersSam3Segmenter(TransformersSam2Segmenter):
             raise MissingDependencyError(
                 f"transformers with SAM 3 support (>= 5.0) is needed for the SAM 3 backend: {exc}"
             ) from exc
-        kwargs: dict[str, Any] = {}
-        if revision is not None:
-            kwargs["revision"] = revision
-        if local_files_only is not None:
-            kwargs["local_files_only"] = local_files_only
-        where = f"folder {str(folder)!r}" if folder is not None else f"hub id {source!r}"
-        try:
-            with progress_bars(progress), files_only(local_files_only):
-                processor = Sam3TrackerProcessor.from_pretrained(source, **kwargs)
-                model = Sam3TrackerModel.from_pretrained(source, dtype=torch_dtype, **kwargs)
-        except ImportError as exc:
-            raise MissingDependencyError(f"loading the SAM 3 processor needs an optional package: {exc}") from exc
-        except (OSError, ValueError, RuntimeError, KeyError) as exc:
-            if folder is None:
-                refused = gated_error(exc, source, what="segmenter", known_gated=gated)
-                if refused is not None:
-                    raise refused from exc
-                if gated and isinstance(exc, OSError) and not in_hub_cache(source, revision=revision):
-                    raise gated_unavailable_error(
-                        f"segmenter {source!r} could not be loaded from the local Hugging Face cache "
-                        f"({exc.__class__.__name__})", source, what="segmenter",
-                    ) from exc
-                hint = (f"check the id and your network, or download it first (`hf download {source}`) and "
-                        "pass the folder; offline runs need HF_HUB_OFFLINE=1 and a filled cache")
-            else:
-                hint = ("the folder must hold a transformers SAM 3 checkpoint (config.json, model.safetensors, "
-                        "preprocessor_config.json)")
-            raise ModelLoadError(
-                f"could not load SAM 3 from {where}: {exc.__class__.__name__}: {exc}; {hint}"
-            ) from exc
+
+        def load(kwargs: dict[str, Any]) -> tuple[Any, Any]:
+            return (Sam3TrackerProcessor.from_pretrained(source, **kwargs),
+                    Sam3TrackerModel.from_pretrained(source, dtype=torch_dtype, **kwargs))
+
+        processor, model = load_pretrained(
+            load, source=source, folder=folder, name="SAM 3", what="segmenter", revision=revision,
+            local_files_only=local_files_only, progress=progress,
+            folder_hint=("the folder must hold a transformers SAM 3 checkpoint (config.json, model.safetensors, "
+                         "preprocessor_config.json)"),
+            hub_hint=hub_download_hint(source), known_gated=gated, gated_errors=LOAD_ERRORS,
+        )
         model = model.to(dev).eval()
         logger.info("loaded SAM 3 tracker %s on %s (%s)", source, dev, torch_dtype)
         return cls(model, processor, device=dev, cache_size=cache_size, batching=batching, model_id=source,
