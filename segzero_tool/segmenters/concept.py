@@ -187,13 +187,8 @@ class Sam3ConceptSegmenter(ConceptSegmenter):
             raise MissingDependencyError(
                 f"transformers with SAM 3 support (>= 5.0) is needed for concept segmentation: {exc}; upgrade with "
                 'pip install -U "transformers>=5"') from exc
-
-        def load(kwargs: dict[str, Any]) -> tuple[Any, Any]:
-            return (Sam3Processor.from_pretrained(source, **kwargs),
-                    Sam3Model.from_pretrained(source, dtype=torch_dtype, **kwargs))
-
         processor, model = load_pretrained(
-            load, source=source, folder=folder, name="SAM 3", what=_WHAT, revision=revision,
+            Sam3Processor, Sam3Model, source=source, folder=folder, dtype=torch_dtype, name="SAM 3", what=_WHAT, revision=revision,
             local_files_only=local_files_only, progress=progress,
             folder_hint=("the folder must hold a transformers SAM 3 checkpoint (config.json, model.safetensors, "
                          "processor_config.json, tokenizer files)"),

@@ -16,13 +16,10 @@ Each backend keeps its own wording (model name, role, hints); the hub helpers ar
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from ..errors import HubUnreachableError, MissingDependencyError, ModelLoadError
-
-T = TypeVar("T")
 
 #: What a failed ``from_pretrained`` raises when the files are wrong or missing (everything else propagates).
 LOAD_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, RuntimeError, KeyError)
@@ -59,10 +56,12 @@ def hub_access(
 
 
 def load_pretrained(
-    load: Callable[[dict[str, Any]], T],
+    processor_cls: Any,
+    model_cls: Any,
     *,
     source: str,
     folder: str | Path | None,
+    dtype: Any,
     name: str,
     what: str,
     revision: str | None,
@@ -74,14 +73,17 @@ def load_pretrained(
     gated_errors: tuple[type[BaseException], ...] = (),
     errors: tuple[type[BaseException], ...] = LOAD_ERRORS,
     max_text: int | None = None,
-) -> T:
-    """``load(kwargs)`` (the backend's ``from_pretrained`` calls; ``kwargs`` holds ``revision`` and
-    ``local_files_only`` when given) with the errors it raises made into one typed error each.
+) -> tuple[Any, Any]:
+    """``(processor, model)``: ``processor_cls.from_pretrained(source)`` then ``model_cls.from_pretrained(source,
+    dtype=dtype)`` (both with ``revision`` and ``local_files_only`` when given), with the errors they raise
+    made into one typed error each.
 
     Args:
-        load: the loading calls; what it returns is returned.
+        processor_cls: the transformers processor class (``Sam2Processor``, ...).
+        model_cls: the transformers model class (``Sam2Model``, ...).
         source: the hub id or folder, as given.
         folder: the local folder, ``None`` for a hub id.
+        dtype: the model's torch dtype.
         name: the model in messages ("SAM2", "SAM 3").
         what: the model's role in gated-model messages ("segmenter", "SAM 3 concept model").
         revision: hub branch, tag or commit.
@@ -99,7 +101,7 @@ def load_pretrained(
         MissingDependencyError: loading needs an optional package that is not installed.
         GatedModelError: the hub refused the gated repository, or a known-gated model is neither cached nor
             downloadable.
-        ModelLoadError: ``load`` raised one of ``errors``.
+        ModelLoadError: loading raised one of ``errors``.
     """
     from .. import hub
 
@@ -111,7 +113,9 @@ def load_pretrained(
     where = f"folder {str(folder)!r}" if folder is not None else f"hub id {source!r}"
     try:
         with hub.progress_bars(progress), hub.files_only(local_files_only):
-            return load(kwargs)
+            processor = processor_cls.from_pretrained(source, **kwargs)
+            model = model_cls.from_pretrained(source, dtype=dtype, **kwargs)
+            return processor, model
     except ImportError as exc:
         raise MissingDependencyError(f"loading the {name} processor needs an optional package: {exc}") from exc
     except Exception as exc:  # transformers / huggingface_hub raise many kinds; each becomes one typed error

@@ -280,13 +280,8 @@ class TransformersSam2Segmenter(Segmenter):
             raise MissingDependencyError(
                 f"transformers with SAM2 support (>= 4.57) is needed for the transformers SAM2 backend: {exc}"
             ) from exc
-
-        def load(kwargs: dict[str, Any]) -> tuple[Any, Any]:
-            return (Sam2Processor.from_pretrained(source, **kwargs),
-                    Sam2Model.from_pretrained(source, dtype=torch_dtype, **kwargs))
-
         processor, model = load_pretrained(
-            load, source=source, folder=folder, name="SAM2", what="segmenter", revision=revision,
+            Sam2Processor, Sam2Model, source=source, folder=folder, dtype=torch_dtype, name="SAM2", what="segmenter", revision=revision,
             local_files_only=local_files_only, progress=progress,
             folder_hint=("the folder must hold a transformers SAM2 checkpoint (config.json, model.safetensors, "
                          "preprocessor_config.json); Meta .pt checkpoints need the 'sam2' backend"),

@@ -159,13 +159,8 @@ class TransformersSam3Segmenter(TransformersSam2Segmenter):
             raise MissingDependencyError(
                 f"transformers with SAM 3 support (>= 5.0) is needed for the SAM 3 backend: {exc}"
             ) from exc
-
-        def load(kwargs: dict[str, Any]) -> tuple[Any, Any]:
-            return (Sam3TrackerProcessor.from_pretrained(source, **kwargs),
-                    Sam3TrackerModel.from_pretrained(source, dtype=torch_dtype, **kwargs))
-
         processor, model = load_pretrained(
-            load, source=source, folder=folder, name="SAM 3", what="segmenter", revision=revision,
+            Sam3TrackerProcessor, Sam3TrackerModel, source=source, folder=folder, dtype=torch_dtype, name="SAM 3", what="segmenter", revision=revision,
             local_files_only=local_files_only, progress=progress,
             folder_hint=("the folder must hold a transformers SAM 3 checkpoint (config.json, model.safetensors, "
                          "preprocessor_config.json)"),
