@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from segzero_tool.eval.dataset_jsonl import jsonl_objects
 from segzero_tool.eval.datasets import DatasetError
 from segzero_tool.prompts import build_prompt
 
@@ -285,22 +286,8 @@ def _jsonl_rows(path: Path, limit: int | None) -> Any:
     ds = _datasets()
     cols: dict[str, list[Any]] = {"problem": [], "solution": [], "image": []}
     masks: list[Any] = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TrainingDataError(f"{path}: cannot be read ({exc})") from None
-    for lineno, line in enumerate(lines, 1):
-        if limit is not None and len(cols["problem"]) >= limit:
-            break
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        where = f"{path}:{lineno}"
-        try:
-            row = json.loads(line)
-        except ValueError as exc:
-            raise TrainingDataError(f"{where}: not valid JSON ({exc})") from None
-        if not isinstance(row, dict):
-            raise TrainingDataError(f"{where}: each line must be a JSON object")
+    # every object given is a row or raises, so the limit on objects is the limit on rows
+    for where, _lineno, row in jsonl_objects(path, error=TrainingDataError, limit=limit):
         missing = [k for k in _ROW_KEYS if k not in row]
         if missing:
             raise TrainingDataError(f"{where}: missing {', '.join(missing)}")

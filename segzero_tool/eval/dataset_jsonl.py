@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,24 +31,50 @@ def load_jsonl(path: str | os.PathLike) -> EvalDataset:
     p = Path(path).expanduser()
     base = p.parent
     samples: list[EvalSample] = []
-    try:
-        lines = p.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{p}: cannot be read ({exc})") from None
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        where = f"{p}:{lineno}"
-        try:
-            row = json.loads(line)
-        except ValueError as exc:
-            raise DatasetError(f"{where}: not valid JSON ({exc})") from None
-        if not isinstance(row, dict):
-            raise DatasetError(f"{where}: each line must be a JSON object")
+    for where, lineno, row in jsonl_objects(p):
         samples.append(_jsonl_sample(row, base, where, lineno))
     if not samples:
         raise DatasetError(f"{p}: no samples")
     return EvalDataset(samples, name=os.fspath(path), kind="jsonl", location=str(p.resolve()))
+
+
+def jsonl_objects(
+    path: Path, *, error: Callable[[str], Exception] = DatasetError, limit: int | None = None
+) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    """The JSON objects of the JSONL file ``path`` as ``(where, lineno, row)`` (``where`` is ``"path:lineno"``
+    for messages); blank lines and lines starting with ``#`` are skipped.
+
+    The file is read at once (an unreadable file raises here, not on the first ``next``); the lines are parsed
+    as they are asked for. ``limit``: stop, without parsing further lines, once that many objects were given.
+
+    Raises:
+        ``error`` (:class:`DatasetError` by default): the file cannot be read, a line is not valid JSON or
+        not a JSON object.
+    """
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: cannot be read ({exc})") from None
+    return _jsonl_objects(path, lines, error, limit)
+
+
+def _jsonl_objects(path: Path, lines: list[str], error: Callable[[str], Exception],
+                   limit: int | None) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    given = 0
+    for lineno, line in enumerate(lines, 1):
+        if limit is not None and given >= limit:
+            break
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise error(f"{where}: not valid JSON ({exc})") from None
+        if not isinstance(row, dict):
+            raise error(f"{where}: each line must be a JSON object")
+        given += 1
+        yield where, lineno, row
 
 
 def _resolve_path(value: Any, base: Path, where: str, what: str) -> Path:
