@@ -1,8 +1,9 @@
 """Reasoner throughput: prefill and decode tokens/s of the Qwen2.5-VL-7B architecture (random weights).
 
-The model is built from the published Qwen2.5-VL-7B-Instruct hyper-parameters (:func:`config_7b`;
-8,292,166,656 parameters, the published 8.29B) with random weights: the cost of a forward pass
-does not depend on the weight values, and no download is needed. It runs in bf16 on CUDA with the
+The model is built from the published Qwen2.5-VL-7B-Instruct hyper-parameters (:func:`config_7b`, i.e.
+``segzero_tool.testing.qwen_configs.qwen2_5_vl_config("7b")``; 8,292,166,656 parameters, the published
+8.29B) with random weights: the cost of a forward pass does not depend on the weight values, and no
+download is needed. It runs in bf16 on CUDA with the
 attention implementation the project's ``TransformersReasoner`` would pick (flash-attention 2 when
 installed, else sdpa).
 
@@ -62,79 +63,37 @@ FRAME = 840
 QUERY = "What can I have if I'm thirsty?"
 
 
-def text_config_7b(**overrides: Any) -> dict[str, Any]:
-    """Text model of Qwen/Qwen2.5-VL-7B-Instruct's ``config.json``."""
-    cfg = {
-        "vocab_size": 152064,
-        "hidden_size": 3584,
-        "intermediate_size": 18944,
-        "num_hidden_layers": 28,
-        "num_attention_heads": 28,
-        "num_key_value_heads": 4,
-        "hidden_act": "silu",
-        "max_position_embeddings": 128000,
-        "rms_norm_eps": 1e-6,
-        "use_sliding_window": False,
-        "sliding_window": 32768,
-        "max_window_layers": 28,
-        "rope_parameters": {"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": [16, 24, 24]},
-        "tie_word_embeddings": False,
-    }
-    cfg.update(overrides)
-    return cfg
-
-
-def vision_config_7b(**overrides: Any) -> dict[str, Any]:
-    """Vision tower of Qwen/Qwen2.5-VL-7B-Instruct's ``config.json``."""
-    cfg = {
-        "depth": 32,
-        "hidden_size": 1280,
-        "intermediate_size": 3420,
-        "num_heads": 16,
-        "out_hidden_size": 3584,
-        "in_channels": 3,
-        "patch_size": 14,
-        "spatial_merge_size": 2,
-        "temporal_patch_size": 2,
-        "window_size": 112,
-        "fullatt_block_indexes": [7, 15, 23, 31],
-        "tokens_per_second": 2,
-        "hidden_act": "silu",
-    }
-    cfg.update(overrides)
-    return cfg
-
-
 def config_7b(token_ids: dict[str, int], *, small: bool = False) -> Any:
     """``Qwen2_5_VLConfig`` of the 7B model (or the 2-layer smoke-test model), with ``token_ids``.
+
+    The dimensions are :func:`segzero_tool.testing.qwen_configs.qwen2_5_vl_config` ``("7b")``'s (the
+    published Qwen2.5-VL-7B-Instruct ``config.json``); only the special-token ids are the tokenizer's.
 
     Args:
         token_ids: ids of ``<|image_pad|>``, ``<|video_pad|>``, ``<|vision_start|>``,
             ``<|vision_end|>``, ``<|endoftext|>`` and ``<|im_end|>`` in the tokenizer used.
         small: the smoke-test model (see the module docstring).
     """
-    from transformers import Qwen2_5_VLConfig
+    from segzero_tool.testing.qwen_configs import qwen2_5_vl_config, text_config, vision_config
 
-    text = text_config_7b(
-        bos_token_id=token_ids["<|endoftext|>"],
-        eos_token_id=token_ids["<|im_end|>"],
-        pad_token_id=token_ids["<|endoftext|>"],
-    )
-    vision = vision_config_7b()
+    text = text_config("7b")
+    text.update(bos_token_id=token_ids["<|endoftext|>"], eos_token_id=token_ids["<|im_end|>"],
+                pad_token_id=token_ids["<|endoftext|>"])
+    vision = vision_config("7b")
     if small:
         text.update(hidden_size=448, intermediate_size=2368, num_hidden_layers=2, num_attention_heads=7,
                     num_key_value_heads=1, max_window_layers=2,
                     rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": [8, 12, 12]})
         vision.update(depth=2, hidden_size=160, intermediate_size=428, num_heads=2, out_hidden_size=448,
                       fullatt_block_indexes=[1])
-    return Qwen2_5_VLConfig(
+    return qwen2_5_vl_config(
+        "7b",
         text_config=text,
         vision_config=vision,
         image_token_id=token_ids["<|image_pad|>"],
         video_token_id=token_ids["<|video_pad|>"],
         vision_start_token_id=token_ids["<|vision_start|>"],
         vision_end_token_id=token_ids["<|vision_end|>"],
-        tie_word_embeddings=False,
     )
 
 

@@ -102,8 +102,8 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "default": Preset("default", "visionreasoner-7b", "sam2.1-hiera-large",
                       "VisionReasoner-7B + SAM 2.1 large: best quality, wants a 24 GB GPU"),
-    "light": Preset("light", "qwen2.5-vl-3b-instruct", "sam2.1-hiera-tiny",
-                    "Qwen2.5-VL-3B-Instruct (grounding prompt) + SAM 2.1 tiny: CPUs and small GPUs"),
+    "light": Preset("light", "qwen3-vl-2b-instruct", "sam2.1-hiera-tiny",
+                    "Qwen3-VL-2B-Instruct (qwen3vl prompt, 0-1000 grid) + SAM 2.1 tiny: CPUs and small GPUs"),
     "paper": Preset("paper", "visionreasoner-7b", "sam2-hiera-large",
                     "VisionReasoner-7B + SAM 2 large, exactly as in the papers"),
 }

@@ -176,7 +176,7 @@ def test_registry_entries():
         assert e.prompt_format is PromptFormat.QWEN3VL and e.coords == "relative1000" and e.rounding == "half_up"
         assert e.max_new_tokens == 1024
     assert MODELS["visionreasoner-7b"].coords == "frame" and MODELS["qwen2.5-vl-3b-instruct"].coords == "frame"
-    assert PRESETS["light"].reasoner == "qwen2.5-vl-3b-instruct"
+    assert PRESETS["light"].reasoner == "qwen3-vl-2b-instruct"  # benchmarks/results/reasoner_cpu_presets.md
     assert ModelEntry("x", "reasoner", "o/x", PromptFormat.VISIONREASONER, coords="relative1000").coords == "relative1000"
     with pytest.raises(ValueError):
         ModelEntry("x", "reasoner", "o/x", PromptFormat.VISIONREASONER, coords="grid")  # type: ignore[arg-type]

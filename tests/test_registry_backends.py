@@ -23,7 +23,7 @@ def test_registry_contents():
               "sam2.1-hiera-large"):
         assert MODELS[n].kind == "segmenter" and MODELS[n].hub_id.startswith("facebook/")
     assert (PRESETS["default"].reasoner, PRESETS["default"].segmenter) == ("visionreasoner-7b", "sam2.1-hiera-large")
-    assert (PRESETS["light"].reasoner, PRESETS["light"].segmenter) == ("qwen2.5-vl-3b-instruct", "sam2.1-hiera-tiny")
+    assert (PRESETS["light"].reasoner, PRESETS["light"].segmenter) == ("qwen3-vl-2b-instruct", "sam2.1-hiera-tiny")
 
 
 def test_resolve_names_folders_and_hub_ids(tmp_path):
