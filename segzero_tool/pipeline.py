@@ -153,7 +153,7 @@ class SegZeroPipeline(SteeringMethods, PipelineStages):
                 :meth:`segment_by_prompts`). Default: the preset's.
             segmenter: likewise (``sam2.1-hiera-large``), or a ready :class:`Segmenter`.
             preset: ``default`` (VisionReasoner-7B + SAM 2.1 large), ``light``
-                (Qwen2.5-VL-3B-Instruct + SAM 2.1 tiny) or ``paper`` (VisionReasoner-7B + SAM 2 large).
+                (Qwen3-VL-2B-Instruct + SAM 2.1 tiny) or ``paper`` (VisionReasoner-7B + SAM 2 large).
             reasoner_backend / segmenter_backend: backend short name or ``package.module:Class``.
             device / dtype: for both models (``auto``: CUDA + bf16 when present, else CPU + fp32);
                 ``reasoner_device`` / ``segmenter_device`` override per model.

@@ -67,7 +67,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
     ModelEntry("seg-zero-7b-best-on-reasonseg-test", "reasoner", "Ricky06662/Seg-Zero-7B-Best-on-ReasonSegTest",
                PromptFormat.SEGZERO, 1024, "Seg-Zero-7B checkpoint picked on ReasonSeg-test"),
     ModelEntry("qwen2.5-vl-3b-instruct", "reasoner", "Qwen/Qwen2.5-VL-3B-Instruct", PromptFormat.GROUNDING, 1024,
-               "base Qwen2.5-VL-3B-Instruct with the grounding prompt (light preset)"),
+               "base Qwen2.5-VL-3B-Instruct with the grounding prompt (the light preset before Qwen3-VL-2B)"),
     ModelEntry("qwen2.5-vl-7b-instruct", "reasoner", "Qwen/Qwen2.5-VL-7B-Instruct", PromptFormat.GROUNDING, 1024,
                "base Qwen2.5-VL-7B-Instruct with the grounding prompt (the papers' baseline)"),
     ModelEntry("qwen3-vl-2b-instruct", "reasoner", "Qwen/Qwen3-VL-2B-Instruct", PromptFormat.QWEN3VL, 1024,
