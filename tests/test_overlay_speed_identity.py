@@ -24,7 +24,7 @@ from scripted import ScriptedReasoner
 
 import segzero_tool.masks as masks_mod
 import segzero_tool.overlay as overlay_mod
-import segzero_tool.pipeline as pipeline_mod
+import segzero_tool.pipeline_stages as pipeline_mod  # where the pipeline calls load_image
 from segzero_tool.errors import ImageLoadError, ImageTooLargeError
 from segzero_tool.frame import ReasoningFrame
 from segzero_tool.images import LoadedImage, load_image

@@ -506,8 +506,8 @@ def test_tiny_sam2_second_call_and_refine_skip_the_encoder(tiny_sam2_dir, monkey
 def _readme_section(title: str) -> str:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     start = readme.index(title + "\n")
-    end = readme.index("\n## ", start)
-    return readme[start:end]
+    ends = [i for i in (readme.find("\n## ", start), readme.find("\n### ", start + len(title))) if i > 0]
+    return readme[start:min(ends)]
 
 
 def test_readme_prompts_subsection_runs_as_written(tiny_sam2_dir, tmp_path, monkeypatch) -> None:
