@@ -24,6 +24,11 @@ class ImageTooLargeError(ImageLoadError):
     """The image has more pixels than the configured limit (decompression-bomb guard)."""
 
 
+class VideoLoadError(ImageLoadError):
+    """The video could not be read: missing, not a video, corrupt, no decodable frame, or a codec this PyAV
+    build cannot decode."""
+
+
 class QueryError(SegZeroError, ValueError):
     """The query text is empty or too long."""
 
