@@ -74,6 +74,11 @@ def _legacy_mask(m: np.ndarray, s: float, ow: int, oh: int) -> np.ndarray:
     return m
 
 
+def _key(ids: Sequence[int] | None, i: int) -> int:
+    """The palette key of object ``i``: its id when ids are given, else its index."""
+    return int(ids[i]) if ids is not None else i
+
+
 def draw_overlay(
     image: np.ndarray,
     objects: Sequence[SegmentedObject],
@@ -83,6 +88,7 @@ def draw_overlay(
     draw_boxes: bool = True,
     draw_points: bool = True,
     draw_labels: bool = True,
+    ids: Sequence[int] | None = None,
 ) -> Image.Image:
     """Render masks, boxes and points over an image.
 
@@ -91,6 +97,8 @@ def draw_overlay(
         objects: the result's objects (boxes and points in original pixels).
         max_side: the longest side of the returned picture (``None``: original size).
         alpha: mask opacity.
+        ids: one id per object (video track ids): colours follow the id and labels read ``#id`` (default: the
+            object's index).
 
     Returns:
         An RGB ``PIL.Image`` at most ``max_side`` pixels on its longest side.
@@ -132,7 +140,7 @@ def draw_overlay(
     if legacy:
         canvas = pixels.astype(np.float32)
         for i in range(len(objects)):
-            colour = np.asarray(PALETTE[i % len(PALETTE)], dtype=np.float32)
+            colour = np.asarray(PALETTE[_key(ids, i) % len(PALETTE)], dtype=np.float32)
             if i in legacy:
                 m = legacy[i]
                 canvas[m] = canvas[m] * (1 - alpha) + colour * alpha
@@ -152,7 +160,7 @@ def draw_overlay(
             sub = canvas[r0 - top : r0 - top + rows, c0 - left : c0 - left + cols]
             # ``sub * (1 - alpha) + colour * alpha`` for every pixel of the block (the colour tiled
             # along a row keeps numpy's inner loops long), kept where the mask is set.
-            tint = np.tile(np.asarray(PALETTE[i % len(PALETTE)], dtype=np.float32) * alpha, cols).reshape(cols, 3)
+            tint = np.tile(np.asarray(PALETTE[_key(ids, i) % len(PALETTE)], dtype=np.float32) * alpha, cols).reshape(cols, 3)
             np.copyto(sub, sub * (1 - alpha) + tint, where=np.repeat(block, 3, axis=1).reshape(rows, cols, 3))
         pixels[top:bottom, left:right] = canvas.round().clip(0, 255).astype(np.uint8)
     out = _Image.fromarray(pixels, mode="RGB")
@@ -168,12 +176,12 @@ def draw_overlay(
         font = None
         font_px = 11
     for i, obj in enumerate(objects):
-        colour = PALETTE[i % len(PALETTE)]
+        colour = PALETTE[_key(ids, i) % len(PALETTE)]
         if draw_boxes and obj.box is not None:
             x1, y1, x2, y2 = (v * s for v in obj.box)
             draw.rectangle((x1, y1, x2, y2), outline=colour, width=lw)
             if draw_labels:
-                tag = f"{i}" + (f" {obj.label}" if obj.label else "") + f" {obj.score:.2f}"
+                tag = (f"#{ids[i]}" if ids is not None else f"{i}") + (f" {obj.label}" if obj.label else "") + f" {obj.score:.2f}"
                 tx, ty = x1, max(0.0, y1 - font_px - 2 * lw)
                 tw = draw.textlength(tag, font=font)
                 draw.rectangle((tx, ty, tx + tw + 2 * lw, ty + font_px + lw), fill=(0, 0, 0))

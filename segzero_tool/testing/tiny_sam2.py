@@ -61,6 +61,22 @@ ARCHS: dict[str, _HieraSpec] = {
         decoder_heads=4,
         iou_head_hidden=64,
     ),
+    # tiny-test with a 128-wide FPN: transformers' SAM2 video memory attention reads 64-channel memories
+    # (its cross-attention key/value width is fixed at 64) and splits each object pointer into hidden/64 tokens,
+    # which needs hidden > 64.
+    "tiny-video-test": _HieraSpec(
+        image_size=256,
+        embed_dims=(16, 32, 64, 128),
+        heads=(1, 1, 2, 2),
+        blocks=(1, 1, 2, 1),
+        global_blocks=(3,),
+        window_sizes=(8, 4, 4, 2),
+        window_pos_bkg=(4, 4),
+        hidden=128,
+        decoder_mlp=256,
+        decoder_heads=4,
+        iou_head_hidden=64,
+    ),
     "hiera-tiny": _HieraSpec(
         image_size=1024,
         embed_dims=(96, 192, 384, 768),
@@ -205,14 +221,9 @@ def count_parameters(arch: str, *, include_memory: bool = False) -> int:
     config = sam2_config(arch)
     with torch.device("meta"):
         if include_memory:
-            from transformers import Sam2VideoConfig, Sam2VideoModel
+            from transformers import Sam2VideoModel
 
-            video = Sam2VideoConfig(
-                vision_config=config.vision_config.to_dict(),
-                prompt_encoder_config=config.prompt_encoder_config.to_dict(),
-                mask_decoder_config=config.mask_decoder_config.to_dict(),
-            )
-            model = Sam2VideoModel(video)
+            model = Sam2VideoModel(sam2_video_config(arch))
         else:
             from transformers import Sam2Model
 
@@ -289,4 +300,77 @@ def build_tiny_sam2(path: str | Path, *, seed: int = 0, arch: str = "tiny-test")
     model.save_pretrained(out)
     sam2_processor(config.prompt_encoder_config.image_size).save_pretrained(out)
     logger.debug("saved random SAM2 %s (seed %d) to %s", arch, seed, out)
+    return out
+
+
+def sam2_video_config(arch: str = "tiny-video-test") -> Any:
+    """A transformers ``Sam2VideoConfig`` (image encoder of :func:`sam2_config` plus the memory modules).
+
+    The released architectures keep transformers' memory defaults (256-wide memory attention, 64-channel
+    memories, 7 memory frames, 16 object pointers). Smaller FPN widths (``tiny-video-test``) get memory modules
+    of their own width, with the 64-channel memories transformers requires.
+    """
+    from transformers import Sam2VideoConfig
+
+    config = sam2_config(arch)
+    spec = _spec(arch)
+    size = spec.image_size
+    memory: dict[str, Any] = {}
+    if spec.hidden != 256:
+        memory = {
+            "memory_attention_hidden_size": spec.hidden,
+            "memory_attention_feed_forward_hidden_size": 2 * spec.hidden,
+            "memory_attention_num_layers": 1,
+            "memory_encoder_hidden_size": spec.hidden,
+            "mask_downsampler_embed_dim": spec.hidden,
+            "memory_fuser_embed_dim": spec.hidden,
+            "memory_fuser_intermediate_dim": 2 * spec.hidden,
+            "memory_fuser_num_layers": 1,
+        }
+    return Sam2VideoConfig(
+        vision_config=config.vision_config.to_dict(),
+        prompt_encoder_config=config.prompt_encoder_config.to_dict(),
+        mask_decoder_config=config.mask_decoder_config.to_dict(),
+        image_size=size,
+        memory_attention_rope_feat_sizes=[size // 16, size // 16],
+        **memory,
+    )
+
+
+def sam2_video_processor(image_size: int) -> Any:
+    """A ``Sam2VideoProcessor`` (image and video processors) resizing to ``image_size`` squared."""
+    from transformers import Sam2ImageProcessor, Sam2VideoProcessor, Sam2VideoVideoProcessor
+
+    image_processor = Sam2ImageProcessor(
+        size={"height": image_size, "width": image_size},
+        mask_size={"height": image_size // 4, "width": image_size // 4},
+    )
+    video_processor = Sam2VideoVideoProcessor(size={"height": image_size, "width": image_size})
+    return Sam2VideoProcessor(image_processor=image_processor, video_processor=video_processor,
+                              target_size=image_size)
+
+
+def build_tiny_sam2_video(path: str | Path, *, seed: int = 0, arch: str = "tiny-video-test") -> Path:
+    """Save a random ``Sam2VideoModel`` with its processors into ``path``, as the hub's SAM 2.1 repositories
+    hold them: the same folder loads as the image segmenter (``Sam2Model`` takes the shared weights) and as
+    the video tracker (``Sam2VideoModel`` + ``Sam2VideoProcessor``).
+
+    Args:
+        path: target folder (created if missing).
+        seed: torch seed of the random weights.
+        arch: a key of :data:`ARCHS`; ``tiny-video-test`` is small enough for unit tests.
+    """
+    import torch
+    from transformers import Sam2VideoModel
+
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    config = sam2_video_config(arch)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Sam2VideoModel(config).eval()
+        _spread_weights(model)
+    model.save_pretrained(out)
+    sam2_video_processor(config.prompt_encoder_config.image_size).save_pretrained(out)
+    logger.debug("saved random SAM2 video model %s (seed %d) to %s", arch, seed, out)
     return out
