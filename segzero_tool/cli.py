@@ -5,6 +5,7 @@
     segzero inspect DIR [--image IMAGE] [--indices 0,2] [--no-crops] [--out FILE.png]
     segzero refine DIR --image IMAGE --index I [--add x,y ...] [--remove x,y ...] [--box x1,y1,x2,y2] --out DIR2
     segzero select DIR --indices 0,2 --out DIR2 [--image IMAGE]
+    segzero track VIDEO QUERY --out DIR [--key-frames first|every:N|every:Ns] [--tracker ...] [--restart]
     segzero models
     segzero make-tiny-models DIR
     segzero eval DATASET [--split S] [--limit N] [--batch-size N] [--out RUN_DIR] [--reasoner ...] [--segmenter ...]
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from . import __version__, cli_phrase, cli_steer
+from . import __version__, cli_phrase, cli_steer, cli_track
 from .errors import SegZeroError
 from .settings import SettingsError
 
@@ -146,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     steering = cli_steer.add_parsers(sub)  # prompt, inspect, refine, select
     cli_phrase.add_parsers(sub)  # phrase (SAM 3 concept segmentation)
+    cli_track.add_parsers(sub)  # track (video: key-frame reasoning + SAM2 video propagation)
 
     models = sub.add_parser("models", help="list the model registry and presets")
     models.add_argument("--json", action="store_true", help="machine-readable output")
@@ -153,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     tiny = sub.add_parser("make-tiny-models",
                           help="build tiny random models (offline demos and tests; they output garbage)")
     tiny.add_argument("out", help="folder to create; gets reasoner/ (Qwen2.5-VL) and segmenter/ (SAM2), plus "
-                                  "reasoner-qwen3vl/, segmenter-sam3/ and concept-sam3/ (SAM 3 text prompts)")
+                                  "reasoner-qwen3vl/, segmenter-sam3/, concept-sam3/ (SAM 3 text prompts) and "
+                                  "segmenter-sam2-video/ (SAM2 with its video memory: segzero track)")
     tiny.add_argument("--seed", type=int, default=0)
     tiny.add_argument("--only", help="comma-separated subset of: " + ", ".join(TINY_FAMILIES))
 
@@ -320,6 +323,8 @@ TINY_FAMILIES: dict[str, tuple[str, str, str, str]] = {
     "qwen3-vl": ("reasoner-qwen3vl", "tiny_qwen3", "build_tiny_qwen3_vl", "--reasoner {}"),
     "sam3": ("segmenter-sam3", "tiny_sam3", "build_tiny_sam3_tracker", "--segmenter {}"),
     "sam3-concept": ("concept-sam3", "tiny_sam3_concept", "build_tiny_sam3_concept", "segzero phrase IMAGE PHRASE --model {}"),
+    "sam2-video": ("segmenter-sam2-video", "tiny_sam2", "build_tiny_sam2_video",
+                   "segzero track VIDEO QUERY --segmenter {}"),
 }
 
 
@@ -424,7 +429,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
-    handlers = {"segment": _cmd_segment, **cli_steer.COMMANDS, **cli_phrase.COMMANDS, "models": _cmd_models, "make-tiny-models": _cmd_tiny,
+    handlers = {"segment": _cmd_segment, **cli_steer.COMMANDS, **cli_phrase.COMMANDS, **cli_track.COMMANDS,
+                "models": _cmd_models, "make-tiny-models": _cmd_tiny,
                 "serve-reasoner": _cmd_serve_reasoner, "eval": _cmd_eval}
     try:
         return handlers[args.command](args)
@@ -437,7 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print("  " + line, file=sys.stderr)
             return exc.exit_code
         hint = (" (or raise --max-pixels)" if isinstance(exc, ImageTooLargeError)
-                and args.command in ("segment", "prompt", "inspect", "refine", "select")
+                and args.command in ("segment", "prompt", "inspect", "refine", "select", "track")
                 else "")
         print("segzero: error: " + " ".join(str(exc).split()) + hint, file=sys.stderr)
         return exc.exit_code

@@ -406,6 +406,14 @@ class SegZeroPipeline(SteeringMethods, PipelineStages):
             result.segmenter = getattr(self.segmenter, "model_id", None) or type(self.segmenter).__name__
         return result
 
+    def track(self, video: Any, query: str, **kwargs: Any) -> Any:
+        """Find what ``query`` asks for on key frames of ``video`` and track every object through it: see
+        :func:`segzero_tool.video.track.track_video` (``out``, ``key_frames``, ``tracker``, ...). Returns a
+        :class:`~segzero_tool.video.result.VideoResult`."""
+        from .video.track import track_video
+
+        return track_video(self, video, query, **kwargs)
+
     def close(self) -> None:
         self.image_cache.clear()
         if self.reasoner is not None:
