@@ -1,0 +1,471 @@
+"""Frame sources for video: a video file, a folder of frame images, or any iterable of frames.
+
+:func:`open_video` gives a :class:`FrameSource`; iterating it yields :class:`VideoFrame` objects, one
+decoded frame at a time (``(H, W, 3)`` uint8 RGB, read-only), so memory stays bounded however long the
+video is. Files are decoded with PyAV (the ``video`` extra), imported only when a file is opened.
+
+What happens with awkward input:
+
+- a missing path, a file that is not a video, a container without a video stream, a frame that cannot
+  be decoded before any good one: :class:`~segzero_tool.errors.VideoLoadError`;
+- a truncated or damaged file after at least one good frame: the frames before the damage are
+  yielded, then iteration ends and one line is added to :attr:`FrameSource.warnings`;
+- a source that yields no frame at all: ``VideoLoadError("... has no frames ...")`` when iterated;
+- a frame (or a file's declared size) above ``max_pixels``: :class:`~segzero_tool.errors.ImageTooLargeError`;
+- a frame whose size differs from the first frame's: ``VideoLoadError`` at that frame.
+
+Times: ``time_s`` is the frame's presentation time from the container (``pts * time_base``, right for
+variable frame rate clips); for folders and iterators it is ``index / fps`` when ``fps`` is given, or
+the time of a ``(time_s, frame)`` item.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import re
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ImageLoadError, ImageTooLargeError, MissingDependencyError, SegZeroError, VideoLoadError
+from ..limits import DEFAULT_MAX_PIXELS
+from ..settings import SettingsError
+
+#: Suffixes of the frame images read from a folder (case-insensitive).
+FRAME_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+#: Largest frame rate accepted for ``fps`` arguments (frames per second).
+MAX_FPS = 10_000.0
+_INSTALL_HINT = "pip install 'segzero-tool[video]'"
+
+
+def import_av() -> Any:
+    """PyAV, or :class:`MissingDependencyError` saying how to install it."""
+    try:
+        import av
+    except ImportError as exc:
+        raise MissingDependencyError(f"reading and writing video files needs PyAV, which is not installed: "
+                                     f"{_INSTALL_HINT}") from exc
+    return av
+
+
+def check_fps(fps: Any, name: str = "fps") -> float:
+    """``fps`` as a float in ``(0, MAX_FPS]``, else :class:`SettingsError`."""
+    if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not math.isfinite(float(fps)) \
+            or not 0 < float(fps) <= MAX_FPS:
+        raise SettingsError(f"{name} must be a number of frames per second above 0 and at most {MAX_FPS:g}, "
+                            f"got {fps!r}")
+    return float(fps)
+
+
+def _check_count(value: Any, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise SettingsError(f"{name} must be a whole number of at least 1 (or None), got {value!r}")
+    return int(value)
+
+
+def _reason(exc: BaseException) -> str:
+    """A one-line description of a decoder / library exception."""
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return " ".join(str(text).split())
+
+
+def _check_size(where: str, w: int, h: int, max_pixels: int | None) -> None:
+    if max_pixels is not None and w * h > max_pixels:
+        raise ImageTooLargeError(f"{where}: the frame has {w}x{h} = {w * h:,} pixels, more than max_pixels "
+                                 f"({max_pixels:,}); downscale the video or raise max_pixels")
+
+
+def _close_quietly(container: Any) -> None:
+    try:
+        if container is not None:
+            container.close()
+    except Exception:  # noqa: BLE001 - closing a broken container must not fail
+        pass
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    array.flags.writeable = False
+    return array
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key putting ``frame2`` before ``frame10`` (digit runs compare as numbers)."""
+    parts = re.split(r"(\d+)", name.lower())
+    return tuple(int(p) if i % 2 else p for i, p in enumerate(parts)), name
+
+
+@dataclass(frozen=True)
+class VideoFrame:
+    """One frame: ``index`` (0-based, presentation order), ``time_s`` (seconds or ``None``) and ``image``
+    (``(H, W, 3)`` uint8 RGB, C-contiguous, read-only)."""
+
+    index: int
+    time_s: float | None
+    image: np.ndarray
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What is known about a source before decoding: ``kind`` ("file", "folder" or "iterator"),
+    ``source`` (the path as given, or ``"<iterator>"``), frame size, average ``fps`` and ``frame_count``
+    (exact for folders; container metadata for files, ``None`` when the container does not say)."""
+
+    kind: str
+    source: str
+    width: int | None
+    height: int | None
+    fps: float | None
+    frame_count: int | None
+
+
+class FrameSource:
+    """Frames of one video, decoded one at a time. A context manager; iterate it for :class:`VideoFrame`.
+
+    Attributes:
+        info: a :class:`VideoInfo`.
+        rewindable: ``True`` for files and folders (iterating again starts at frame 0 again); ``False`` for
+            iterators, which can be read once.
+        warnings: one line per problem that ended the frames early (a truncated or damaged file).
+    """
+
+    rewindable = True
+
+    def __init__(self, info: VideoInfo, *, max_pixels: int | None, max_frames: int | None) -> None:
+        self.info, self.max_pixels, self.max_frames = info, max_pixels, max_frames
+        self.warnings: list[str] = []
+        self._closed = self._started = False
+        self._size: tuple[int, int] | None = None
+
+    def __enter__(self) -> FrameSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.info.kind} {self.info.source!r}>"
+
+    def close(self) -> None:
+        """Release the file or the iterator (a generator is closed). Idempotent."""
+        self._closed = True
+
+    def __iter__(self) -> Iterator[VideoFrame]:
+        if self._closed:
+            raise VideoLoadError(f"{self.info.source}: the frame source is closed; open the video again")
+        if self._started and not self.rewindable:
+            raise VideoLoadError(f"{self.info.source}: frames from an iterator can be read only once; "
+                                 "open a new source to read them again")
+        self._started = True
+        self._size = None
+        return self._limited()
+
+    def _limited(self) -> Iterator[VideoFrame]:
+        frames = self._frames()
+        count = 0
+        try:
+            for frame in frames:
+                yield frame
+                count += 1
+                if self.max_frames is not None and count >= self.max_frames:
+                    return  # without pulling another frame from the source
+        finally:
+            frames.close()
+        if count == 0:
+            raise VideoLoadError(f"{self.info.source}: the video has no frames; pass a video with at least one "
+                                 "frame")
+
+    def _frames(self) -> Iterator[VideoFrame]:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _make(self, index: int, time_s: float | None, image: np.ndarray, where: str) -> VideoFrame:
+        h, w = int(image.shape[0]), int(image.shape[1])
+        if self._size is None:
+            self._size = (w, h)
+        elif self._size != (w, h):
+            raise VideoLoadError(f"{where}: the frame is {w}x{h} but the first frame was "
+                                 f"{self._size[0]}x{self._size[1]}; all frames of a video must have one size")
+        return VideoFrame(index, time_s, _frozen(image))
+
+
+class _FileSource(FrameSource):
+    """A video file decoded with PyAV."""
+
+    def __init__(self, path: Path, shown: str, *, max_pixels: int | None, max_frames: int | None) -> None:
+        self._path, self._shown = path, shown
+        self._live: Any = None  # the container being read
+        self._last_time: float | None = None
+        container = self._open()
+        try:
+            stream = container.streams.video[0]
+            width, height = int(stream.codec_context.width or 0), int(stream.codec_context.height or 0)
+            fps = float(stream.average_rate) if stream.average_rate else None
+            frames = int(stream.frames or 0)
+            if width > 0 and height > 0:
+                _check_size(shown, width, height, max_pixels)
+        except SegZeroError:
+            _close_quietly(container)
+            raise
+        except Exception as exc:  # PyAV reports odd streams with many exception types
+            _close_quietly(container)
+            raise VideoLoadError(f"{shown}: the video stream cannot be read ({_reason(exc)})") from None
+        fps = fps if fps is not None and math.isfinite(fps) and fps > 0 else None
+        info = VideoInfo("file", shown, width or None, height or None, fps, frames or None)
+        super().__init__(info, max_pixels=max_pixels, max_frames=max_frames)
+        self._container: Any = container  # opened by the checks, read by the first iteration
+
+    def _open(self) -> Any:
+        av = import_av()
+        shown = self._shown
+        try:
+            if self._path.stat().st_size == 0:
+                raise VideoLoadError(f"{shown}: the file is empty")
+            container = av.open(str(self._path), mode="r", metadata_errors="replace")
+        except SegZeroError:
+            raise
+        except PermissionError:
+            raise VideoLoadError(f"{shown}: permission denied") from None
+        except Exception as exc:  # av.error.* and the odd IndexError / UnicodeDecodeError from a bad header
+            raise VideoLoadError(f"{shown}: not a video file PyAV can read ({_reason(exc)}); is the file complete "
+                                 "(an MP4 cut off before its recording ended has no index and cannot be read)?"
+                                 ) from None
+        try:
+            has_video = len(container.streams.video) > 0
+        except Exception:  # noqa: BLE001 - a broken stream table reads as "no video"
+            has_video = False
+        if not has_video:
+            _close_quietly(container)
+            raise VideoLoadError(f"{shown}: the file has no video stream (audio only, or a recording that never "
+                                 "got a frame)")
+        return container
+
+    def close(self) -> None:
+        _close_quietly(self._container)
+        _close_quietly(self._live)
+        self._container = self._live = None
+        super().close()
+
+    def _frames(self) -> Iterator[VideoFrame]:
+        container, self._container = self._container or self._open(), None
+        self._live, self._last_time = container, None
+        index, damage = 0, None
+        duration = container.duration / 1e6 if container.duration else None  # AV_TIME_BASE units
+        try:
+            stream = container.streams.video[0]
+            packets = container.demux(stream)
+            while damage is None:
+                try:
+                    decoded = stream.decode(next(packets))
+                except StopIteration:
+                    break
+                except Exception as exc:  # a damaged or truncated file: av.error.*, EOFError, ...
+                    damage, decoded = exc, []
+                    try:  # the frames the decoder holds back (B-frames) come out on a flush
+                        decoded = stream.decode(None)
+                    except Exception:  # noqa: BLE001 - nothing more to recover
+                        pass
+                for frame in decoded:
+                    yield self._convert(frame, index)
+                    index += 1
+        finally:
+            self._live = None
+            _close_quietly(container)
+        if damage is not None and index == 0:
+            raise VideoLoadError(f"{self._shown}: no frame could be decoded ({_reason(damage)}); the file is "
+                                 "damaged or uses a codec this PyAV build cannot decode")
+        if damage is not None:
+            self.warnings.append(f"{self._shown}: the video is damaged or truncated after frame {index - 1} "
+                                 f"({_reason(damage)}); the {index} frames before it were used")
+        elif index > 0 and (short := self._short_of(index, duration)):
+            self.warnings.append(f"{self._shown}: the video ends after frame {index - 1} but {short}; the file "
+                                 "may be truncated")
+
+    def _short_of(self, count: int, duration: float | None) -> str | None:
+        """How the decoded frames fall short of what the container declares (a silently truncated file)."""
+        declared = self.info.frame_count
+        if declared is not None:
+            return f"the file declares {declared} frames" if count < declared else None
+        if duration is None or self._last_time is None:
+            return None
+        slack = 1.5 / self.info.fps if self.info.fps else 0.05 * duration
+        if self._last_time + slack < duration:
+            return f"the file declares {duration:.2f} s (the last frame is at {self._last_time:.2f} s)"
+        return None
+
+    def _convert(self, frame: Any, index: int) -> VideoFrame:
+        where = f"{self._shown} frame {index}"
+        _check_size(where, int(frame.width), int(frame.height), self.max_pixels)
+        try:
+            image = frame.to_ndarray(format="rgb24")
+        except Exception as exc:  # noqa: BLE001 - a frame the converter refuses
+            raise VideoLoadError(f"{where}: cannot be converted to RGB ({_reason(exc)})") from None
+        time_s = frame.time
+        if time_s is None or not math.isfinite(time_s):
+            time_s = index / self.info.fps if self.info.fps else None
+        if time_s is not None:
+            self._last_time = time_s = float(time_s)
+        return self._make(index, time_s, image, where)
+
+
+def _load_frame(item: Any, where: str, max_pixels: int | None) -> np.ndarray:
+    """An array / PIL image -> RGB uint8, with ``where`` in every message."""
+    from ..images import load_image, stored_size
+
+    try:
+        if isinstance(item, Path):  # a folder's frame: its size is checked from the header, before decoding
+            _check_size(where, *stored_size(item), max_pixels)
+        elif isinstance(item, np.ndarray) and item.ndim in (2, 3):
+            _check_size(where, int(item.shape[1]), int(item.shape[0]), max_pixels)
+        elif not isinstance(item, np.ndarray):  # a PIL image
+            _check_size(where, int(item.width), int(item.height), max_pixels)
+        image = load_image(item, max_pixels=None).array
+    except ImageTooLargeError as exc:  # from Pillow's own guard, or ours above
+        if str(exc).startswith(where):
+            raise
+        raise ImageTooLargeError(f"{where}: {str(exc).split(': ', 1)[-1]}") from None
+    except ImageLoadError as exc:
+        raise VideoLoadError(f"{where}: {str(exc).split(': ', 1)[-1]}") from None
+    if isinstance(item, np.ndarray) and np.shares_memory(image, item):
+        image = image.copy()  # the caller may reuse its buffer (a camera does)
+    return image
+
+
+class _FolderSource(FrameSource):
+    """A folder of frame images, in natural order of their names."""
+
+    def __init__(self, path: Path, shown: str, *, max_pixels: int | None, max_frames: int | None,
+                 fps: float | None) -> None:
+        from ..images import stored_size
+
+        try:
+            files = [p for p in path.iterdir()
+                     if p.suffix.lower() in FRAME_SUFFIXES and not p.name.startswith(".") and p.is_file()]
+        except OSError as exc:
+            raise VideoLoadError(f"{shown}: the folder cannot be read ({_reason(exc)})") from None
+        if not files:
+            raise VideoLoadError(f"{shown}: the folder has no frames (no {', '.join(FRAME_SUFFIXES)} files); pass "
+                                 "a folder of frame images or a video file")
+        files.sort(key=lambda p: natural_key(p.name))
+        self._files = files
+        try:
+            width, height = stored_size(files[0])
+        except ImageLoadError as exc:
+            raise VideoLoadError(f"{shown}: the first frame {str(exc)}") from None
+        _check_size(f"{shown} frame 0 ({files[0].name})", width, height, max_pixels)
+        super().__init__(VideoInfo("folder", shown, width, height, fps, len(files)),
+                         max_pixels=max_pixels, max_frames=max_frames)
+
+    def _frames(self) -> Iterator[VideoFrame]:
+        fps = self.info.fps
+        for index, file in enumerate(self._files):
+            where = f"{self.info.source} frame {index} ({file.name})"
+            try:
+                image = _load_frame(file, where, self.max_pixels)
+            except ImageTooLargeError:
+                raise
+            except VideoLoadError as exc:
+                if index == 0:
+                    raise
+                self.warnings.append(f"{exc}; the {index} frames before it were used")
+                return
+            yield self._make(index, index / fps if fps else None, image, where)
+
+
+class _IteratorSource(FrameSource):
+    """Frames pulled one at a time from a Python iterable (a live camera, a generator, a list)."""
+
+    rewindable = False
+
+    def __init__(self, iterator: Iterator[Any], *, max_pixels: int | None, max_frames: int | None,
+                 fps: float | None) -> None:
+        self._iterator = iterator
+        super().__init__(VideoInfo("iterator", "<iterator>", None, None, fps, None),
+                         max_pixels=max_pixels, max_frames=max_frames)
+
+    def close(self) -> None:
+        close = getattr(self._iterator, "close", None)
+        if callable(close) and not self._closed:
+            close()
+        super().close()
+
+    def _frames(self) -> Iterator[VideoFrame]:
+        fps = self.info.fps
+        for index, item in enumerate(self._iterator):
+            where = f"<iterator> frame {index}"
+            time_s = index / fps if fps else None
+            if isinstance(item, tuple):
+                if len(item) != 2:
+                    raise VideoLoadError(f"{where}: a tuple must be (time_s, frame), got {len(item)} items")
+                t, item = item
+                if isinstance(t, bool) or not isinstance(t, numbers.Real) or not math.isfinite(float(t)):
+                    raise VideoLoadError(f"{where}: the time must be a finite number of seconds, got {t!r}")
+                time_s = float(t)
+            if not isinstance(item, np.ndarray) and not _is_pil(item):
+                raise VideoLoadError(f"{where}: expected a numpy array, a PIL image or a (time_s, frame) tuple, "
+                                     f"got {type(item).__name__}")
+            yield self._make(index, time_s, _load_frame(item, where, self.max_pixels), where)
+
+
+def _is_pil(item: Any) -> bool:
+    module = sys.modules.get("PIL.Image")  # not imported yet: the item cannot be a PIL image
+    return module is not None and isinstance(item, module.Image)
+
+
+def open_video(source: Any, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, max_frames: int | None = None,
+               fps: float | None = None) -> FrameSource:
+    """Open a video for reading, one frame at a time.
+
+    Args:
+        source: a path (``str`` / ``PathLike``) to a video file (MP4, WebM, MOV, MKV, anything PyAV decodes) or
+            to a folder of frame images (jpg/jpeg/png/webp/bmp, natural name order: ``frame2`` before
+            ``frame10``); or any iterable of frames (numpy ``(H, W)``, ``(H, W, 3)`` or ``(H, W, 4)`` arrays,
+            PIL images, or ``(time_s, frame)`` tuples), pulled lazily one item per frame.
+        max_pixels: refuse frames with more pixels than this (``None``: no limit).
+        max_frames: stop after this many frames (``None``: all).
+        fps: folders and iterators only: frame ``i`` gets ``time_s = i / fps``.
+
+    Returns:
+        a :class:`FrameSource` (a context manager).
+
+    Raises:
+        VideoLoadError: missing path, not a video, no video stream, an empty folder, an unsupported input.
+        ImageTooLargeError: the file's frame size is above ``max_pixels``.
+        SettingsError: a bad ``fps``, ``max_frames`` or ``max_pixels`` (``fps`` given for a video file).
+        MissingDependencyError: a video file and PyAV is not installed.
+    """
+    max_frames = _check_count(max_frames, "max_frames")
+    max_pixels = _check_count(max_pixels, "max_pixels")
+    if fps is not None:
+        fps = check_fps(fps)
+    if isinstance(source, (str, os.PathLike)):
+        shown = os.fspath(source)
+        shown = shown if isinstance(shown, str) else os.fsdecode(shown)
+        path = Path(shown).expanduser()
+        if not shown or not path.exists():
+            raise VideoLoadError(f"{shown or '<empty path>'}: no such file or folder")
+        if path.is_dir():
+            return _FolderSource(path, shown, max_pixels=max_pixels, max_frames=max_frames, fps=fps)
+        if fps is not None:
+            raise SettingsError("fps is for folders and iterators; a video file's frame times come from the file")
+        return _FileSource(path, shown, max_pixels=max_pixels, max_frames=max_frames)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        raise VideoLoadError("<bytes>: video data is not read from memory; write it to a file and pass the path")
+    if isinstance(source, np.ndarray) and (source.ndim < 3 or (source.ndim == 3 and source.shape[-1] in (3, 4))):
+        raise VideoLoadError(f"<array>: an array of shape {source.shape} is one image, not a video; pass a list of "
+                             "frames or an (N, H, W, 3) array")
+    if _is_pil(source):
+        raise VideoLoadError("<PIL image>: one image, not a video; pass a list of frames")
+    try:
+        iterator = iter(source)
+    except TypeError:
+        raise VideoLoadError(f"unsupported video input of type {type(source).__name__}; pass a path to a video "
+                             "file or a folder of frames, or an iterable of frames") from None
+    return _IteratorSource(iterator, max_pixels=max_pixels, max_frames=max_frames, fps=fps)
