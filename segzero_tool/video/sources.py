@@ -27,7 +27,7 @@ import os
 import re
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +117,9 @@ class VideoFrame:
 class VideoInfo:
     """What is known about a source before decoding: ``kind`` ("file", "folder" or "iterator"),
     ``source`` (the path as given, or ``"<iterator>"``), frame size, average ``fps`` and ``frame_count``
-    (exact for folders; container metadata for files, ``None`` when the container does not say)."""
+    (exact for folders; container metadata for files, ``None`` when the container does not say). A file's
+    frames are turned upright by its rotation metadata; its width and height are set from the first frame
+    once it is decoded (before that they are the stored size)."""
 
     kind: str
     source: str
@@ -307,6 +309,14 @@ class _FileSource(FrameSource):
             image = frame.to_ndarray(format="rgb24")
         except Exception as exc:  # noqa: BLE001 - a frame the converter refuses
             raise VideoLoadError(f"{where}: cannot be converted to RGB ({_reason(exc)})") from None
+        try:  # a phone video's display matrix: turn the frame upright, as players do
+            turns = round(int(frame.rotation or 0) / 90) % 4
+        except Exception:  # noqa: BLE001 - no usable rotation: as stored
+            turns = 0
+        if turns:
+            image = np.rot90(image, turns)
+        if index == 0 and (self.info.width, self.info.height) != (image.shape[1], image.shape[0]):
+            self.info = replace(self.info, width=int(image.shape[1]), height=int(image.shape[0]))
         time_s = frame.time
         if time_s is None or not math.isfinite(time_s):
             time_s = index / self.info.fps if self.info.fps else None

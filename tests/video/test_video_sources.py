@@ -85,6 +85,8 @@ def test_variable_frame_rate_times(tmp_path, shapes, ext):
         frames = list(src)
         assert src.warnings == []
     assert [f.time_s for f in frames] == pytest.approx(VFR_TIMES, abs=1e-3)
+    late = write_vfr_clip(tmp_path / f"late.{ext}", shapes[:3], [3.0, 3.1, 3.25])  # cut from a longer recording
+    assert [f.time_s for f in open_video(late)] == pytest.approx([3.0, 3.1, 3.25], abs=1e-3)
 
 
 def test_max_frames_rewind_and_close(clips):
@@ -97,6 +99,26 @@ def test_max_frames_rewind_and_close(clips):
     src.close()
     with pytest.raises(VideoLoadError, match="closed"):
         iter(src)
+
+
+def test_memory_stays_bounded(tmp_path):
+    """The source keeps no reference to frames it handed out: reading a 200-frame clip (or generator)
+    holds the current frame only."""
+    import weakref
+
+    path = write_clip(tmp_path / "long.mp4", (f.image for f in moving_shapes(200)), fps=25)
+
+    def camera():
+        for i in range(200):
+            yield np.full((120, 160, 3), i % 256, np.uint8)
+
+    for source in (path, camera(), write_frame_folder(tmp_path / "f", moving_shapes(30))):
+        refs, most_alive = [], 0
+        for frame in open_video(source):
+            refs.append(weakref.ref(frame.image))
+            del frame  # (CPython frees it here unless something else holds it)
+            most_alive = max(most_alive, sum(r() is not None for r in refs))
+        assert len(refs) in (200, 30) and most_alive <= 1
 
 
 def test_frame_count_from_the_container(clips):
@@ -200,6 +222,41 @@ def test_stream_over_max_pixels_is_refused_at_open(clips):
     with pytest.raises(ImageTooLargeError, match=r"160x120 = 19,200 pixels, more than max_pixels \(10,000\)"):
         open_video(clips["webm"], max_pixels=10_000)
     assert len(list(open_video(clips["webm"], max_pixels=None))) == 30
+
+
+def test_a_tiny_file_declaring_a_huge_frame_is_refused_at_open(tmp_path):
+    """A 'video bomb': a few hundred bytes declaring 20000x12000 frames; nothing is decoded."""
+    path = tmp_path / "bomb.mkv"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("mjpeg", rate=10)
+        s.width, s.height, s.pix_fmt = 20000, 12000, "yuvj420p"
+        c.start_encoding()
+        pk = av.Packet(b"\x00" * 100)
+        pk.stream, pk.pts, pk.dts, pk.time_base = s, 0, 0, Fraction(1, 1000)
+        c.mux(pk)
+    assert path.stat().st_size < 2000
+    with pytest.raises(ImageTooLargeError, match=r"20000x12000 = 240,000,000 pixels, more than max_pixels"):
+        open_video(path)
+
+
+@pytest.mark.parametrize(("degrees", "corner"), [(90, (-1, 0)), (-90, (0, -1)), (180, (-1, -1)), (0, (0, 0))])
+def test_rotation_metadata_turns_frames_upright(tmp_path, degrees, corner):
+    """A phone video stores landscape pixels and a display rotation; frames come out as players show them."""
+    path = tmp_path / "phone.mp4"
+    image = np.zeros((32, 64, 3), np.uint8)
+    image[:8, :8] = 255  # the top-left corner is white
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt = 64, 32, "yuv420p"
+        s.set_display_rotation(degrees)
+        for p in [*s.encode(av.VideoFrame.from_ndarray(image, format="rgb24")), *s.encode(None)]:
+            c.mux(p)
+    src = open_video(path)
+    frame = next(iter(src))
+    turned = degrees % 180 == 90
+    assert frame.image.shape[:2] == ((64, 32) if turned else (32, 64))
+    assert (src.info.width, src.info.height) == ((32, 64) if turned else (64, 32))
+    assert frame.image[corner[0] * 3, corner[1] * 3].min() > 200  # the white corner, turned counterclockwise
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -363,9 +420,11 @@ def test_frame_kinds_and_times(shapes):
         Image.fromarray(rgb),
         Image.fromarray(rgb).convert("L"),
         (2.5, rgb),
+        rgb[:, :, 0] > 128,  # a bool mask: 0 / 255 grey
     ]
     frames = list(open_video(items, fps=4))
-    assert [f.time_s for f in frames] == [0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.5]
+    assert [f.time_s for f in frames] == [0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.5, 2.0]
+    assert set(np.unique(frames[8].image)) == {0, 255}
     for i in (0, 2, 3, 4, 5, 7):
         assert np.array_equal(frames[i].image, rgb), i
     assert np.array_equal(frames[1].image[:, :, 1], rgb[:, :, 0])
