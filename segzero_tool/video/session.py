@@ -18,6 +18,7 @@ import numpy as np
 
 from ..cancel import check_cancelled
 from ..errors import NoReasonerError
+from ..masks import mask_bbox
 from ..parsing import ParseStatus
 from ..progress import report
 from ..prompts import validate_query
@@ -42,13 +43,26 @@ def match_detections(detections: list[np.ndarray], tracks: dict[int, np.ndarray]
                      ) -> tuple[dict[int, int], list[int]]:
     """Greedy one-to-one matching by mask IoU, best pairs first.
 
+    Only pairs whose bounding boxes overlap are compared, each over the overlap of the boxes, so 50 detections
+    against 50 tracks on a 3000x2000 frame cost a few full-frame passes, not 2,500.
+
     Returns:
         ``({detection index: track id}, [unmatched detection indices])``.
     """
+    det_stats = [_stats(m) for m in detections]
+    track_stats = {tid: _stats(m) for tid, m in tracks.items()}
     pairs = []
-    for d, det in enumerate(detections):
+    for d, (det, (dbox, darea)) in enumerate(zip(detections, det_stats, strict=True)):
         for tid, mask in tracks.items():
-            iou = mask_iou(det, mask)
+            tbox, tarea = track_stats[tid]
+            if dbox is None or tbox is None:
+                continue
+            x1, y1 = max(dbox[0], tbox[0]), max(dbox[1], tbox[1])
+            x2, y2 = min(dbox[2], tbox[2]), min(dbox[3], tbox[3])
+            if x1 > x2 or y1 > y2:
+                continue
+            inter = int(np.count_nonzero(det[y1:y2 + 1, x1:x2 + 1] & mask[y1:y2 + 1, x1:x2 + 1]))
+            iou = inter / (darea + tarea - inter) if inter else 0.0
             if iou >= min_iou:
                 pairs.append((iou, d, tid))
     pairs.sort(key=lambda p: (-p[0], p[1], p[2]))
@@ -59,6 +73,15 @@ def match_detections(detections: list[np.ndarray], tracks: dict[int, np.ndarray]
             matched[d] = tid
             used.add(tid)
     return matched, [d for d in range(len(detections)) if d not in matched]
+
+
+def _stats(mask: np.ndarray) -> tuple[tuple[int, int, int, int] | None, int]:
+    """A mask's inclusive box and its area."""
+    box = mask_bbox(mask)
+    if box is None:
+        return None, 0
+    x1, y1, x2, y2 = box
+    return box, int(np.count_nonzero(mask[y1:y2 + 1, x1:x2 + 1]))
 
 
 class TrackingSession:
