@@ -1,26 +1,16 @@
 """Frame sources for video: a video file, a folder of frame images, or any iterable of frames.
 
-:func:`open_video` gives a :class:`FrameSource`; iterating it yields :class:`VideoFrame` objects, one
-decoded frame at a time (``(H, W, 3)`` uint8 RGB, read-only), so memory stays bounded however long the
-video is. Files are decoded with PyAV (the ``video`` extra), imported only when a file is opened.
-
-What happens with awkward input:
-
-- a missing path, a file that is not a video, a container without a video stream, a frame that cannot
-  be decoded before any good one: :class:`~segzero_tool.errors.VideoLoadError`;
-- a truncated or damaged file after at least one good frame: the frames before the damage are
-  yielded, then iteration ends and one line is added to :attr:`FrameSource.warnings`;
-- a source that yields no frame at all: ``VideoLoadError("... has no frames ...")`` when iterated;
-- a frame (or a file's declared size) above ``max_pixels``: :class:`~segzero_tool.errors.ImageTooLargeError`;
-- a frame whose size differs from the first frame's: ``VideoLoadError`` at that frame.
-
-Times: ``time_s`` is the frame's presentation time from the container (``pts * time_base``, right for
-variable frame rate clips); for folders and iterators it is ``index / fps`` when ``fps`` is given, or
-the time of a ``(time_s, frame)`` item.
+:func:`open_video` gives a :class:`FrameSource`; iterating it yields :class:`VideoFrame` objects, one decoded
+frame at a time (``(H, W, 3)`` uint8 RGB, read-only), so memory stays bounded however long the video is.
+Files are decoded with PyAV (the ``video`` extra), imported only when a file is opened. Bad input gives a
+typed error (:class:`~segzero_tool.errors.VideoLoadError`, ``ImageTooLargeError``, ``SettingsError``); a
+file damaged or truncated after good frames gives those frames and one line in :attr:`FrameSource.warnings`.
+``time_s`` is a file frame's presentation time (``pts * time_base``: right for variable frame rates).
 """
 
 from __future__ import annotations
 
+import errno
 import math
 import numbers
 import os
@@ -41,6 +31,8 @@ from ..settings import SettingsError
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 #: Largest frame rate accepted for ``fps`` arguments (frames per second).
 MAX_FPS = 10_000.0
+#: The demuxers a video file may use (self-contained containers and raw streams; ffmpeg names).
+_DEMUXERS = "mov,matroska,webm,avi,mpegts,mpeg,flv,ogg,asf,gif,h264,hevc,m4v,mjpeg,ivf,obu,nut,yuv4mpegpipe"
 _INSTALL_HINT = "pip install 'segzero-tool[video]'"
 
 
@@ -230,12 +222,19 @@ class _FileSource(FrameSource):
         try:
             if self._path.stat().st_size == 0:
                 raise VideoLoadError(f"{shown}: the file is empty")
-            container = av.open(str(self._path), mode="r", metadata_errors="replace")
+            # "file:" + an absolute path: no protocol prefix in a file name is obeyed; only self-contained
+            # containers are demuxed (no playlist or concat script opening other files).
+            container = av.open("file:" + os.path.abspath(self._path), mode="r", metadata_errors="replace",
+                                container_options={"format_whitelist": _DEMUXERS, "protocol_whitelist": "file"})
         except SegZeroError:
             raise
         except PermissionError:
             raise VideoLoadError(f"{shown}: permission denied") from None
         except Exception as exc:  # av.error.* and the odd IndexError / UnicodeDecodeError from a bad header
+            if getattr(exc, "errno", None) == errno.EINVAL:
+                raise VideoLoadError(f"{shown}: not a video format read here (containers read: MP4/MOV, MKV/WebM, "
+                                     "AVI, MPEG-TS/PS, FLV, Ogg, ASF, GIF, NUT, Y4M and raw H.264/HEVC/MPEG-4/MJPEG, "
+                                     "IVF, OBU streams; playlists and concat scripts are not followed)") from None
             raise VideoLoadError(f"{shown}: not a video file PyAV can read ({_reason(exc)}); is the file complete "
                                  "(an MP4 cut off before its recording ended has no index and cannot be read)?"
                                  ) from None

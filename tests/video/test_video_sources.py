@@ -181,6 +181,23 @@ def test_missing_path_and_not_a_video(tmp_path):
         open_video(empty)
 
 
+def test_scripts_that_open_other_files_are_not_followed(tmp_path, clips, monkeypatch):
+    """An ffconcat script (or a playlist) named .mp4 would make FFmpeg open other files; it is refused."""
+    (tmp_path / "inner.mp4").write_bytes(clips["mp4"].read_bytes())
+    script = tmp_path / "clip.mp4"
+    script.write_text("ffconcat version 1.0\nfile 'inner.mp4'\nfile 'inner.mp4'\n")
+    with pytest.raises(VideoLoadError, match="concat scripts are not followed"):
+        open_video(script)
+    image = tmp_path / "one.png"
+    Image.new("RGB", (16, 16)).save(image)
+    with pytest.raises(VideoLoadError, match="not a video format read here"):
+        open_video(image)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "concat:inner.mp4").write_bytes(b"not a video")  # FFmpeg alone would read "inner.mp4"
+    with pytest.raises(VideoLoadError, match="not a video file"):  # a protocol-like name is just a file name
+        open_video("concat:inner.mp4")
+
+
 def test_container_without_frames(tmp_path):
     path = tmp_path / "zero.mp4"
     c = av.open(str(path), "w")
