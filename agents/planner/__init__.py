@@ -9,6 +9,10 @@ human approval → execution.
 >>> out["__interrupt__"][0].value["steps"]          # the plan, waiting for approval
 >>> graph.invoke(Command(resume={"approved": True}), cfg)["status"]
 'executed'
+
+With ``frames`` instead of ``image`` (a video path or a frame folder; a live camera goes in
+``config["configurable"]["frames"]``), the planner segments the newest frame, tracks its targets after the
+approval, re-queries a lost one and reports each target's latest geometry in ``targets`` (:mod:`.tracking`).
 """
 
 from __future__ import annotations

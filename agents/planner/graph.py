@@ -11,7 +11,11 @@
   ``refine_object`` of the pipeline), and otherwise asks the human with ``interrupt({"type": "question", ...})``;
 * ``approve`` always asks with ``interrupt({"type": "approval", "plan": [...]})`` before anything
   runs (unless ``require_approval=False``);
-* resume either with ``graph.invoke(Command(resume=...), config)`` on the same ``thread_id``.
+* resume either with ``graph.invoke(Command(resume=...), config)`` on the same ``thread_id``;
+* with ``frames`` (a video path, a folder of frames, or a live source in ``config["configurable"]["frames"]``)
+  instead of ``image``, ``perceive`` segments the newest frame and ``observe`` (after the approval, before
+  ``execute``) tracks the objects over new frames, re-queries a lost target and re-plans on the newest frame
+  (see :mod:`.tracking`); ``targets`` reports each target's latest geometry.
 """
 
 from __future__ import annotations
@@ -32,9 +36,11 @@ from .perception import (
 from .planning import build_plan, check_plan, select
 from .state import PlannerInput, PlannerState, TaskSpec
 from .task import parse_task_llm, parse_task_rules, refine_query_llm, refine_query_rules
+from .tracking import VideoRegistry, frame_source, perceive_frames, refresh_objects, thread_id
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
+    from langchain_core.runnables import RunnableConfig
     from langgraph.checkpoint.base import BaseCheckpointSaver
 
 logger = logging.getLogger(__name__)
@@ -118,6 +124,10 @@ def build_planner_graph(
     place_margin_px: int = 10,
     require_approval: bool = True,
     name: str = "robot_planner",
+    tracker: Any = None,
+    observe_frames: int | None = 1,
+    requery_every: int = 10,
+    key_frames: str = "first",
 ) -> Any:
     """Compile the planner graph.
 
@@ -136,6 +146,12 @@ def build_planner_graph(
         place_margin_px: gap between a placed object and its reference, pixels.
         require_approval: ask the human before executing (the default).
         name: the graph's name.
+        tracker: with ``frames``: ``None`` (the video model of the pipeline's segmenter), a tracker model id
+            or folder, or a callable returning a new ``VideoTracker`` (one per role).
+        observe_frames: new frames ``observe`` tracks before executing (``None``: until the source ends).
+        requery_every: while a followed target stays lost, ask the reasoner again every this many frames
+            (the first time on the frame after the loss).
+        key_frames: the sessions' key-frame policy (``first``, ``every:N``, ``every:Ns``).
 
     Returns:
         The compiled graph (``invoke``/``stream`` with ``{"task": ..., "image": ...}`` and
@@ -148,16 +164,30 @@ def build_planner_graph(
         raise ValueError(f"max_attempts must be >= 0, got {max_attempts}")
     if max_depth_m is not None and not max_depth_m > 0:
         raise ValueError(f"max_depth_m must be positive, got {max_depth_m}")
+    if observe_frames is not None and observe_frames < 0:
+        raise ValueError(f"observe_frames must be >= 0 or None, got {observe_frames}")
+    # the live frame sources and tracking sessions, per thread_id (memory only: the state stays JSON)
+    videos = VideoRegistry(segmenter, tracker=tracker, key_frames=key_frames, requery_every=requery_every)
     segment = as_segment_fn(segmenter)
     # the last full result per (role, query), for refine_object (memory only: the state stays JSON)
     live: dict[tuple[str, str], Any] = {}
 
-    def understand_task(state: PlannerState) -> dict[str, Any]:
+    def understand_task(state: PlannerState, config: RunnableConfig) -> dict[str, Any]:
         task = (state.get("task") or "").strip()
         if not task:
             raise ValueError("the planner needs a 'task', e.g. 'put the cup next to the sink'")
-        if state.get("image") is None:
-            raise ValueError("the planner needs an 'image' (a path or an (H, W, 3) uint8 array)")
+        frames = frame_source(state, config)
+        if state.get("image") is None and frames is None:
+            raise ValueError("the planner needs an 'image' (a path or an (H, W, 3) uint8 array) or 'frames' "
+                             "(a video path, a folder of frames, or a camera in config['configurable']['frames'])")
+        if state.get("image") is not None and frames is not None:
+            raise ValueError("give the planner either an 'image' or 'frames', not both")
+        video = {}
+        if frames is not None:
+            video = {"video": videos.start(thread_id(config), frames).state(), "targets": {}}
+        elif state.get("video") is not None:  # this thread ran on frames before
+            videos.close(thread_id(config))
+            video = {"video": None, "targets": {}}
         how = "rules"
         if model is not None:
             try:
@@ -171,12 +201,14 @@ def build_planner_graph(
         return {
             "spec": spec.model_dump(), "queries": queries, "objects": {}, "choices": {}, "overrides": [],
             "attempts": {}, "plan": [], "checks": [], "issues": [], "approval": {}, "results": [],
-            "status": "planning",
+            "status": "planning", **video,
             "log": [f"understand_task: {spec.action} " + ", ".join(f"{r}={q!r}" for r, q in queries.items())
                     + (f", relation={spec.relation}" if spec.relation else "") + f" (parsed by {how})"],
         }
 
-    def perceive(state: PlannerState) -> dict[str, Any]:
+    def perceive(state: PlannerState, config: RunnableConfig) -> dict[str, Any]:
+        if state.get("video") is not None:  # the newest frame (see .tracking)
+            return perceive_frames(videos.get(thread_id(config), frame_source(state, config), state["video"]), state)
         objects = dict(state.get("objects") or {})
         log = []
         image = None
@@ -204,13 +236,17 @@ def build_planner_graph(
                 log.append(f"geometry {role}: " + "; ".join(_describe(o) for o in objects[role]["objects"]))
         return {"objects": objects, "log": log}
 
-    def plan(state: PlannerState) -> dict[str, Any]:
+    def plan(state: PlannerState, config: RunnableConfig) -> dict[str, Any]:
         objects = state["objects"]
         size = next(iter(objects.values()))["image_size"]
         steps = build_plan(state["spec"], objects, state.get("choices") or {},
                            depth=as_depth(state.get("depth"), size), intrinsics=to_intrinsics(state.get("intrinsics")),
                            depth_scale=float(state.get("depth_scale") or depth_scale), margin=place_margin_px)
-        return {"plan": steps, "log": [f"plan: {s['step']}. {s['description']}" for s in steps] or ["plan: no steps"]}
+        update = {"plan": steps, "log": [f"plan: {s['step']}. {s['description']}" for s in steps] or ["plan: no steps"]}
+        video = videos.peek(thread_id(config)) if state.get("video") is not None else None
+        if video is not None and video.roles:  # follow the objects the plan acts on
+            update["targets"] = video.follow_selected(objects, state.get("choices") or {})
+        return update
 
     def check(state: PlannerState) -> dict[str, Any]:
         checks = check_plan(state["spec"], state["objects"], state["plan"], state.get("choices") or {},
@@ -224,9 +260,31 @@ def build_planner_graph(
     def route_check(state: PlannerState) -> str:
         if state["issues"]:
             return "resolve"
-        return "approve" if require_approval else "execute"
+        return "approve" if require_approval else ("observe" if state.get("video") is not None else "execute")
 
-    def resolve(state: PlannerState) -> Command:
+    def observe(state: PlannerState, config: RunnableConfig) -> Command:
+        """Track the targets over new frames, then re-plan on the newest frame (``resolve`` on a failed check)."""
+        video = videos.get(thread_id(config), frame_source(state, config), state["video"])
+        queries = state["queries"]
+        if not video.roles:  # opened again here: re-query every role, follow what is nearest to the plan's boxes
+            video.restore(queries, state["objects"], state.get("choices") or {})
+        n = video.observe(observe_frames)
+        objects, choices, log = refresh_objects(video, queries, state["objects"], {})
+        s: dict[str, Any] = {**state, "objects": objects, "choices": choices}
+        g = geometry(s)
+        s.update(objects=g["objects"])
+        p = plan(s, config)
+        s.update(plan=p["plan"])
+        c = check(s)
+        update = {"objects": s["objects"], "choices": choices, "plan": s["plan"], "checks": c["checks"],
+                  "issues": c["issues"], "video": video.state(), "targets": video.targets(),
+                  "log": [f"observe: {n} new frame(s), now at frame {video.state()['frame']}", *video.drain(), *log,
+                          *g["log"], *p["log"], *c["log"]]}
+        if c["issues"]:
+            return Command(goto="resolve", update={**update, "status": "needs_input"})
+        return Command(goto="execute", update=update)
+
+    def resolve(state: PlannerState, config: RunnableConfig) -> Command:
         failed = next(c for c in state["checks"] if not c["ok"])
         role, kind = failed["role"], failed["check"]
         perception = state["objects"].get(role) or {}
@@ -236,7 +294,7 @@ def build_planner_graph(
         auto = (kind == "found" and n < max_attempts) or (kind == "unique" and n == 0 < max_attempts)
         # looked up only now: a lazily loaded pipeline has loaded by the time a mask is checked
         refine_fn = getattr(segmenter, "refine_object", None)
-        if kind == "mask_box" and callable(refine_fn) and not attempts.get(f"{role}:refine"):
+        if kind == "mask_box" and callable(refine_fn) and not attempts.get(f"{role}:refine") and not state.get("video"):
             attempts[f"{role}:refine"] = 1
             update = _refined(refine_fn, role, query, perception, int(failed["index"]), state)
             if update is not None:
@@ -253,6 +311,7 @@ def build_planner_graph(
         answer = _answer(interrupt(payload, response_schema=_ANSWER_SCHEMA))
         said = f"resolve: asked the human ({payload['kind']} {role}); answer {answer}"
         if answer.get("abort"):
+            videos.close(thread_id(config))
             return Command(goto=END, update={"status": "aborted", "log": [said, "aborted by the human"]})
         if answer.get("query"):
             choices = {k: v for k, v in (state.get("choices") or {}).items() if k != role}
@@ -301,7 +360,7 @@ def build_planner_graph(
                         f"{tuple(click)} in box {box} -> {ag.get('inside', 0):.0%} inside, "
                         f"{ag.get('coverage', 0):.0%} of the box covered"]}
 
-    def approve(state: PlannerState) -> Command:
+    def approve(state: PlannerState, config: RunnableConfig) -> Command:
         payload = {
             "type": "approval",
             "question": f"Execute this plan for {state['task']!r}? Resume with {{'approved': true}} or "
@@ -312,12 +371,13 @@ def build_planner_graph(
         }
         decision = _approval(interrupt(payload, response_schema=_APPROVAL_SCHEMA))
         if decision["approved"]:
-            return Command(goto="execute", update={"approval": decision, "status": "approved",
+            return Command(goto="observe" if state.get("video") is not None else "execute", update={"approval": decision, "status": "approved",
                                                    "log": ["approve: approved by the human"]})
+        videos.close(thread_id(config))
         note = f"rejected by the human: {decision['feedback']}" if decision["feedback"] else "rejected by the human"
         return Command(goto=END, update={"approval": decision, "status": "rejected", "log": [f"approve: {note}"]})
 
-    def execute(state: PlannerState) -> dict[str, Any]:
+    def execute(state: PlannerState, config: RunnableConfig) -> dict[str, Any]:
         results, steps, log = [], [], []
         for step in state["plan"]:
             outcome = DRY_RUN if executor is None else executor(step, dict(state))
@@ -325,6 +385,7 @@ def build_planner_graph(
             results.append({"step": step["step"], "action": step["action"], "outcome": outcome})
             steps.append({**step, "status": outcome if isinstance(outcome, str) else "executed"})
             log.append(f"execute: {step['step']}. {step['description']} -> {outcome}")
+        videos.close(thread_id(config))
         return {"results": results, "plan": steps, "status": "executed", "log": log}
 
     g = StateGraph(PlannerState, input_schema=PlannerInput)
@@ -334,17 +395,18 @@ def build_planner_graph(
     g.add_node("plan", plan)
     g.add_node("check", check)
     g.add_node("resolve", resolve, destinations=("perceive", "geometry", "plan", END))
-    g.add_node("approve", approve, destinations=("execute", END))
+    g.add_node("approve", approve, destinations=("observe", "execute", END))
+    g.add_node("observe", observe, destinations=("execute", "resolve"))
     g.add_node("execute", execute)
     g.add_edge(START, "understand_task")
     g.add_edge("understand_task", "perceive")
     g.add_edge("perceive", "geometry")
     g.add_edge("geometry", "plan")
     g.add_edge("plan", "check")
-    g.add_conditional_edges("check", route_check, ["resolve", "approve", "execute"])
+    g.add_conditional_edges("check", route_check, ["resolve", "approve", "observe", "execute"])
     g.add_edge("execute", END)
     # every automatic re-query costs five steps (resolve, perceive, geometry, plan, check)
-    limit = max(25, 12 + 5 * (2 * max_attempts + 2))
+    limit = max(25, 13 + 5 * (2 * max_attempts + 2))
     return g.compile(checkpointer=checkpointer, name=name).with_config(recursion_limit=limit)
 
 

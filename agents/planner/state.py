@@ -3,7 +3,9 @@
 Coordinates in the state are original-image pixels: points ``[x, y]``, boxes ``[x1, y1, x2, y2]``
 (inclusive). 3-D points are metres in the camera frame (x right, y down, z forward). Everything the
 nodes write is JSON-ready (lists, dicts, numbers, strings), so checkpoints and interrupt payloads
-serialise; only the inputs ``image`` and ``depth`` may be numpy arrays.
+serialise; only the inputs ``image`` and ``depth`` may be numpy arrays. With a frame source, the source,
+its frames and the tracking sessions stay outside the state (see :mod:`.tracking`); ``video`` and
+``targets`` are JSON.
 """
 
 from __future__ import annotations
@@ -57,10 +59,14 @@ class TaskSpec(BaseModel):
 class PlannerState(TypedDict, total=False):
     """State of the robotics planner graph.
 
-    Inputs: ``task`` and ``image`` (required), ``depth``, ``intrinsics``, ``depth_scale`` (optional).
+    Inputs: ``task`` and ``image`` or ``frames`` (required), ``depth``, ``intrinsics``, ``depth_scale``
+    (optional).
 
     Attributes:
         image: path, or ``(H, W, 3)`` uint8 RGB array (anything the segmenter accepts).
+        frames: instead of ``image``: a video file or a folder of frames (a path); a live source (a camera
+            iterator, a ``FrameSource``) goes in ``config["configurable"]["frames"]`` instead, which is
+            never checkpointed.
         depth: optional ``(H, W)`` depth map aligned with ``image``, in units of ``depth_scale`` metres.
         intrinsics: optional pinhole intrinsics (``Intrinsics``, ``{"fx","fy","cx","cy"}``, 4 numbers or
             a 3x3 matrix), pixels.
@@ -82,6 +88,11 @@ class PlannerState(TypedDict, total=False):
         log: the step log (appended to by every node).
         status: where the run stands (``planning``, ``awaiting_approval``, ``needs_input``,
             ``executed``, ``rejected``, ``aborted``).
+        video: with ``frames``: ``source``, ``kind`` (``file``, ``folder``, ``iterator``), ``fps``,
+            ``width``, ``height``, ``frame`` / ``time_s`` (the newest frame read), ``frames_read``,
+            ``ended``, ``warnings``.
+        targets: with ``frames``: ``role -> `` the followed object's latest geometry (see
+            :func:`.tracking.target_record`).
     """
 
     image: Any
@@ -102,12 +113,16 @@ class PlannerState(TypedDict, total=False):
     results: list[dict[str, Any]]
     log: Annotated[list[str], operator.add]
     status: str
+    frames: Any
+    video: dict[str, Any] | None
+    targets: dict[str, dict[str, Any]]
 
 
 class PlannerInput(TypedDict, total=False):
     """What a caller passes in (the graph's input schema)."""
 
     image: Any
+    frames: Any
     depth: Any
     intrinsics: Any
     depth_scale: float
