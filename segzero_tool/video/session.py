@@ -180,11 +180,14 @@ class TrackingSession:
         self._index = index
         return result
 
-    def reseed(self, frame: Any, masks: dict[int, np.ndarray], *, time_s: float | None = None) -> None:
-        """Restart the tracker on ``frame`` from known masks (a resumed run's last recorded frame); nothing is
-        recorded and the key-frame policy is not asked."""
+    def reseed(self, frame: Any, masks: dict[int, np.ndarray], *, reset: bool = False,
+               time_s: float | None = None) -> None:
+        """Feed the tracker a frame of a resumed run, starting the tracks in ``masks`` on it (their recorded masks);
+        nothing is recorded and the key-frame policy is not asked. ``reset``: forget the tracker's state first (the
+        first frame replayed)."""
         image, index, _ = self._unpack(frame, time_s)
-        self.tracker.reset()
+        if reset:
+            self.tracker.reset()
         self.tracker.step(image, new_objects=masks or None)
         self._index = index
 

@@ -46,6 +46,10 @@ OVERLAY_FILE = "overlay.mp4"
 VIDEO_SCHEMA = 1
 #: ``frames.jsonl`` is fsync'ed every this many frames (and at the end).
 SYNC_EVERY = 25
+#: On resume, tracks lost at most this many frames before the last recorded one are started again where they were
+#: last seen (the frames since are replayed through the tracker), so the tracker can find them again; tracks lost
+#: longer ago stay lost (a key-frame detection can still bring them back by their last mask).
+REPLAY_FRAMES = 300
 #: Longest side of the overlay video's frames.
 OVERLAY_MAX_SIDE = 1280
 _SETTING_KEYS = ("query", "source", "key_frames", "match_iou", "max_frames", "max_objects", "tracker", "reasoner",
@@ -141,6 +145,7 @@ class _Resume:
         self.key_frames: list[int] = []
         self.last_key_time: float | None = None
         self.last_rle: dict[int, dict[str, Any]] = {}
+        self.last_seen: dict[int, int] = {}
         self.visible: set[int] = set()
         self.last_record: dict[str, Any] | None = None
 
@@ -224,6 +229,7 @@ def _replay(state: _Resume, record: dict[str, Any], index: int) -> None:
         summary.seen(index, tuple(item["box"]) if item.get("box") else None, int(item.get("area", 0)))
         if item.get("mask"):
             state.last_rle[tid] = item["mask"]
+            state.last_seen[tid] = index
         visible.add(tid)
     for event in record.get("events", []):
         tid = int(event["track_id"])
@@ -254,11 +260,16 @@ def _run(session: TrackingSession, source: Any, settings: dict[str, Any], out_di
     old_records: Iterator[dict[str, Any]] | None = None
     done = 0
     status = "failed"
+    replay: dict[int, list[int]] = {}  # frame -> tracks to start there when resuming
     if resume is not None and resume.last_index >= 0:
         session.restore(list(resume.tracks.values()), resume.key_frames,
                         {t: rle_decode(r) for t, r in resume.last_rle.items()}, resume.visible, resume.last_index,
                         resume.last_key_time)
         old_records = _records(out_dir / FRAMES_FILE)  # type: ignore[operator]
+        for tid, seen in resume.last_seen.items():
+            if seen >= resume.last_index - REPLAY_FRAMES:
+                replay.setdefault(seen, []).append(tid)
+    replay_from = min(replay, default=None)
     try:
         if out_dir is not None:
             _write_manifest(out_dir, settings, info, "running", resume.last_index + 1 if resume else 0)
@@ -275,9 +286,9 @@ def _run(session: TrackingSession, source: Any, settings: dict[str, Any], out_di
                 record = next(old_records) if old_records is not None else None  # type: ignore[call-overload]
                 if writer is not None and record is not None:
                     writer.write(_draw(frame.image, VideoFrameResult.from_record(record)))
-                if frame.index == resume.last_index:
-                    session.reseed(frame, {t: rle_decode(resume.last_rle[t]) for t in resume.visible
-                                           if t in resume.last_rle})
+                if replay_from is not None and frame.index >= replay_from:
+                    session.reseed(frame, {t: rle_decode(resume.last_rle[t]) for t in replay.get(frame.index, [])},
+                                   reset=frame.index == replay_from)
                 done = frame.index + 1
                 continue
             result = session.push(frame)
