@@ -78,6 +78,31 @@ def test_other_codecs(tmp_path, shapes, codec):
     assert len(frames) == 8 and _diff(frames[3].image, shapes[3].image) < 8
 
 
+@pytest.mark.parametrize(("name", "fmt", "codec"), [("c.avi", "avi", "mpeg4"), ("c.ts", "mpegts", "mpeg4"),
+                                                   ("c.mpg", "mpeg", "mpeg2video"), ("c.flv", "flv", "libx264")])
+def test_more_containers(tmp_path, shapes, name, fmt, codec):
+    path = tmp_path / name
+    with av.open(str(path), "w", format=fmt) as c:
+        s = c.add_stream(codec, rate=10)
+        s.width, s.height, s.pix_fmt = 160, 120, "yuv420p"
+        for f in shapes[:6]:
+            for p in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f.image), format="rgb24")):
+                c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+    frames = list(open_video(path))
+    assert len(frames) == 6 and _diff(frames[4].image, shapes[4].image) < 10
+
+
+def test_animated_gif(tmp_path, shapes):
+    path = tmp_path / "anim.gif"
+    images = [Image.fromarray(f.image) for f in shapes[:5]]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=100, loop=0)
+    frames = list(open_video(path))
+    assert len(frames) == 5 and frames[0].image.shape == (120, 160, 3)
+    assert [f.time_s for f in frames] == pytest.approx([0, 0.1, 0.2, 0.3, 0.4])
+
+
 @pytest.mark.parametrize("ext", ["mp4", "webm", "mov"])
 def test_variable_frame_rate_times(tmp_path, shapes, ext):
     path = write_vfr_clip(tmp_path / f"vfr.{ext}", shapes[: len(VFR_TIMES)], VFR_TIMES)
@@ -188,6 +213,10 @@ def test_scripts_that_open_other_files_are_not_followed(tmp_path, clips, monkeyp
     script.write_text("ffconcat version 1.0\nfile 'inner.mp4'\nfile 'inner.mp4'\n")
     with pytest.raises(VideoLoadError, match="concat scripts are not followed"):
         open_video(script)
+    playlist = tmp_path / "live.m3u8"
+    playlist.write_text("#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:3.0,\ninner.mp4\n#EXT-X-ENDLIST\n")
+    with pytest.raises(VideoLoadError, match="playlists and concat scripts are not followed"):
+        open_video(playlist)
     image = tmp_path / "one.png"
     Image.new("RGB", (16, 16)).save(image)
     with pytest.raises(VideoLoadError, match="not a video format read here"):
@@ -332,6 +361,7 @@ def test_folder_in_natural_order_with_fps(tmp_path, shapes):
     with open_video(folder, fps=5) as src:
         assert (src.info.kind, src.info.frame_count, src.info.width, src.info.height) == ("folder", 5, 160, 120)
         frames = list(src)
+        assert len(list(src)) == 5  # a folder can be read again
     assert [f.time_s for f in frames] == pytest.approx([0, 0.2, 0.4, 0.6, 0.8])
     for f, i in zip(frames, (0, 1, 2, 10, 11), strict=True):
         assert np.array_equal(f.image, shapes[i].image) and not f.image.flags.writeable
