@@ -180,7 +180,11 @@ class VideoWriter:
         except Exception as exc:
             self._drop()
             raise OSError(f"{self.path}: finishing the video failed ({exc})") from None
-        os.replace(self.partial, self.path)
+        try:
+            os.replace(self.partial, self.path)
+        except OSError:
+            self._drop()
+            raise
 
     def abort(self) -> None:
         """Stop and delete the partial file; nothing appears at :attr:`path`. Idempotent."""

@@ -410,7 +410,9 @@ class _IteratorSource(FrameSource):
         for index, item in enumerate(self._iterator):
             where = f"<iterator> frame {index}"
             time_s = index / fps if fps else None
-            if isinstance(item, tuple):
+            if isinstance(item, VideoFrame):  # frames of another source, e.g. filtered
+                time_s, item = item.time_s, item.image
+            elif isinstance(item, tuple):
                 if len(item) != 2:
                     raise VideoLoadError(f"{where}: a tuple must be (time_s, frame), got {len(item)} items")
                 t, item = item
@@ -418,8 +420,8 @@ class _IteratorSource(FrameSource):
                     raise VideoLoadError(f"{where}: the time must be a finite number of seconds, got {t!r}")
                 time_s = float(t)
             if not isinstance(item, np.ndarray) and not _is_pil(item):
-                raise VideoLoadError(f"{where}: expected a numpy array, a PIL image or a (time_s, frame) tuple, "
-                                     f"got {type(item).__name__}")
+                raise VideoLoadError(f"{where}: expected a numpy array, a PIL image, a VideoFrame or a (time_s, "
+                                     f"frame) tuple, got {type(item).__name__}")
             yield self._make(index, time_s, _load_frame(item, where, self.max_pixels), where)
 
 
@@ -436,7 +438,8 @@ def open_video(source: Any, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, max_
         source: a path (``str`` / ``PathLike``) to a video file (MP4, WebM, MOV, MKV, anything PyAV decodes) or
             to a folder of frame images (jpg/jpeg/png/webp/bmp, natural name order: ``frame2`` before
             ``frame10``); or any iterable of frames (numpy ``(H, W)``, ``(H, W, 3)`` or ``(H, W, 4)`` arrays,
-            PIL images, or ``(time_s, frame)`` tuples), pulled lazily one item per frame.
+            PIL images, :class:`VideoFrame` objects or ``(time_s, frame)`` tuples), pulled lazily one item per
+            frame.
         max_pixels: refuse frames with more pixels than this (``None``: no limit).
         max_frames: stop after this many frames (``None``: all).
         fps: folders and iterators only: frame ``i`` gets ``time_s = i / fps``.

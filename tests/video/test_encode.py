@@ -129,3 +129,9 @@ def test_bad_arguments(tmp_path, shapes):
             writer.write("frame.png")
         writer.write(shapes[0].image)
     assert list(tmp_path.iterdir()) == [tmp_path / "x.mp4"]
+    (tmp_path / "dir.mp4").mkdir()  # the final rename fails: the partial file goes too
+    writer = Mp4Writer(tmp_path / "dir.mp4", fps=10, width=160, height=120)
+    writer.write(shapes[0].image)
+    with pytest.raises(OSError):
+        writer.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.mp4", "x.mp4"]

@@ -479,10 +479,15 @@ def test_frame_kinds_and_times(shapes):
     assert [f.time_s for f in open_video([rgb, rgb])] == [None, None]
     stack = np.stack([s.image for s in shapes[:5]])
     assert len(list(open_video(stack))) == 5
+    every_other = [f for f in open_video(stack, fps=10) if f.index % 2 == 0]  # VideoFrames keep their times
+    again = list(open_video(iter(every_other)))
+    assert [(f.index, f.time_s) for f in again] == [(0, 0.0), (1, 0.2), (2, 0.4)]
+    assert np.array_equal(again[1].image, shapes[2].image)
 
 
 @pytest.mark.parametrize(("item", "match"), [
-    ("frame.png", r"<iterator> frame 1: expected a numpy array, a PIL image or a \(time_s, frame\) tuple, got str"),
+    ("frame.png", r"<iterator> frame 1: expected a numpy array, a PIL image, a VideoFrame or a \(time_s, frame\) "
+                  "tuple, got str"),
     (None, "frame 1: .*got NoneType"),
     (3, "frame 1: .*got int"),
     ((1.0, 2.0, 3.0), r"frame 1: a tuple must be \(time_s, frame\)"),
