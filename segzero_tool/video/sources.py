@@ -378,9 +378,7 @@ class _FolderSource(FrameSource):
             where = f"{self.info.source} frame {index} ({file.name})"
             try:
                 image = _load_frame(file, where, self.max_pixels)
-            except ImageTooLargeError:
-                raise
-            except VideoLoadError as exc:
+            except VideoLoadError as exc:  # (ImageTooLargeError is not one: it propagates)
                 if index == 0:
                     raise
                 self.warnings.append(f"{exc}; the {index} frames before it were used")
