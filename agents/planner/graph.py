@@ -15,7 +15,10 @@
 * with ``frames`` (a video path, a folder of frames, or a live source in ``config["configurable"]["frames"]``)
   instead of ``image``, ``perceive`` segments the newest frame and ``observe`` (after the approval, before
   ``execute``) tracks the objects over new frames, re-queries a lost target and re-plans on the newest frame
-  (see :mod:`.tracking`); ``targets`` reports each target's latest geometry.
+  (see :mod:`.tracking`); ``targets`` reports each target's latest geometry::
+
+    approve ─approved─→ observe ─checks pass─→ execute → END
+                           └─a check fails (e.g. the target is lost)─→ resolve
 """
 
 from __future__ import annotations
@@ -181,7 +184,8 @@ def build_planner_graph(
             raise ValueError("the planner needs an 'image' (a path or an (H, W, 3) uint8 array) or 'frames' "
                              "(a video path, a folder of frames, or a camera in config['configurable']['frames'])")
         if state.get("image") is not None and frames is not None:
-            raise ValueError("give the planner either an 'image' or 'frames', not both")
+            raise ValueError("give the planner either an 'image' or 'frames', not both (on a thread that ran with "
+                             "the other one, pass it as None)")
         video = {}
         if frames is not None:
             video = {"video": videos.start(thread_id(config), frames).state(), "targets": {}}

@@ -344,6 +344,10 @@ class VideoRegistry:
                  requery_every: int = 10, max_pixels: int | None = None) -> None:
         if requery_every < 1:
             raise ValueError(f"requery_every must be >= 1, got {requery_every}")
+        instance = not isinstance(tracker, type) and hasattr(tracker, "step")  # one tracker cannot serve two roles
+        if tracker is not None and not isinstance(tracker, str) and (instance or not callable(tracker)):
+            raise TypeError("tracker must be a model id or folder, or a callable returning a new VideoTracker (each "
+                            f"role gets its own); got {type(tracker).__name__}")
         self.pipeline = pipeline
         self.tracker = tracker
         self.key_frames = key_frames
@@ -363,7 +367,9 @@ class VideoRegistry:
             tracker = load_tracker(tracker)
         elif callable(tracker):
             tracker = tracker()
-        pipeline = self.pipeline.get() if callable(getattr(self.pipeline, "get", None)) else self.pipeline
+        pipeline = self.pipeline
+        if not hasattr(pipeline, "segmenter") and callable(getattr(pipeline, "get", None)):
+            pipeline = pipeline.get()  # agents.graphs.LazyPipeline: load it now
         if not hasattr(pipeline, "segmenter"):
             raise TypeError("a frame source needs a SegZeroPipeline as the planner's segmenter (its reasoner finds "
                             f"the objects on key frames, its segmenter starts the tracks); got {type(pipeline).__name__}")

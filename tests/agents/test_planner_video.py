@@ -230,6 +230,8 @@ def test_frames_input_errors():
         graph.invoke({"task": TASK, "frames": "no/such/clip.mp4"})
     with pytest.raises(ValueError, match="observe_frames"):
         build_planner_graph(pipeline([NOTHING]), observe_frames=-1)
+    with pytest.raises(TypeError, match="a callable returning a new VideoTracker"):
+        build_planner_graph(pipeline([NOTHING]), tracker=ColourTracker())  # one instance cannot serve two roles
     plain = build_planner_graph(lambda image, query: None)
     with pytest.raises(TypeError, match="a frame source needs a SegZeroPipeline"):
         plain.invoke({"task": TASK, "frames": iter([image])})
