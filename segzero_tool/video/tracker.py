@@ -210,7 +210,9 @@ class TransformersVideoTracker(VideoTracker):
         index = self._index
         session = self._session
         with torch.inference_mode():
-            pixels = self.processor(images=image, return_tensors="pt")["pixel_values"][0]
+            # the processor wraps the array in a tensor: a read-only frame (open_video's) is copied first
+            frame = image if image.flags.writeable else image.copy()
+            pixels = self.processor(images=frame, return_tensors="pt")["pixel_values"][0]
             session.add_new_frame(pixels, index)
             tracked: dict[int, TrackedMask] = {}
             if session.get_obj_num():
