@@ -240,6 +240,7 @@ def test_frames_input_errors():
 def test_the_tiny_sam2_video_model_tracks_an_mp4(tmp_path):
     """The default tracker (the video model of the pipeline's segmenter checkpoint) on an MP4 file, random tiny
     weights: whatever the masks, the run completes and reports JSON."""
+    pytest.importorskip("av")
     from segzero_tool.testing.tiny_sam2 import build_tiny_sam2_video
 
     frames = clip(6, occluded=False)
@@ -279,6 +280,7 @@ def test_readme_planner_with_frames_runs_as_written(tmp_path, monkeypatch):
     section = _readme_section("### The planner on a video or a live camera")
     if section is None:
         pytest.skip("the README has no planner-with-frames subsection yet")
+    pytest.importorskip("av")
     code = re.findall(r"(?ms)^```python\n(.*?)^```", section)[0]
     frames = clip()
     write_clip(tmp_path / "table.mp4", frames)  # the README's video, in its working folder
