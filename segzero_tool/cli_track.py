@@ -44,10 +44,7 @@ def add_parsers(sub: Any) -> list[argparse.ArgumentParser]:
     p.add_argument("--no-overlay", action="store_true", help="do not write overlay.mp4")
     p.add_argument("--restart", action="store_true", help="start over in a --out that holds another run")
     p.add_argument("--json", action="store_true", help="print the run's summary as JSON")
-    _add_model_options(p)
-    p.add_argument("--config", help="TOML or JSON settings file (flags > SEGZERO_* env > file > defaults)")
-    p.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
-                   help="more log lines on stderr: -v info, -vv debug")
+    _add_model_options(p)  # also --config and -v
     return [p]
 
 
