@@ -164,7 +164,8 @@ class TrackingSession:
         check_cancelled()
         image, index, time_s = self._unpack(frame, time_s)
         t0 = time.perf_counter()
-        is_key = self.policy.is_key(index, time_s, self.fps) if key is None else bool(key)
+        by_policy = self.policy.is_key(index, time_s, self.fps)  # always asked: it keeps count of the frames
+        is_key = by_policy if key is None else bool(key)
         detection: SegmentationResult | None = None
         events: list[TrackEvent] = []
         tracked = self.tracker.step(image)

@@ -118,6 +118,14 @@ def test_session_push_forced_key_requeries_on_that_frame():
     assert session.summaries()[0].frames_present == 6 and session.lost == set()
 
 
+def test_a_forced_first_key_frame_still_counts_for_the_policy():
+    frames = list(moving_shapes(3))
+    pipe = _pipe(key_frame_answers(frames, [0], [1]))
+    with TrackingSession(pipe, "the red rectangle", tracker=ColourTracker()) as session:
+        results = [session.push(frames[0].image, key=True), session.push(frames[1].image)]
+    assert [r.key_frame for r in results] == [True, False] and len(pipe.reasoner.calls) == 1
+
+
 def test_match_detections_is_one_to_one_best_first():
     a = np.zeros((10, 10), bool)
     a[0:5, 0:5] = True
