@@ -125,5 +125,56 @@ def build_tiny_sam3_tracker(path: str | Path, *, seed: int = 0, arch: str = "tin
     return out
 
 
-__all__ = ["ARCHS", "REAL_TRACKER_PARAMS", "build_tiny_sam3_tracker", "sam3_tracker_config",
+def build_tiny_sam3_tracker_video(path: str | Path, *, seed: int = 0) -> Path:
+    """Save a tiny random ``Sam3TrackerVideoModel`` (SAM 3's tracker with its video memory) and a
+    ``Sam3TrackerVideoProcessor`` into ``path``; :func:`segzero_tool.video.tracker.load_tracker` loads it.
+
+    The FPN is 128 wide: transformers' memory attention reads 64-channel memories and splits each object
+    pointer into ``hidden / 64`` tokens, which needs a width above 64.
+    """
+    import torch
+    from transformers import Sam3TrackerVideoConfig, Sam3TrackerVideoModel, Sam3TrackerVideoProcessor
+    from transformers.models.sam2_video.video_processing_sam2_video import Sam2VideoVideoProcessor
+    from transformers.models.sam3.configuration_sam3 import Sam3VisionConfig, Sam3ViTConfig
+    from transformers.models.sam3.image_processing_sam3 import Sam3ImageProcessor
+    from transformers.models.sam3_tracker_video.configuration_sam3_tracker_video import (
+        Sam3TrackerVideoMaskDecoderConfig,
+        Sam3TrackerVideoPromptEncoderConfig,
+    )
+
+    size, patch, hidden = 224, 14, 128
+    grid = size // patch
+    backbone = Sam3ViTConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                             image_size=size, patch_size=patch, window_size=8, global_attn_indexes=[1],
+                             pretrain_image_size=size)
+    vision = Sam3VisionConfig(backbone_config=backbone, fpn_hidden_size=hidden,
+                              backbone_feature_sizes=[[4 * grid, 4 * grid], [2 * grid, 2 * grid], [grid, grid]])
+    config = Sam3TrackerVideoConfig(
+        vision_config=vision,
+        prompt_encoder_config=Sam3TrackerVideoPromptEncoderConfig(hidden_size=hidden, image_size=size,
+                                                                  patch_size=patch),
+        mask_decoder_config=Sam3TrackerVideoMaskDecoderConfig(hidden_size=hidden, mlp_dim=64, num_attention_heads=2,
+                                                              iou_head_hidden_dim=hidden),
+        image_size=size, memory_attention_hidden_size=hidden, memory_attention_feed_forward_hidden_size=2 * hidden,
+        memory_attention_num_layers=1, memory_attention_rope_feat_sizes=[grid, grid],
+        memory_encoder_hidden_size=hidden, mask_downsampler_embed_dim=hidden, memory_fuser_embed_dim=hidden,
+        memory_fuser_intermediate_dim=2 * hidden, memory_fuser_num_layers=1,
+    )
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Sam3TrackerVideoModel(config).eval()
+        _spread_weights(model)
+    model.save_pretrained(out)
+    low = 4 * grid
+    Sam3TrackerVideoProcessor(
+        image_processor=Sam3ImageProcessor(size={"height": size, "width": size},
+                                           mask_size={"height": low, "width": low}),
+        video_processor=Sam2VideoVideoProcessor(size={"height": size, "width": size}), target_size=size,
+    ).save_pretrained(out)
+    return out
+
+
+__all__ = ["ARCHS", "REAL_TRACKER_PARAMS", "build_tiny_sam3_tracker", "build_tiny_sam3_tracker_video", "sam3_tracker_config",
            "sam3_tracker_processor"]

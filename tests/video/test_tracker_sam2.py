@@ -101,3 +101,16 @@ def test_session_default_tracker_is_the_segmenters(tiny_video_model):
         assert session.tracker.model_id == str(tiny_video_model)
         result = session.push(np.zeros((64, 64, 3), np.uint8))
     assert result.key_frame and result.track_ids == ()
+
+
+def test_sam3_tracker_video_checkpoint_is_picked_by_its_config(tmp_path):
+    from segzero_tool.testing.tiny_sam3 import build_tiny_sam3_tracker_video
+
+    folder = build_tiny_sam3_tracker_video(tmp_path / "sam3-video")
+    tracker = load_tracker(str(folder), device="cpu", progress=False)
+    assert type(tracker.model).__name__ == "Sam3TrackerVideoModel"
+    frames = [f.image for f in moving_shapes(3)]
+    out = tracker.step(frames[0], new_objects={1: _square()})
+    for frame in frames[1:]:
+        out = tracker.step(frame)
+    assert list(out) == [1] and out[1].mask.shape == (120, 160)
