@@ -214,3 +214,39 @@ def test_large_frames_with_many_objects(tmp_path):
     assert sorted(o.box for o in last.result.objects) == sorted((b[0] + 7, b[1], b[2] + 7, b[3]) for b in boxes)
     assert (tmp_path / "big" / "frames.jsonl").stat().st_size < 200_000
     assert _iou_box(boxes[0], last.object(1).box) > 0.9
+
+
+def test_variable_frame_rate_key_frames_follow_the_container_times(tmp_path):
+    from segzero_tool.testing.synthetic_video import write_vfr_clip
+
+    frames = list(moving_shapes(7))
+    times = [0.0, 0.1, 0.15, 0.5, 1.2, 1.3, 2.6]
+    clip = write_vfr_clip(tmp_path / "vfr.mp4", frames, times)
+    pipe = _pipe(key_frame_answers(frames, [0, 4, 6], [1]))
+    seen = []
+    run = track_video(pipe, clip, "the red rectangle", tracker=ColourTracker(), key_frames="every:1s",
+                      on_frame=seen.append)
+    assert run.key_frames == [0, 4, 6]
+    assert [round(fr.time_s, 2) for fr in seen] == times
+
+
+def test_bad_videos_through_track_video(tmp_path):
+    from segzero_tool.errors import ImageTooLargeError, VideoLoadError
+    from segzero_tool.testing.synthetic_video import write_clip
+
+    pipe = _pipe(["[]"])
+    with pytest.raises(VideoLoadError, match="no frames"):
+        track_video(pipe, iter([]), "x", tracker=ColourTracker(), out=tmp_path / "empty")
+    (tmp_path / "junk.mp4").write_bytes(b"\x00" * 5000)
+    with pytest.raises(VideoLoadError, match="junk.mp4"):
+        track_video(pipe, tmp_path / "junk.mp4", "x", tracker=ColourTracker())
+    clip = write_clip(tmp_path / "clip.mp4", moving_shapes(20), fps=10)
+    with pytest.raises(ImageTooLargeError):
+        track_video(pipe, clip, "x", tracker=ColourTracker(), max_pixels=160 * 120 - 1)
+    data = clip.read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[: int(len(data) * 0.6)])
+    run = track_video(pipe, tmp_path / "cut.mp4", "x", tracker=ColourTracker(), out=tmp_path / "cut")
+    assert 0 < run.frames_done < 20 and run.warnings and "truncated" in run.warnings[0]
+    assert "warning: " in run.summary()
+    manifest = (tmp_path / "cut" / "track.json").read_text()
+    assert '"status": "complete"' in manifest and "truncated" in manifest
