@@ -6,6 +6,8 @@
   ``select_objects`` sharing one store of live results with ``segment_by_reasoning`` (``agents/steering.py``);
 * :func:`make_phrase_tool` (``segment_phrase``): every instance of a noun phrase with SAM 3, in the same
   store (``agents/phrase.py``);
+* :class:`TrackByReasoningTool` / :func:`make_track_tool` (``track_by_reasoning``): the objects a query finds,
+  followed through a video's frames (``agents/track.py``; needs the ``video`` extra);
 * :func:`object_geometry` and friends: grasp point, orientation, box, area and 3-D point of a mask
   (``agents/geometry.py``; numpy and OpenCV only).
 
@@ -30,6 +32,8 @@ _EXPORTS: dict[str, str] = {
     "new_result_store": "steering",
     "SegmentPhraseTool": "phrase",
     "make_phrase_tool": "phrase",
+    "TrackByReasoningTool": "track",
+    "make_track_tool": "track",
     "Intrinsics": "geometry",
     "ObjectGeometry": "geometry",
     "object_geometry": "geometry",

@@ -62,6 +62,7 @@ from .results import Encoded, image_b64
 from .service import STAGES, SegZeroService, tool_error_message
 from .settings import ServerSettings
 from .store import ResultNotFound
+from .track_tool import TRACK_INSTRUCTIONS, TRACK_TOOL, add_track_tool, video_wanted
 
 if TYPE_CHECKING:  # the pipeline (numpy and friends) is imported by the background load, not at start
     from segzero_tool.pipeline import SegZeroPipeline
@@ -115,6 +116,7 @@ def create_server(settings: ServerSettings | None = None, *, pipeline: "SegZeroP
 
     instructions = INSTRUCTIONS + STEERING_INSTRUCTIONS if svc.has_reasoner else INSTRUCTIONS_NO_REASONER
     instructions += PHRASE_INSTRUCTIONS if svc.concept is not None else ""
+    instructions += TRACK_INSTRUCTIONS if video_wanted(settings, svc) else ""
     server = compat.new_server(
         "segzero", instructions=instructions, lifespan=lifespan, log_level=settings.log_level, version=__version__,
         host=settings.host, port=settings.port, path=settings.path, transport_security=transport_security(settings),
@@ -152,6 +154,7 @@ def create_server(settings: ServerSettings | None = None, *, pipeline: "SegZeroP
         )(segment_by_reasoning)
     _add_steering_tools(server, svc, settings)
     add_phrase_tool(server, svc, settings)  # segment_phrase, when a concept model is configured
+    add_track_tool(server, svc, settings)  # track_by_reasoning, with PyAV and a reasoner (or --video / --no-video)
     _add_resources(server, svc)
     compat.set_server_version(server, __version__)
     compat.resource_not_found_as_invalid_params(server, ResultNotFound)
@@ -310,7 +313,12 @@ def _add_resources(server: Any, svc: SegZeroService) -> None:
                      description="The server's state: models loading / ready / failed (with the cause), the models "
                                  "and device, the call queue and the stored results.")
     async def status() -> str:
-        return json.dumps(svc.status(), ensure_ascii=False)
+        data = svc.status()
+        video = getattr(svc, "video", None)
+        if video is not None:  # track_by_reasoning (mcp_server/track_tool.py)
+            data["tools"] = [*data["tools"], TRACK_TOOL]
+            data["video"] = video.status()
+        return json.dumps(data, ensure_ascii=False)
 
     @server.resource("segzero://results/{result_id}/result.json", name="result_json", mime_type="application/json",
                      description="A whole result as JSON: reasoning, parse status, objects with COCO RLE masks, union.")

@@ -81,6 +81,8 @@ ENV_NAMES: dict[str, str] = {
     "max_objects": "SEGZERO_MCP_MAX_OBJECTS",
     "lazy": "SEGZERO_MCP_LAZY",
     "concept_model": "SEGZERO_MCP_CONCEPT_MODEL",
+    "video": "SEGZERO_MCP_VIDEO",
+    "max_video_frames": "SEGZERO_MCP_MAX_VIDEO_FRAMES",
     "log_level": "SEGZERO_MCP_LOG_LEVEL",
 }
 _TRUE = frozenset({"1", "true", "yes", "on", "y", "t"})
@@ -92,8 +94,8 @@ _SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, 
 _BYTE_FIELDS = frozenset({"max_download_bytes", "max_base64_bytes", "max_store_bytes", "max_result_bytes",
                           "max_request_bytes", "overlay_max_bytes", "live_store_bytes"})
 _INT_FIELDS = frozenset({"port", "max_redirects", "max_pixels", "max_concurrency", "max_queue", "max_results",
-                         "overlay_max_side", "max_objects", "live_results"}) | _BYTE_FIELDS
-_BOOL_FIELDS = frozenset({"allow_urls", "allow_private_urls", "lazy", "resource_links"})
+                         "overlay_max_side", "max_objects", "live_results", "max_video_frames"}) | _BYTE_FIELDS
+_BOOL_FIELDS = frozenset({"allow_urls", "allow_private_urls", "lazy", "resource_links", "video"})
 #: Flags shared with ``segzero segment`` that set :class:`PipelineSettings` fields.
 _PIPELINE_FLAGS = ("preset", "reasoner", "segmenter", "reasoner_backend", "segmenter_backend", "prompt_format",
                    "device", "dtype", "frame_size", "coords", "max_new_tokens", *REMOTE_REASONER_FIELDS, *VERIFIER_FIELDS)
@@ -188,6 +190,9 @@ class ServerSettings:
         lazy: load the models on the first call instead of at start.
         concept_model: the SAM 3 concept model of the ``segment_phrase`` tool (``sam3`` = ``facebook/sam3``,
             a hub id or a folder); ``none`` (default): the tool is not served (SAM 3 is gated on the hub).
+        video: serve ``track_by_reasoning`` (video tracking): ``None`` (default) when PyAV is installed and the
+            server has a reasoner; ``True`` also refuses to start without PyAV; ``False`` never.
+        max_video_frames: most frames one ``track_by_reasoning`` call processes (default 3000).
         log_level: ``DEBUG``, ``INFO``, ``WARNING``, ``ERROR`` or ``CRITICAL``.
     """
 
@@ -224,6 +229,8 @@ class ServerSettings:
     lazy: bool = False
     log_level: str = "INFO"
     concept_model: str = "none"
+    video: bool | None = None
+    max_video_frames: int = 3000
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -249,7 +256,7 @@ class ServerSettings:
         if self.pipeline.cache_ttl_s is None:  # cached embeddings live as long as the results that use them
             set_(self, "pipeline", replace(self.pipeline, cache_ttl_s=self.live_ttl_s))
         for name in ("max_download_bytes", "max_base64_bytes", "max_pixels", "max_concurrency", "max_results",
-                     "max_store_bytes", "max_result_bytes", "max_request_bytes", "overlay_max_side", "overlay_max_bytes", "max_objects", "live_results", "live_store_bytes"):
+                     "max_store_bytes", "max_result_bytes", "max_request_bytes", "overlay_max_side", "overlay_max_bytes", "max_objects", "live_results", "live_store_bytes", "max_video_frames"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         for name in ("max_queue", "max_redirects"):
@@ -374,7 +381,8 @@ class ServerSettings:
             updates["transport"] = args.transport
         for name in ("host", "port", "path", "health_path", "url_timeout_s", "max_redirects", "max_pixels", "max_concurrency",
                      "max_queue", "max_results", "overlay_max_side", "max_objects", "allow_urls", "live_results", "live_ttl_s",
-                     "allow_private_urls", "lazy", "resource_links", "log_level", "concept_model", *_BYTE_FIELDS):
+                     "allow_private_urls", "lazy", "resource_links", "log_level", "concept_model", "video",
+                     "max_video_frames", *_BYTE_FIELDS):
             value = getattr(args, name)
             if value is not None:
                 updates[name] = value
@@ -520,6 +528,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "facebook/sam3, gated: request access and `hf auth login` first; the value when the flag "
                         "is given alone), a hub id or a local folder; none (default) does not serve it. Loads in "
                         "the background with the other models (env SEGZERO_MCP_CONCEPT_MODEL)")
+    v = p.add_argument_group("video (the track_by_reasoning tool)")
+    v.add_argument("--video", action=argparse.BooleanOptionalAction, default=None,
+                   help="serve track_by_reasoning (follow the objects a query finds through a video's frames); by "
+                        "default served when PyAV (the video extra) is installed and there is a reasoner; --video "
+                        "refuses to start without PyAV (env SEGZERO_MCP_VIDEO)")
+    v.add_argument("--max-video-frames", type=int, help="most frames one track_by_reasoning call processes "
+                                                        "(default 3000)")
     o = p.add_argument_group("other")
     o.add_argument("--lazy", action=argparse.BooleanOptionalAction, default=None,
                    help="load the models on the first call instead of at start")
