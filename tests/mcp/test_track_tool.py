@@ -175,6 +175,29 @@ def test_settings_flags_and_environment():
         ServerSettings.from_args(["--max-video-frames", "0"], environ={})
 
 
+def test_video_flag_without_pyav_exits_with_one_line(kit, tmp_path):
+    """``segzero-mcp --video`` on an install without PyAV (hidden by a meta path finder): exit 5, one line."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "class NoAv:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'av' or name.startswith('av.'):\n"
+            "            raise ModuleNotFoundError(\"No module named 'av'\")\n"
+            "sys.meta_path.insert(0, NoAv())\n"
+            "from segzero_tool.mcp_server.cli import main\n"
+            "sys.exit(main(sys.argv[1:]))\n")
+    args = ["--reasoner", str(kit.script_folder(tmp_path)), "--reasoner-backend", "scripted:ScriptedReasoner",
+            "--segmenter", str(tmp_path), "--segmenter-backend", "scripted:BoxSegmenter", "--lazy"]
+    proc = subprocess.run([sys.executable, "-c", code, *args, "--video"], capture_output=True, text=True,
+                          env=kit.server_env(), cwd=tmp_path, timeout=120, stdin=subprocess.DEVNULL)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 5, proc.stderr
+    assert last.startswith("segzero-mcp: error: --video needs PyAV") and "segzero-tool[video]" in last
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
 # --- tracking -----------------------------------------------------------------------------------------
 
 
@@ -360,6 +383,32 @@ def test_store_bounds_lifetime_and_torn_lines(tmp_path):
     root = store.root
     store.close()
     assert not root.exists()
+
+
+def test_the_answer_is_bounded_for_a_long_run():
+    from segzero_tool.mcp_server.track_results import encode_run
+    from segzero_tool.mcp_server.track_store import TrackStore
+    from segzero_tool.video.result import TrackSummary, VideoResult
+
+    store = TrackStore()
+    rid, folder = store.new_folder()
+    with open(folder / "frames.jsonl", "w") as fh:
+        for i in range(5000):  # every frame a key frame with an event
+            fh.write(json.dumps({"frame": i, "key_frame": True, "objects": [],
+                                 "events": [{"kind": "new" if i < 150 else "lost", "track_id": i % 150 + 1}]}) + "\n")
+    tracks = [TrackSummary(track_id=t, first_frame=t, last_frame=4999, frames_present=4999 - t, status="lost",
+                           lost_at=list(range(t, 5000, 7)), last_box=(1, 2, 3, 4)) for t in range(1, 151)]
+    result = VideoResult(query="q", source="long.mp4", info={"width": 64, "height": 48, "fps": 30.0},
+                         frames_done=5000, key_frames=list(range(5000)), tracks=tracks, out_dir=folder)
+    run = store.add(rid, folder, result.to_dict())
+    out, text, links = encode_run(run, result, resource_links=True)
+    assert len(out.tracks) == 100 and out.tracks_left_out == 50 and all(len(t.lost_at) <= 20 for t in out.tracks)
+    assert len(out.frames_of_interest) == 30 and out.frames_of_interest[0].frame == 0
+    assert out.frames_of_interest[-1].frame == 4999 and len(out.key_frames) == 100
+    assert len(links) == 12 and links[0]["uri"] == f"segzero://tracks/{rid}/tracks.json"
+    assert len(text) < 4000 and len(json.dumps(out.model_dump(mode="json"))) < 60_000
+    assert store.frame(rid, 4321)["events"] == [{"kind": "lost", "track_id": 4321 % 150 + 1}]
+    store.close()
 
 
 # --- a real segzero-mcp over stdio -----------------------------------------------------------------------
