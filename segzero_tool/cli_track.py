@@ -28,7 +28,7 @@ def add_parsers(sub: Any) -> list[argparse.ArgumentParser]:
                     "carries each object through the clip with a stable id. Objects found again at a later key frame "
                     "are matched to their tracks by mask IoU, new ones start new tracks, lost ones are reported. "
                     "Writes frames.jsonl (per frame: ids, boxes, scores, COCO RLE masks; appended as frames finish), "
-                    "tracks.json, track.json and overlay.mp4 into --out. Needs PyAV: pip install "
+                    "tracks.json, track.json, timeline.png and overlay.mp4 into --out. Needs PyAV: pip install "
                     "'segzero-tool[video]'.")
     p.add_argument("video", help="video file (MP4, WebM, MOV, ...) or a folder of frame images")
     p.add_argument("query", help="what to find, in words")
@@ -103,7 +103,7 @@ def cmd_track(args: argparse.Namespace) -> int:
         print(json.dumps(run.to_dict(), indent=2))
     else:
         print(run.summary())
-        files = "frames.jsonl, tracks.json, track.json" + ("" if args.no_overlay else " and overlay.mp4")
+        files = "frames.jsonl, tracks.json, track.json, timeline.png" + ("" if args.no_overlay else " and overlay.mp4")
         print(f"wrote {files} in {args.out}")
     return 0
 

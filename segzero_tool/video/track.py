@@ -7,7 +7,9 @@ With ``out`` the run writes, in that folder:
 * ``tracks.json``: one summary per track (first / last frame, frames visible, lost events, area over time);
 * ``track.json``: the run's settings and status (``running``, ``complete``, ``cancelled``, ``failed``);
 * ``overlay.mp4``: the frames with each track's mask, box and id (written to ``overlay.mp4.partial`` and renamed
-  when complete).
+  when complete);
+* ``timeline.png``: one row per track over the frames, coloured where it is visible, key frames ticked
+  (:func:`~segzero_tool.video.timeline.draw_timeline`), written when the run completes or stops.
 
 Run again on the same folder with the same settings and it resumes after the last complete frame: the frames before
 are decoded but not processed (their overlay is redrawn from ``frames.jsonl``), and the tracker restarts on the last
@@ -42,6 +44,7 @@ FRAMES_FILE = "frames.jsonl"
 TRACKS_FILE = "tracks.json"
 MANIFEST_FILE = "track.json"
 OVERLAY_FILE = "overlay.mp4"
+TIMELINE_FILE = "timeline.png"
 #: Layout version of the files above.
 VIDEO_SCHEMA = 1
 #: ``frames.jsonl`` is fsync'ed every this many frames (and at the end).
@@ -188,7 +191,7 @@ def _prepare_out(out_dir: Path, settings: dict[str, Any], restart: bool, rewinda
 
 
 def _clear(out_dir: Path) -> None:
-    for name in (FRAMES_FILE, TRACKS_FILE, MANIFEST_FILE, OVERLAY_FILE, OVERLAY_FILE + ".partial"):
+    for name in (FRAMES_FILE, TRACKS_FILE, MANIFEST_FILE, OVERLAY_FILE, OVERLAY_FILE + ".partial", TIMELINE_FILE):
         path = out_dir / name
         if path.is_dir():
             shutil.rmtree(path)
@@ -324,6 +327,7 @@ def _run(session: TrackingSession, source: Any, settings: dict[str, Any], out_di
                 writer.abort()
         if out_dir is not None:
             _write_tracks(out_dir, session)
+            _write_timeline(out_dir)
             _write_manifest(out_dir, settings, info, status, done, warnings=list(source.warnings))
     if done == 0:
         from ..errors import VideoLoadError
@@ -370,6 +374,22 @@ def _write_tracks(out_dir: Path, session: TrackingSession) -> None:
     atomic_write_bytes(out_dir / TRACKS_FILE, (json.dumps(body) + "\n").encode("utf-8"))
 
 
+def _write_timeline(out_dir: Path) -> None:
+    import io
+
+    from .timeline import draw_timeline
+
+    try:
+        image = draw_timeline(out_dir / FRAMES_FILE)
+    except (OSError, ValueError) as exc:  # a picture must never break the run it describes
+        logger.warning("timeline.png not written: %s", exc)
+        return
+    if image is not None:
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        atomic_write_bytes(out_dir / TIMELINE_FILE, buffer.getvalue())
+
+
 def load_video_result(out_dir: str | os.PathLike[str]) -> VideoResult:
     """Read a run's folder back (``track.json`` and ``tracks.json``; frames stream from ``frames.jsonl``).
 
@@ -389,4 +409,4 @@ def load_video_result(out_dir: str | os.PathLike[str]) -> VideoResult:
                        warnings=list(manifest.get("warnings", [])))
 
 
-__all__ = ["FRAMES_FILE", "MANIFEST_FILE", "OVERLAY_FILE", "TRACKS_FILE", "load_video_result", "track_video"]
+__all__ = ["FRAMES_FILE", "MANIFEST_FILE", "OVERLAY_FILE", "TIMELINE_FILE", "TRACKS_FILE", "load_video_result", "track_video"]

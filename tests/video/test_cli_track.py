@@ -53,7 +53,7 @@ def test_track_writes_the_run_and_prints_a_summary(setup, tmp_path):
     proc, _ = _segzero("track", clip, "the red rectangle", "--out", tmp_path / "run", *models, tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "track(s) for 'the red rectangle' over 16 frame(s) (1 key frame(s))" in proc.stdout
-    assert "wrote frames.jsonl, tracks.json, track.json and overlay.mp4" in proc.stdout
+    assert "wrote frames.jsonl, tracks.json, track.json, timeline.png and overlay.mp4" in proc.stdout
     assert "Traceback" not in proc.stderr
     lines = (tmp_path / "run" / "frames.jsonl").read_text().splitlines()
     assert [json.loads(line)["frame"] for line in lines] == list(range(16))

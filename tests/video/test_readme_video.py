@@ -99,6 +99,9 @@ def test_the_numbers_in_the_section_are_the_codes():
     assert f"lost up to {REPLAY_FRAMES} frames before the stop" in section
     assert f"at most {OVERLAY_MAX_SIDE} px" in section
     assert f"default {DEFAULT_MATCH_IOU}" in section
+    from segzero_tool.video.timeline import MAX_ROWS, MAX_WIDTH
+
+    assert f"binned to at most {MAX_WIDTH} px; at most {MAX_ROWS} rows" in section
 
 
 def test_the_memory_window_is_the_released_models():
