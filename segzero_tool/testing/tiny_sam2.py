@@ -19,7 +19,7 @@ The published parameter counts (SAM 2.1 model card / README) include the video m
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,22 +61,6 @@ ARCHS: dict[str, _HieraSpec] = {
         decoder_heads=4,
         iou_head_hidden=64,
     ),
-    # tiny-test with a 128-wide FPN: transformers' SAM2 video memory attention reads 64-channel memories
-    # (its cross-attention key/value width is fixed at 64) and splits each object pointer into hidden/64 tokens,
-    # which needs hidden > 64.
-    "tiny-video-test": _HieraSpec(
-        image_size=256,
-        embed_dims=(16, 32, 64, 128),
-        heads=(1, 1, 2, 2),
-        blocks=(1, 1, 2, 1),
-        global_blocks=(3,),
-        window_sizes=(8, 4, 4, 2),
-        window_pos_bkg=(4, 4),
-        hidden=128,
-        decoder_mlp=256,
-        decoder_heads=4,
-        iou_head_hidden=64,
-    ),
     "hiera-tiny": _HieraSpec(
         image_size=1024,
         embed_dims=(96, 192, 384, 768),
@@ -114,6 +98,11 @@ ARCHS: dict[str, _HieraSpec] = {
         window_pos_bkg=(7, 7),
     ),
 }
+
+# tiny-test with a 128-wide FPN: transformers' SAM2 video memory attention reads 64-channel memories (its
+# cross-attention key/value width is fixed at 64) and splits each object pointer into hidden/64 tokens, which
+# needs hidden > 64.
+ARCHS["tiny-video-test"] = replace(ARCHS["tiny-test"], hidden=128, decoder_mlp=256)
 
 #: Published total parameter counts of the SAM 2.1 checkpoints (image encoder, prompt encoder,
 #: mask decoder *and* the video memory modules).
