@@ -58,7 +58,8 @@ def _auth(kit) -> dict[str, str]:
 async def test_http_lists_calls_and_reads_a_mask(http_server, kit):
     async with kit.connect_http(http_server.url, _auth(kit)) as client:
         tools = await client.list_tools()
-        assert [t["name"] for t in tools] == ["segment_by_reasoning", "segment_by_prompts", "refine_object", "inspect_result", "select_objects"]
+        assert [t["name"] for t in tools] == ["segment_by_reasoning", "segment_by_prompts", "refine_object", "inspect_result", "select_objects",
+            "track_by_reasoning"]
         tool = tools[0]
         assert tool["name"] == "segment_by_reasoning" and tool["outputSchema"]["type"] == "object"
         res = await client.call({"image": str(http_server.root / "coffee.png"), "query": "thirsty?"})

@@ -22,7 +22,8 @@ async def test_stdio_subprocess_lists_calls_and_reads_a_mask(kit, tiny_models, i
     with open(errlog, "w") as err:
         async with kit.connect_stdio(args, kit.server_env(), image_root, err) as client:
             tools = await client.list_tools()
-            assert [t["name"] for t in tools] == ["segment_by_reasoning", "segment_by_prompts", "refine_object", "inspect_result", "select_objects"]
+            assert [t["name"] for t in tools] == ["segment_by_reasoning", "segment_by_prompts", "refine_object", "inspect_result", "select_objects",
+            "track_by_reasoning"]
             tool = tools[0]
             assert tool["name"] == "segment_by_reasoning" and "outputSchema" in tool
             res = await client.call({"image": "coffee.png", "query": "What can I have if I'm thirsty?"})

@@ -136,7 +136,8 @@ def test_answers_at_once_while_a_plugin_loads_for_60_s(slow_server):
     assert info["version"] == segzero_tool.__version__  # not the MCP SDK's version
     tools, t_tools = server.request("tools/list")
     resources, t_resources = server.request("resources/list")
-    assert [t["name"] for t in tools["result"]["tools"]] == ["segment_by_reasoning", "segment_by_prompts", "refine_object", "inspect_result", "select_objects"]
+    assert [t["name"] for t in tools["result"]["tools"]] == ["segment_by_reasoning", "segment_by_prompts", "refine_object", "inspect_result", "select_objects",
+            "track_by_reasoning"]
     assert "segzero://status" in [r["uri"] for r in resources["result"]["resources"]]
     assert t_tools < 1.0 and t_resources < 1.0, (t_tools, t_resources)
     # spawn -> initialize is Python start-up plus importing the MCP SDK; nothing waits for the models

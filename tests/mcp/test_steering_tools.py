@@ -79,7 +79,7 @@ def steer_server(image_root, kit):
 async def test_tools_listed_with_and_without_a_reasoner(steer_server, kit):
     async with kit.connect_memory(steer_server(reasoner=True)) as client:
         tools = {t["name"]: t for t in await client.list_tools()}
-    assert list(tools) == ["segment_by_reasoning", *STEERING]
+    assert list(tools) == ["segment_by_reasoning", *STEERING, "track_by_reasoning"]  # PyAV is in dev
     async with kit.connect_memory(steer_server()) as client:
         bare = {t["name"]: t for t in await client.list_tools()}
         status = json.loads((await client.read("segzero://status"))[0]["text"])
