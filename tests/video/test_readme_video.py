@@ -49,6 +49,7 @@ def scripted(monkeypatch, tmp_path):
         return pipe
 
     monkeypatch.setattr("segzero_tool.video.session.load_tracker", lambda *a, **k: ColourTracker())
+    monkeypatch.setattr("segzero_tool.video.tracker.load_tracker", lambda *a, **k: ColourTracker())
     monkeypatch.chdir(tmp_path)
     return frames, pipe_for
 
@@ -151,3 +152,20 @@ def test_the_file_table_matches_a_run(tmp_path):
     assert manifest["status"] == "complete" and "`complete`" in section
     for field in ("settings", "info", "frames_done", "warnings"):
         assert field in manifest
+
+
+def test_the_langchain_video_tool_example_runs_as_written(scripted):
+    """README "### Video: `TrackByReasoningTool`": the block runs; content and artifact are what it says."""
+    pytest.importorskip("langchain_core")
+    frames, pipe_for = scripted
+    Path("clips").mkdir()
+    write_clip(Path("clips") / "kitchen.mp4", frames, fps=10)
+    pipe_for([0])
+    code = _blocks(_section("### Video: `TrackByReasoningTool`"), "python")[0]
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 - the README's own example
+    msg = scope["msg"]
+    assert msg.content.startswith("run ") and "1 track(s) for 'the cup someone drinks from' over 20 frame(s)" in \
+        msg.content
+    assert msg.artifact.frames_done == 20 and msg.artifact.key_frames == [0]
+    assert sum(1 for _ in msg.artifact.frames()) == 20
