@@ -53,6 +53,8 @@ class TrackOutput(BaseModel):
     object_mask_uri_template: str
     tracks_uri: str
     overlay_uri: str | None
+    timeline_uri: str = Field(description="A PNG of the run at a glance: one row per track over the frames, in its "
+                                          "colour where it is visible; key frames ticked.")
     warnings: list[str]
     summary: str
 
@@ -76,7 +78,8 @@ def encode_run(run: TrackRun, result: Any, *, resource_links: bool = False) -> t
         tracks_left_out=max(0, len(result.tracks) - MAX_LISTED_TRACKS), frames_of_interest=interest,
         frame_uri_template=track_uri(rid, "frames/{index}"),
         object_mask_uri_template=track_uri(rid, "frames/{index}/objects/{track_id}/mask.png"),
-        tracks_uri=track_uri(rid, "tracks.json"), overlay_uri=overlay, warnings=list(result.warnings)[:10],
+        tracks_uri=track_uri(rid, "tracks.json"), overlay_uri=overlay, timeline_uri=track_uri(rid, "timeline.png"),
+        warnings=list(result.warnings)[:10],
         summary=summary)
     lines = [f"run_id {rid}: {summary}"]
     if interest:
@@ -85,12 +88,14 @@ def encode_run(run: TrackRun, result: Any, *, resource_links: bool = False) -> t
         lines.append(f"Frames of interest: {shown}" + (" ..." if len(interest) > 15 else ""))
     last = max(0, run.frames - 1)
     lines.append(f"Per-frame objects with RLE masks: {out.frame_uri_template} (index 0 to {last}); one mask as PNG: "
-                 f"{out.object_mask_uri_template}; the whole run: {out.tracks_uri}"
+                 f"{out.object_mask_uri_template}; the whole run: {out.tracks_uri}; at a glance: {out.timeline_uri}"
                  + (f"; overlay video: {overlay}" if overlay else "") + ".")
     links: list[dict[str, str]] = []
     if resource_links:
         links.append({"uri": out.tracks_uri, "name": "tracks.json", "mimeType": "application/json",
                       "description": "The whole run: tracks with area over time, key frames, warnings."})
+        links.append({"uri": out.timeline_uri, "name": "timeline", "mimeType": "image/png",
+                      "description": "One row per track over the frames, coloured where it is visible."})
         if overlay:
             links.append({"uri": overlay, "name": "overlay video", "mimeType": "video/mp4",
                           "description": "The video with the masks drawn."})

@@ -207,6 +207,13 @@ class TrackStore:
                                  f"{MAX_OVERLAY_BYTES:,} served as a resource; track fewer frames (max_frames)")
         return path.read_bytes()
 
+    def timeline_png(self, run_id: str) -> bytes:
+        """The run's ``timeline.png``: one row per track over the frames, coloured where it is visible."""
+        path = self.get(run_id).folder / "timeline.png"
+        if not path.is_file():
+            raise ResultNotFound(f"tracking run {run_id!r} has no timeline picture (it read no frame)")
+        return path.read_bytes()
+
     def stats(self) -> dict[str, Any]:
         with self._lock:
             return {"count": len(self._runs), "bytes": sum(r.nbytes for r in self._runs.values()),

@@ -13,6 +13,7 @@ read from its ``frames.jsonl`` on demand (:mod:`.track_store`):
   COCO RLE mask) and events, as JSON;
 * ``segzero://tracks/{run_id}/frames/{index}/objects/{track_id}/mask.png``: one object's mask;
 * ``segzero://tracks/{run_id}/tracks.json``: the whole run (tracks with area over time, key frames);
+* ``segzero://tracks/{run_id}/timeline.png``: the run at a glance (one row per track over the frames);
 * ``segzero://tracks/{run_id}/overlay.mp4``: the video with the masks drawn (``overlay_video=true``).
 """
 
@@ -393,6 +394,12 @@ def add_track_tool(server: Any, svc: Any, settings: Any) -> bool:
     async def tracks_json(run_id: str) -> str:
         run = await read(store.get, run_id)
         return json.dumps({"run_id": run.id, "frames": run.frames, **run.result}, ensure_ascii=False)
+
+    @server.resource("segzero://tracks/{run_id}/timeline.png", name="track_timeline", mime_type="image/png",
+                     description="A tracking run at a glance: one row per track over the frames, in its colour where "
+                                 "it is visible, key frames ticked.")
+    async def track_timeline(run_id: str) -> bytes:
+        return await read(store.timeline_png, run_id)
 
     @server.resource("segzero://tracks/{run_id}/overlay.mp4", name="track_overlay", mime_type="video/mp4",
                      description="The tracking run's video with the masks drawn (when asked for with overlay_video).")

@@ -138,7 +138,7 @@ async def test_listed_with_a_reasoner_and_pyav(kit, vk, monkeypatch):
     assert "progress" in tool["description"] and "segzero://tracks/{run_id}/frames/{index}" in tool["description"]
     assert {"segzero://tracks/{run_id}/frames/{index}", "segzero://tracks/{run_id}/tracks.json",
             "segzero://tracks/{run_id}/frames/{index}/objects/{track_id}/mask.png",
-            "segzero://tracks/{run_id}/overlay.mp4"} <= set(templates)
+            "segzero://tracks/{run_id}/overlay.mp4", "segzero://tracks/{run_id}/timeline.png"} <= set(templates)
     assert status["tools"][-1] == TRACK and status["video"]["runs"]["count"] == 0
     assert status["video"]["max_video_frames"] == 3000
 
@@ -221,6 +221,7 @@ async def test_track_a_clip_with_progress_and_resources(kit, vk):
         (png,) = await client.read(f"segzero://tracks/{rid}/frames/0/objects/1/mask.png")
         run = json.loads((await client.read(f"segzero://tracks/{rid}/tracks.json"))[0]["text"])
         (mp4,) = await client.read(out["overlay_uri"])
+        (timeline,) = await client.read(out["timeline_uri"])
         missing = []
         for uri in (f"segzero://tracks/{rid}/frames/8", f"segzero://tracks/{rid}/frames/0/objects/9/mask.png",
                     "segzero://tracks/t0000000000000000/tracks.json", f"segzero://tracks/{rid}/frames/x"):
@@ -261,6 +262,8 @@ async def test_track_a_clip_with_progress_and_resources(kit, vk):
     assert run["run_id"] == rid and run["frames"] == 8 and run["tracks"][0]["track_id"] == 1
     assert "out_dir" not in run and run["query"] == "the red rectangle"
     assert mp4["mimeType"] == "video/mp4" and base64.b64decode(mp4["blob"])[4:8] == b"ftyp"
+    assert timeline["mimeType"] == "image/png" and Image.open(io.BytesIO(base64.b64decode(timeline["blob"]))).width
+    assert out["timeline_uri"] == f"segzero://tracks/{rid}/timeline.png" and out["timeline_uri"] in text
     assert "no frame 8" in missing[0] and "frames: 0 to 7" in missing[0]
     assert "track 9 is not on frame 0" in missing[1]
     assert "unknown or expired tracking run" in missing[2] and "must be a number" in missing[3]
