@@ -106,8 +106,8 @@ def test_the_numbers_in_the_section_are_the_codes():
 
 
 def test_the_memory_window_is_the_released_models():
-    """'the last 17 frames (SAM2 reads 7 memory frames and 16 object pointers)': transformers' defaults, which the
-    hub's SAM 2.1 configs keep."""
+    """'the current frame and the 17 before it (SAM2 reads 7 memory frames and 16 object pointers)': transformers'
+    defaults, which the hub's SAM 2.1 configs keep."""
     from transformers import Sam2VideoConfig
 
     from segzero_tool.video.tracker import TransformersVideoTracker
@@ -126,7 +126,8 @@ def test_the_memory_window_is_the_released_models():
             return iter(())
 
     assert TransformersVideoTracker(_Model(), None).memory_window == 17
-    assert "the last 17 frames (SAM2 reads 7 memory frames and 16 object pointers)" in _section(VIDEO)
+    assert "the current frame and the 17 before it (SAM2 reads 7 memory frames and 16 object\n  pointers)" in \
+        _section(VIDEO)
 
 
 def test_the_file_table_matches_a_run(tmp_path):
@@ -169,3 +170,17 @@ def test_the_langchain_video_tool_example_runs_as_written(scripted):
         msg.content
     assert msg.artifact.frames_done == 20 and msg.artifact.key_frames == [0]
     assert sum(1 for _ in msg.artifact.frames()) == 20
+
+
+def test_the_speed_and_memory_figures_are_the_recorded_ones():
+    results = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+    text = (results / "video_speed_cpu.md").read_text()
+    body = (results / "video_memory_cpu.md").read_text()
+    section = _section("### Speed and memory")
+    for figure in ("0.10 frames/s (10.4 s per frame)", "0.04 frames/s", "0.03 frames/s (29.6 s per frame)"):
+        assert figure in section
+    for value in ("10399.7", "23504.3", "29575.8", "4254.0", "22651.8"):
+        assert value in text
+    assert "4.3 s" in section and "22.7 s" in section
+    assert "+2.5 MB (bound 16 MB)" in body and "| RSS at frame 1000 | 918.8 MB |" in body
+    assert "2.5 MB between frame 200 and frame 1,000 (918.8 MB at\nthe end)" in section
