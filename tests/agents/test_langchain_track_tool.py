@@ -21,6 +21,7 @@ pytest.importorskip("av")
 
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage  # noqa: E402
 from scripted import ScriptedReasoner  # noqa: E402
+from video_support import box_answer, write_clip_set  # noqa: E402
 
 from segzero_tool import SegZeroPipeline  # noqa: E402
 from segzero_tool.agents import TrackByReasoningTool, make_track_tool  # noqa: E402
@@ -29,28 +30,17 @@ from segzero_tool.video.tracker import VideoTracker  # noqa: E402
 RUN = re.compile(r"^run (v-[0-9a-f]{12}): ")
 
 
-def box_answer(box: tuple[int, int, int, int], width: int, height: int) -> str:
-    """A VisionReasoner answer (840 x 840 reasoning frame) boxing ``box`` of a ``width`` x ``height`` frame."""
-    x1, y1, x2, y2 = (round(v * 840 / s) for v, s in zip(box, (width, height, width, height), strict=True))
-    return (f'<think>The red rectangle.</think><answer>[{{"bbox_2d": [{x1},{y1},{x2},{y2}], '
-            f'"point_2d": [{(x1 + x2) // 2},{(y1 + y2) // 2}]}}]</answer>')
-
-
 @pytest.fixture(scope="module")
 def vk(tmp_path_factory):
-    from segzero_tool.testing.synthetic_video import moving_shapes, write_clip, write_frame_folder
+    from segzero_tool.testing.synthetic_video import moving_shapes
     from segzero_tool.testing.tiny_sam2 import build_tiny_sam2_video
 
     root = tmp_path_factory.mktemp("lc-track")
     frames = list(moving_shapes(30))
-    clips = root / "clips"
-    clips.mkdir()
-    write_clip(clips / "clip.mp4", frames[:5], fps=10)
-    write_clip(clips / "long.mp4", frames, fps=10)
-    write_frame_folder(clips / "frames", frames[:3])
-    (clips / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"not a video" * 50)
+    clips = write_clip_set(root, frames, clip_frames=5, folder_frames=3)
     model = build_tiny_sam2_video(root / "sam2-video", seed=0)
-    pipe = SegZeroPipeline.from_pretrained(ScriptedReasoner(box_answer(frames[0].boxes[1], 160, 120)), str(model),
+    answer = box_answer([frames[0].boxes[1]], 160, 120, think="The red rectangle.")
+    pipe = SegZeroPipeline.from_pretrained(ScriptedReasoner(answer), str(model),
                                            device="cpu")
     return SimpleNamespace(root=root, clips=clips, model=model, pipe=pipe)
 

@@ -18,6 +18,7 @@ pytest.importorskip("langgraph")
 from langgraph.checkpoint.memory import InMemorySaver  # noqa: E402
 from langgraph.types import Command  # noqa: E402
 from scripted import BoxSegmenter, ScriptedReasoner  # noqa: E402
+from video_support import box_answer  # noqa: E402
 
 from segzero_tool import SegZeroPipeline  # noqa: E402
 from segzero_tool.agents.planner import build_planner_graph  # noqa: E402
@@ -37,12 +38,9 @@ def clip(n: int = N, occluded: bool = True) -> list:
 
 
 def answer(frame, oid: int = RED) -> str:
-    """The reasoner's answer naming object ``oid``'s true box on ``frame`` (in the 840 x 840 reasoning frame)."""
+    """The reasoner's answer naming object ``oid``'s true box on ``frame``."""
     h, w = frame.image.shape[:2]
-    x1, y1, x2, y2 = frame.boxes[oid]
-    box = [round(x1 * 840 / w), round(y1 * 840 / h), round(x2 * 840 / w), round(y2 * 840 / h)]
-    point = [(box[0] + box[2]) // 2, (box[1] + box[3]) // 2]
-    return f'<think>the red one</think><answer>[{{"bbox_2d": {box}, "point_2d": {point}}}]</answer>'
+    return box_answer([frame.boxes[oid]], w, h, think="the red one")
 
 
 class ColourTracker(VideoTracker):

@@ -23,6 +23,8 @@ import pytest
 
 pytest.importorskip("av")
 
+from video_support import box_answer, write_clip_set  # noqa: E402
+
 from segzero_tool.masks import rle_decode  # noqa: E402
 from segzero_tool.video.tracker import VideoTracker  # noqa: E402
 
@@ -32,13 +34,6 @@ TRACK = "track_by_reasoning"
 NOTHING = "<think>Nothing like that here.</think><answer>[]</answer>"
 
 
-def box_answer(box: tuple[int, int, int, int], width: int, height: int) -> str:
-    """A VisionReasoner answer (840 x 840 reasoning frame) boxing ``box`` of a ``width`` x ``height`` frame."""
-    x1, y1, x2, y2 = (round(v * 840 / s) for v, s in zip(box, (width, height, width, height), strict=True))
-    return (f'<think>The red rectangle is at the top.</think><answer>[{{"bbox_2d": [{x1},{y1},{x2},{y2}], '
-            f'"point_2d": [{(x1 + x2) // 2},{(y1 + y2) // 2}]}}]</answer>')
-
-
 def text_of(result: dict) -> str:
     return "\n".join(c["text"] for c in result["content"] if c["type"] == "text")
 
@@ -46,20 +41,15 @@ def text_of(result: dict) -> str:
 @pytest.fixture(scope="module")
 def vk(tmp_path_factory):
     """The tiny SAM2 video folder, clips in an allowed root, and the scripted answer for clip frame 0."""
-    from segzero_tool.testing.synthetic_video import moving_shapes, write_clip, write_frame_folder
+    from segzero_tool.testing.synthetic_video import moving_shapes, write_clip
     from segzero_tool.testing.tiny_sam2 import build_tiny_sam2_video
 
     root = tmp_path_factory.mktemp("track-tool")
     frames = list(moving_shapes(40))
-    clips = root / "clips"
-    clips.mkdir()
-    write_clip(clips / "clip.mp4", frames[:8], fps=10)
-    write_clip(clips / "long.mp4", frames, fps=10)
-    write_frame_folder(clips / "frames", frames[:4])
-    (clips / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"this is not a video" * 40)
+    clips = write_clip_set(root, frames, clip_frames=8, folder_frames=4)
     write_clip(root / "outside.mp4", frames[:2], fps=10)
     return SimpleNamespace(root=root, clips=clips, model=build_tiny_sam2_video(root / "sam2-video", seed=0),
-                           answer=box_answer(frames[0].boxes[1], 160, 120))
+                           answer=box_answer([frames[0].boxes[1]], 160, 120, think="The red rectangle is at the top."))
 
 
 def make_server(vk: Any, answer: str | None = None, load_tracker: Any = None, **kw: Any) -> Any:

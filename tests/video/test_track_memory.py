@@ -10,7 +10,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scripted import BoxSegmenter, ScriptedReasoner  # noqa: E402
-from video_doubles import ColourTracker, answer  # noqa: E402
+from video_doubles import ColourTracker  # noqa: E402
+from video_support import box_answer as answer  # noqa: E402
 
 from segzero_tool import SegZeroPipeline  # noqa: E402
 from segzero_tool.testing.synthetic_video import moving_shapes  # noqa: E402

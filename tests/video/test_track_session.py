@@ -12,7 +12,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scripted import BoxSegmenter, ScriptedReasoner  # noqa: E402
-from video_doubles import ColourTracker, answer, key_frame_answers  # noqa: E402
+from video_doubles import ColourTracker, key_frame_answers  # noqa: E402
+from video_support import box_answer as answer  # noqa: E402
 
 from segzero_tool import SegZeroPipeline  # noqa: E402
 from segzero_tool.errors import ImageLoadError, NoReasonerError, QueryError  # noqa: E402

@@ -5,16 +5,16 @@ an object's colour is the median colour under its prompt mask, and on every fram
 small distance of that colour. A hidden object has an empty mask (lost); it comes back when its colour does. With
 ``forget_lost=True`` a lost object stays lost until :meth:`add` re-anchors it (as a weak tracker would).
 
-``key_frame_answers`` writes the VisionReasoner answers a perfect reasoner gives on the key frames of a synthetic
+``key_frame_answers`` writes (with ``video_support.box_answer``) the VisionReasoner answers a perfect reasoner gives on the key frames of a synthetic
 clip, for ``ScriptedReasoner``.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 
 import numpy as np
+from video_support import box_answer
 
 from segzero_tool.masks import mask_bbox
 from segzero_tool.video.tracker import TrackedMask, VideoTracker
@@ -89,16 +89,6 @@ class ColourTracker(VideoTracker):
         self.resets += 1
 
 
-def answer(boxes: Iterable[tuple[int, int, int, int]], width: int, height: int, frame: int = 840) -> str:
-    """A VisionReasoner answer whose boxes back-project to ``boxes`` (pixels) on a ``width`` x ``height`` image."""
-    items = []
-    for x1, y1, x2, y2 in boxes:
-        sx, sy = frame / width, frame / height
-        items.append({"bbox_2d": [round(x1 * sx, 3), round(y1 * sy, 3), round(x2 * sx, 3), round(y2 * sy, 3)],
-                      "point_2d": [round((x1 + x2) / 2 * sx, 3), round((y1 + y2) / 2 * sy, 3)]})
-    return f"<think>found {len(items)}</think><answer>{json.dumps(items)}</answer>"
-
-
 def key_frame_answers(frames, key_indices: Iterable[int], ids: Iterable[int]) -> list[str]:
     """Answers naming the ground-truth boxes of objects ``ids`` on each key frame (hidden ones left out)."""
     keys = set(key_indices)
@@ -107,5 +97,5 @@ def key_frame_answers(frames, key_indices: Iterable[int], ids: Iterable[int]) ->
     for i, f in enumerate(frames):
         if i in keys:
             h, w = f.image.shape[:2]
-            answers.append(answer([f.boxes[o] for o in wanted if f.boxes.get(o) is not None], w, h))
+            answers.append(box_answer([f.boxes[o] for o in wanted if f.boxes.get(o) is not None], w, h))
     return answers
