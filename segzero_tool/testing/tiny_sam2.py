@@ -275,20 +275,27 @@ def build_tiny_sam2(path: str | Path, *, seed: int = 0, arch: str = "tiny-test")
         ``path`` as a :class:`~pathlib.Path`. ``Sam2Model.from_pretrained(path)`` and
         ``Sam2Processor.from_pretrained(path)`` reload what was saved.
     """
-    import torch
     from transformers import Sam2Model
+
+    config = sam2_config(arch)
+    out = save_random(Sam2Model, config, sam2_processor(config.prompt_encoder_config.image_size), path, seed=seed)
+    logger.debug("saved random SAM2 %s (seed %d) to %s", arch, seed, out)
+    return out
+
+
+def save_random(model_cls: Any, config: Any, processor: Any, path: str | Path, *, seed: int) -> Path:
+    """Build ``model_cls(config)`` with seeded random weights (:func:`_spread_weights`), save it and ``processor``
+    into ``path`` (created if missing). The caller's global RNG state is neither used nor disturbed."""
+    import torch
 
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
-    config = sam2_config(arch)
-    # Random weights must not depend on (or disturb) the caller's global RNG state.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = Sam2Model(config).eval()
+        model = model_cls(config).eval()
         _spread_weights(model)
     model.save_pretrained(out)
-    sam2_processor(config.prompt_encoder_config.image_size).save_pretrained(out)
-    logger.debug("saved random SAM2 %s (seed %d) to %s", arch, seed, out)
+    processor.save_pretrained(out)
     return out
 
 
@@ -349,17 +356,10 @@ def build_tiny_sam2_video(path: str | Path, *, seed: int = 0, arch: str = "tiny-
         seed: torch seed of the random weights.
         arch: a key of :data:`ARCHS`; ``tiny-video-test`` is small enough for unit tests.
     """
-    import torch
     from transformers import Sam2VideoModel
 
-    out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
     config = sam2_video_config(arch)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = Sam2VideoModel(config).eval()
-        _spread_weights(model)
-    model.save_pretrained(out)
-    sam2_video_processor(config.prompt_encoder_config.image_size).save_pretrained(out)
+    out = save_random(Sam2VideoModel, config, sam2_video_processor(config.prompt_encoder_config.image_size), path,
+                      seed=seed)
     logger.debug("saved random SAM2 video model %s (seed %d) to %s", arch, seed, out)
     return out

@@ -88,16 +88,6 @@ def sam3_tracker_processor(config: Any) -> Any:
     return Sam3TrackerProcessor(image_processor=image_processor)
 
 
-def _spread_weights(model: Any) -> None:
-    """Redraw the weights so that a random model's outputs are not degenerate (as
-    :func:`segzero_tool.testing.tiny_sam2._spread_weights` does for SAM2, whose prompt encoder and
-    mask decoder the tracker shares): matrices std ``1/sqrt(fan_in)``, vectors std 0.1, layer-norm
-    scales 1, and the image-wide positional encoding equal to the prompt encoder's."""
-    from .tiny_sam2 import _spread_weights as spread
-
-    spread(model)
-
-
 def build_tiny_sam3_tracker(path: str | Path, *, seed: int = 0, arch: str = "tiny-test") -> Path:
     """Save a randomly initialised ``Sam3TrackerModel`` and a matching ``Sam3TrackerProcessor`` into ``path``.
 
@@ -109,18 +99,12 @@ def build_tiny_sam3_tracker(path: str | Path, *, seed: int = 0, arch: str = "tin
     Returns:
         ``path`` as a :class:`~pathlib.Path`; ``TransformersSam3Segmenter.from_pretrained(path)`` loads it.
     """
-    import torch
     from transformers import Sam3TrackerModel
 
-    out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
+    from .tiny_sam2 import save_random
+
     config = sam3_tracker_config(arch)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = Sam3TrackerModel(config).eval()
-        _spread_weights(model)
-    model.save_pretrained(out)
-    sam3_tracker_processor(config).save_pretrained(out)
+    out = save_random(Sam3TrackerModel, config, sam3_tracker_processor(config), path, seed=seed)
     logger.debug("saved random SAM 3 tracker %s (seed %d) to %s", arch, seed, out)
     return out
 
@@ -132,7 +116,6 @@ def build_tiny_sam3_tracker_video(path: str | Path, *, seed: int = 0) -> Path:
     The FPN is 128 wide: transformers' memory attention reads 64-channel memories and splits each object
     pointer into ``hidden / 64`` tokens, which needs a width above 64.
     """
-    import torch
     from transformers import Sam3TrackerVideoConfig, Sam3TrackerVideoModel, Sam3TrackerVideoProcessor
     from transformers.models.sam2_video.video_processing_sam2_video import Sam2VideoVideoProcessor
     from transformers.models.sam3.configuration_sam3 import Sam3VisionConfig, Sam3ViTConfig
@@ -141,6 +124,8 @@ def build_tiny_sam3_tracker_video(path: str | Path, *, seed: int = 0) -> Path:
         Sam3TrackerVideoMaskDecoderConfig,
         Sam3TrackerVideoPromptEncoderConfig,
     )
+
+    from .tiny_sam2 import save_random
 
     size, patch, hidden = 224, 14, 128
     grid = size // patch
@@ -160,19 +145,13 @@ def build_tiny_sam3_tracker_video(path: str | Path, *, seed: int = 0) -> Path:
         memory_encoder_hidden_size=hidden, mask_downsampler_embed_dim=hidden, memory_fuser_embed_dim=hidden,
         memory_fuser_intermediate_dim=2 * hidden, memory_fuser_num_layers=1,
     )
-    out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = Sam3TrackerVideoModel(config).eval()
-        _spread_weights(model)
-    model.save_pretrained(out)
     low = 4 * grid
-    Sam3TrackerVideoProcessor(
+    processor = Sam3TrackerVideoProcessor(
         image_processor=Sam3ImageProcessor(size={"height": size, "width": size},
                                            mask_size={"height": low, "width": low}),
         video_processor=Sam2VideoVideoProcessor(size={"height": size, "width": size}), target_size=size,
-    ).save_pretrained(out)
+    )
+    out = save_random(Sam3TrackerVideoModel, config, processor, path, seed=seed)
     return out
 
 
