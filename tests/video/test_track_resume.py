@@ -44,6 +44,11 @@ def _stop_at(index):
     return on_frame
 
 
+def _interrupted(path, frames, out, stop):
+    """A run of the reference settings stopped by Ctrl-C after frame ``stop``."""
+    _interrupted(path, frames, out, stop)
+
+
 @pytest.fixture(scope="module")
 def reference(clip, tmp_path_factory):
     path, frames = clip
@@ -91,9 +96,7 @@ def test_reference_run_writes_every_file(reference):
 def test_interrupted_run_resumes_to_identical_files(clip, reference, tmp_path, stop):
     path, frames = clip
     out = tmp_path / "run"
-    with pytest.raises(KeyboardInterrupt):
-        track_video(_pipe(frames, KEYS), path, "red or blue", tracker=ColourTracker(), out=out,
-                    key_frames="every:8", on_frame=_stop_at(stop))
+    _interrupted(path, frames, out, stop)
     assert json.loads((out / "track.json").read_text())["status"] == "cancelled"
     assert len((out / "frames.jsonl").read_text().splitlines()) == stop + 1
     assert not (out / "overlay.mp4").exists()  # never a half video under the final name
@@ -115,9 +118,7 @@ def test_interrupted_run_resumes_to_identical_files(clip, reference, tmp_path, s
 def test_a_torn_last_line_is_dropped_and_redone(clip, reference, tmp_path):
     path, frames = clip
     out = tmp_path / "run"
-    with pytest.raises(KeyboardInterrupt):
-        track_video(_pipe(frames, KEYS), path, "red or blue", tracker=ColourTracker(), out=out,
-                    key_frames="every:8", on_frame=_stop_at(12))
+    _interrupted(path, frames, out, 12)
     with open(out / "frames.jsonl", "a") as f:  # a crash in the middle of writing frame 13
         f.write('{"frame":13,"time_s":1.6,"key_frame":false,"objects":[{"track_id":1,"bo')
     track_video(_pipe(frames, [16]), path, "red or blue", tracker=ColourTracker(), out=out, key_frames="every:8")
@@ -145,9 +146,7 @@ def test_cancelled_call_stops_and_resumes(clip, reference, tmp_path):
 def test_other_settings_are_refused_unless_restart(clip, reference, tmp_path):
     path, frames = clip
     out = tmp_path / "run"
-    with pytest.raises(KeyboardInterrupt):
-        track_video(_pipe(frames, KEYS), path, "red or blue", tracker=ColourTracker(), out=out,
-                    key_frames="every:8", on_frame=_stop_at(2))
+    _interrupted(path, frames, out, 2)
     with pytest.raises(SettingsError, match=r"other settings \(query, key_frames\).*restart"):
         track_video(_pipe(frames, KEYS), path, "blue", tracker=ColourTracker(), out=out, key_frames="first")
     run = track_video(_pipe(frames, [0]), path, "blue", tracker=ColourTracker(), out=out, key_frames="first",
