@@ -46,7 +46,9 @@ def _stop_at(index):
 
 def _interrupted(path, frames, out, stop):
     """A run of the reference settings stopped by Ctrl-C after frame ``stop``."""
-    _interrupted(path, frames, out, stop)
+    with pytest.raises(KeyboardInterrupt):
+        track_video(_pipe(frames, KEYS), path, "red or blue", tracker=ColourTracker(), out=out,
+                    key_frames="every:8", on_frame=_stop_at(stop))
 
 
 @pytest.fixture(scope="module")
