@@ -62,7 +62,7 @@ from .results import Encoded, image_b64
 from .service import STAGES, SegZeroService, tool_error_message
 from .settings import ServerSettings
 from .store import ResultNotFound
-from .track_tool import TRACK_INSTRUCTIONS, TRACK_TOOL, add_track_tool, video_wanted
+from .track_tool import TRACK_INSTRUCTIONS, add_track_tool, video_wanted
 
 if TYPE_CHECKING:  # the pipeline (numpy and friends) is imported by the background load, not at start
     from segzero_tool.pipeline import SegZeroPipeline
@@ -313,12 +313,7 @@ def _add_resources(server: Any, svc: SegZeroService) -> None:
                      description="The server's state: models loading / ready / failed (with the cause), the models "
                                  "and device, the call queue and the stored results.")
     async def status() -> str:
-        data = svc.status()
-        video = getattr(svc, "video", None)
-        if video is not None:  # track_by_reasoning (mcp_server/track_tool.py)
-            data["tools"] = [*data["tools"], TRACK_TOOL]
-            data["video"] = video.status()
-        return json.dumps(data, ensure_ascii=False)
+        return json.dumps(svc.status(), ensure_ascii=False)
 
     @server.resource("segzero://results/{result_id}/result.json", name="result_json", mime_type="application/json",
                      description="A whole result as JSON: reasoning, parse status, objects with COCO RLE masks, union.")

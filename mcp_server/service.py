@@ -115,6 +115,9 @@ class SegZeroService:
         #: The concept model of ``segment_phrase`` (:mod:`.phrase_tool`; ``None``: the tool is not served).
         self.concept = ConceptModel(settings, concept) if concept is not None or concept_enabled(
             settings.concept_model) else None
+        #: What ``track_by_reasoning`` needs (:class:`.track_tool.VideoTools`; ``None``: the tool is not served); set
+        #: by :func:`.track_tool.add_track_tool`.
+        self.video: Any = None
 
     # --- models --------------------------------------------------------------------------------
 
@@ -176,12 +179,14 @@ class SegZeroService:
             "image_cache": cache.stats() if cache is not None else None,
             "uptime_seconds": round(time.time() - self.started_at, 1),
             **({"concept_model": self.concept.status()} if self.concept is not None else {}),
+            **({"video": self.video.status()} if self.video is not None else {}),
         }
 
     def tool_names(self) -> list[str]:
         """The tools this server lists."""
         return ((["segment_by_reasoning"] if self.has_reasoner else []) + list(STEERING_TOOLS)
-                + (["segment_phrase"] if self.concept is not None else []))
+                + (["segment_phrase"] if self.concept is not None else [])
+                + (["track_by_reasoning"] if self.video is not None else []))
 
     # --- resources -----------------------------------------------------------------------------
 

@@ -130,6 +130,8 @@ async def test_listed_with_a_reasoner_and_pyav(kit, vk, monkeypatch):
             "segzero://tracks/{run_id}/frames/{index}/objects/{track_id}/mask.png",
             "segzero://tracks/{run_id}/overlay.mp4", "segzero://tracks/{run_id}/timeline.png"} <= set(templates)
     assert status["tools"][-1] == TRACK and status["video"]["runs"]["count"] == 0
+    health = server.segzero.status()  # what GET /health answers
+    assert health["tools"] == status["tools"] and health["video"] == status["video"]
     assert status["video"]["max_video_frames"] == 3000
 
     # --no-video, and a server without a reasoner, do not list it
