@@ -161,8 +161,9 @@ def _planner_graph(spec: str, max_attempts: int, max_depth_m: float | None, dept
 def robot_planner(config: RunnableConfig) -> Any:
     """``langgraph dev`` factory: the robotics planner (rule-based unless ``SEGZERO_PLANNER_MODEL`` is set).
 
-    Input: ``{"task": "...", "image": "<path on the server, or a data: URL>"}`` plus optional
-    ``depth`` (nested lists) and ``intrinsics`` (``{"fx", "fy", "cx", "cy"}``).
+    Input: ``{"task": "...", "image": "<path on the server, or a data: URL>"}`` or ``{"task": "...",
+    "frames": "<a video file or a folder of frames on the server>"}``, plus optional ``depth`` (nested lists) and
+    ``intrinsics`` (``{"fx", "fy", "cx", "cy"}``).
     """
     cfg = _configurable(config)
     env = os.environ

@@ -294,3 +294,31 @@ def test_readme_planner_with_frames_runs_as_written(tmp_path, monkeypatch):
     exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 - the README's own example
     t = scope["out"]["targets"]["target"]
     assert t["lost_at"] == [HIDE_FROM] and t["requeried_at"][0] == HIDE_FROM + 1
+
+
+def test_langgraph_dev_planner_takes_a_video_path(tmp_path, monkeypatch):
+    """agents/graphs.py (what `langgraph dev` serves) with a server-side video path as `frames`: the lazy pipeline
+    loads on the first frame, the default tracker comes from its segmenter, the plan follows the target."""
+    pytest.importorskip("av")
+    from segzero_tool.agents import graphs
+
+    frames = clip(occluded=False)
+    write_clip(tmp_path / "table.mp4", frames)
+    pipe = pipeline([answer(frames[0])])
+    monkeypatch.setattr(graphs, "_pipeline_from_env", lambda: pipe)
+    monkeypatch.setattr("segzero_tool.video.session.load_tracker", lambda *a, **k: ColourTracker())
+    graphs.shared_pipeline.cache_clear()
+    graphs._planner_graph.cache_clear()
+    try:
+        graph = graphs.robot_planner({"configurable": {}})
+        graph.checkpointer = InMemorySaver()  # the server's own checkpointer, under `langgraph dev`
+        cfg = thread("dev-1")
+        out = graph.invoke({"task": TASK, "frames": str(tmp_path / "table.mp4")}, cfg)
+        assert out["targets"]["target"]["frame"] == 0 and out["video"]["kind"] == "file"
+        out = graph.invoke(Command(resume={"approved": True}), cfg)
+    finally:
+        graphs.shared_pipeline.cache_clear()
+        graphs._planner_graph.cache_clear()
+    target = out["targets"]["target"]
+    assert out["status"] == "executed" and target["status"] == "tracked" and target["frame"] == 1
+    assert max(abs(a - b) for a, b in zip(target["box"], frames[1].boxes[RED], strict=True)) <= 1  # H.264 edges
