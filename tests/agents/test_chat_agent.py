@@ -166,7 +166,7 @@ def test_graphs_module_imports_and_builds_without_loading_models():
         "from segzero_tool.agents import graphs\n"
         "g = graphs.robot_planner({'configurable': {}})\n"
         "assert sorted(g.get_graph().nodes) == ['__end__', '__start__', 'approve', 'check', 'execute', "
-        "'geometry', 'perceive', 'plan', 'resolve', 'understand_task'], g.get_graph().nodes\n"
+        "'geometry', 'observe', 'perceive', 'plan', 'resolve', 'understand_task'], g.get_graph().nodes\n"
         "assert graphs.robot_planner({}) is g\n"
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules\n"
         "try:\n"
