@@ -54,14 +54,14 @@ def cmd_track(args: argparse.Namespace) -> int:
     from .prompts import validate_query
     from .video.keyframes import KeyFrames
     from .video.sources import open_video
-    from .video.track import track_video
+    from .video.track import check_key_frame_times, track_video
 
     settings = _settings_from_args(args)
     if settings.no_reasoner:
         raise SettingsError("track reasons on key frames, and --reasoner none loads no reasoner; pick a reasoner")
     # Everything cheap first: the models are gigabytes.
     validate_query(args.query)
-    KeyFrames.parse(args.key_frames)
+    policy = KeyFrames.parse(args.key_frames)
     if not 0.0 < args.match_iou <= 1.0:
         raise SettingsError(f"--match-iou must be in (0, 1], got {args.match_iou}")
     if args.max_frames is not None and args.max_frames < 1:
@@ -69,6 +69,7 @@ def cmd_track(args: argparse.Namespace) -> int:
     check_out_dir(args.out)
     with open_video(args.video, max_pixels=settings.max_pixels, fps=args.fps) as probe:
         info = probe.info
+    check_key_frame_times(policy, info, args.fps)
     if settings.device not in (None, "auto"):
         from .devices import resolve_device
 

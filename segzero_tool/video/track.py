@@ -117,6 +117,11 @@ def track_video(
 
         tracker = load_tracker(str(tracker), device=getattr(pipeline.segmenter, "device", "auto"))
     source = open_video(video, max_pixels=max_pixels, max_frames=max_frames, fps=fps)
+    try:
+        check_key_frame_times(policy, source.info, fps)
+    except SettingsError:
+        source.close()
+        raise
     out_dir = Path(out) if out is not None else None
     settings = {
         "query": query, "source": source.info.source, "key_frames": str(policy), "match_iou": float(match_iou),
@@ -136,6 +141,17 @@ def track_video(
             return _run(session, source, settings, out_dir, resume, overlay, on_frame, fps)
         finally:
             session.close()
+
+
+def check_key_frame_times(policy: KeyFrames, info: Any, fps: float | None) -> None:
+    """Refuse key frames counted in seconds on a folder of frames without a frame rate (it has no times).
+
+    Raises:
+        SettingsError: ``every:Ns`` on a folder and no ``fps``.
+    """
+    if policy.kind == "seconds" and info.kind == "folder" and fps is None:
+        raise SettingsError(f"key frames {policy} count seconds, and a folder of frames has no times; give its frame "
+                            "rate (fps=, --fps) or count frames (every:N)")
 
 
 class _Resume:
@@ -409,4 +425,4 @@ def load_video_result(out_dir: str | os.PathLike[str]) -> VideoResult:
                        warnings=list(manifest.get("warnings", [])))
 
 
-__all__ = ["FRAMES_FILE", "MANIFEST_FILE", "OVERLAY_FILE", "TIMELINE_FILE", "TRACKS_FILE", "load_video_result", "track_video"]
+__all__ = ["FRAMES_FILE", "MANIFEST_FILE", "check_key_frame_times", "OVERLAY_FILE", "TIMELINE_FILE", "TRACKS_FILE", "load_video_result", "track_video"]

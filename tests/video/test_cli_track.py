@@ -106,11 +106,13 @@ def test_a_frame_folder_with_fps(setup, tmp_path):
     (["{clip}", "x", "--max-frames", "0"], 2, "--max-frames"),
     (["{garbage}", "x"], 3, "garbage.mp4"),
     (["{clip}", "x", "--reasoner", "none"], 2, "--reasoner none"),
+    (["{folder}", "x", "--key-frames", "every:2s"], 2, "--fps"),
 ])
 def test_bad_input_is_one_line_before_any_model_loads(setup, tmp_path, args, code, message):
     root, clip, models = setup
     (tmp_path / "garbage.mp4").write_bytes(os.urandom(3000))
-    args = [a.format(clip=clip, garbage=tmp_path / "garbage.mp4") for a in args]
+    folder = write_frame_folder(tmp_path / "frames", moving_shapes(2))
+    args = [a.format(clip=clip, garbage=tmp_path / "garbage.mp4", folder=folder) for a in args]
     # models: the scripted reasoner, and a segmenter folder that does not exist (loading it would fail)
     proc, _ = _segzero("track", *args, "--out", tmp_path / "run", "--reasoner-backend", "scripted:ScriptedReasoner",
                        *([] if "--reasoner" in args else ["--reasoner", root / "script"]),

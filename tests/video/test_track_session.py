@@ -160,6 +160,16 @@ def test_bad_arguments_are_typed_errors_before_any_frame():
         TrackingSession(SegZeroPipeline(None, BoxSegmenter()), "x", tracker=ColourTracker())
 
 
+def test_seconds_on_a_folder_without_fps_are_refused(tmp_path):
+    from segzero_tool.testing.synthetic_video import write_frame_folder
+
+    folder = write_frame_folder(tmp_path / "frames", moving_shapes(3))
+    with pytest.raises(SettingsError, match=r"every:2s count seconds.*--fps"):
+        track_video(_pipe(["[]"]), folder, "x", tracker=ColourTracker(), key_frames="every:2s")
+    run = track_video(_pipe(["[]"]), folder, "x", tracker=ColourTracker(), key_frames="every:0.1s", fps=10)
+    assert run.key_frames == [0, 1, 2]
+
+
 def test_frames_of_another_size_mid_stream_are_refused():
     def frames():
         yield np.zeros((40, 60, 3), np.uint8)
