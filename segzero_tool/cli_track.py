@@ -54,7 +54,7 @@ def cmd_track(args: argparse.Namespace) -> int:
     from .prompts import validate_query
     from .video.keyframes import KeyFrames
     from .video.sources import open_video
-    from .video.track import check_key_frame_times, track_video
+    from .video.track import check_key_frame_times, check_out_settings, track_video
 
     settings = _settings_from_args(args)
     if settings.no_reasoner:
@@ -70,6 +70,10 @@ def cmd_track(args: argparse.Namespace) -> int:
     with open_video(args.video, max_pixels=settings.max_pixels, fps=args.fps) as probe:
         info = probe.info
     check_key_frame_times(policy, info, args.fps)
+    if not args.restart:  # another run in --out is refused now, not after minutes of model loading
+        check_out_settings(args.out, {"query": args.query, "source": info.source, "key_frames": str(policy),
+                                      "match_iou": float(args.match_iou), "max_frames": args.max_frames,
+                                      "max_objects": settings.max_objects})
     if settings.device not in (None, "auto"):
         from .devices import resolve_device
 

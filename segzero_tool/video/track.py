@@ -143,6 +143,29 @@ def track_video(
             session.close()
 
 
+def check_out_settings(out: str | os.PathLike[str], settings: dict[str, Any]) -> None:
+    """Refuse, before any model loads, an ``out`` that holds a run whose settings differ from ``settings`` in one of
+    the keys given (the command line knows the query, video, key frames, ... before it loads the models;
+    :func:`track_video` checks every setting again).
+
+    Raises:
+        SettingsError: a key of ``settings`` differs from the run in ``out`` (pass ``restart`` to start over).
+    """
+    manifest_path = Path(out) / MANIFEST_FILE
+    try:
+        old = json.loads(manifest_path.read_text(encoding="utf-8"))["settings"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # nothing there, or unreadable: track_video says so
+    _refuse_other(out, old, settings)
+
+
+def _refuse_other(out: str | os.PathLike[str], old: dict[str, Any], settings: dict[str, Any]) -> None:
+    differ = [k for k in _SETTING_KEYS if k in settings and old.get(k) != settings[k]]
+    if differ:
+        raise SettingsError(f"{str(out)!r} holds a run with other settings ({', '.join(differ)}); pass "
+                            "restart=True (--restart) to start over there, or another folder")
+
+
 def check_key_frame_times(policy: KeyFrames, info: Any, fps: float | None) -> None:
     """Refuse key frames counted in seconds on a folder of frames without a frame rate (it has no times).
 
@@ -190,10 +213,7 @@ def _prepare_out(out_dir: Path, settings: dict[str, Any], restart: bool, rewinda
         if restart:
             _clear(out_dir)
         else:
-            differ = [k for k in _SETTING_KEYS if old_settings.get(k) != settings.get(k)]
-            if differ:
-                raise SettingsError(f"{str(out_dir)!r} holds a run with other settings ({', '.join(differ)}); pass "
-                                    "restart=True (--restart) to start over there, or another folder")
+            _refuse_other(out_dir, old_settings, {k: settings.get(k) for k in _SETTING_KEYS})
             if not rewindable:
                 raise SettingsError(f"{str(out_dir)!r} holds an earlier run, and frames from an iterator cannot be "
                                     "read again to resume it; pass restart=True (--restart) or another folder")
@@ -425,4 +445,4 @@ def load_video_result(out_dir: str | os.PathLike[str]) -> VideoResult:
                        warnings=list(manifest.get("warnings", [])))
 
 
-__all__ = ["FRAMES_FILE", "MANIFEST_FILE", "check_key_frame_times", "OVERLAY_FILE", "TIMELINE_FILE", "TRACKS_FILE", "load_video_result", "track_video"]
+__all__ = ["FRAMES_FILE", "MANIFEST_FILE", "check_key_frame_times", "check_out_settings", "OVERLAY_FILE", "TIMELINE_FILE", "TRACKS_FILE", "load_video_result", "track_video"]
