@@ -1,12 +1,17 @@
 """Shared by the video tests of tests/video, tests/mcp and tests/agents: scripted answers that box known pixels,
-and the set of clips the tool tests read."""
+the set of clips the tool tests read, and a tracker wrapper that counts its steps."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+from segzero_tool.video.tracker import VideoTracker
 
 
 def box_answer(boxes: Iterable[tuple[int, int, int, int]], width: int, height: int, *, think: str | None = None,
@@ -32,3 +37,29 @@ def write_clip_set(root: Path, frames: Sequence[Any], *, clip_frames: int, folde
     write_frame_folder(clips / "frames", frames[:folder_frames])
     (clips / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"this is not a video" * 40)
     return clips
+
+
+class CountingTracker(VideoTracker):
+    """A real tracker, counting its steps and resets; ``reached`` is set at step ``at`` (a test double through the
+    public interface: every call goes on to the wrapped tracker)."""
+
+    def __init__(self, inner: VideoTracker, at: int = 3) -> None:
+        self.inner, self.at = inner, at
+        self.model_id = inner.model_id
+        self.steps = 0
+        self.resets = 0
+        self.reached = threading.Event()
+
+    def step(self, image: np.ndarray, *, new_objects: Mapping[int, np.ndarray] | None = None) -> dict:
+        out = self.inner.step(image, new_objects=new_objects)
+        self.steps += 1
+        if self.steps >= self.at:
+            self.reached.set()
+        return out
+
+    def add(self, new_objects: Mapping[int, np.ndarray]) -> dict:
+        return self.inner.add(new_objects)
+
+    def reset(self) -> None:
+        self.resets += 1
+        self.inner.reset()

@@ -7,13 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-import threading
 import time
-from collections.abc import Mapping
 from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
 import pytest
 
 pytest.importorskip("langchain_core")
@@ -21,11 +18,10 @@ pytest.importorskip("av")
 
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage  # noqa: E402
 from scripted import ScriptedReasoner  # noqa: E402
-from video_support import box_answer, write_clip_set  # noqa: E402
+from video_support import CountingTracker, box_answer, write_clip_set  # noqa: E402
 
 from segzero_tool import SegZeroPipeline  # noqa: E402
 from segzero_tool.agents import TrackByReasoningTool, make_track_tool  # noqa: E402
-from segzero_tool.video.tracker import VideoTracker  # noqa: E402
 
 RUN = re.compile(r"^run (v-[0-9a-f]{12}): ")
 
@@ -97,27 +93,6 @@ def test_bad_input_is_a_tool_error_not_a_traceback(vk, tmp_path, args, message):
     assert msg.status == "error" and message in msg.content, msg.content
     assert "Traceback" not in msg.content
     assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []  # no folder left behind
-
-
-class CountingTracker(VideoTracker):
-    """The real tracker, counting steps; ``reached`` is set at step ``at`` (every call goes on to SAM2)."""
-
-    def __init__(self, inner: VideoTracker, at: int) -> None:
-        self.inner, self.at, self.steps, self.model_id = inner, at, 0, inner.model_id
-        self.reached = threading.Event()
-
-    def step(self, image: np.ndarray, *, new_objects: Mapping[int, np.ndarray] | None = None) -> dict:
-        out = self.inner.step(image, new_objects=new_objects)
-        self.steps += 1
-        if self.steps >= self.at:
-            self.reached.set()
-        return out
-
-    def add(self, new_objects: Mapping[int, np.ndarray]) -> dict:
-        return self.inner.add(new_objects)
-
-    def reset(self) -> None:
-        self.inner.reset()
 
 
 @pytest.mark.anyio

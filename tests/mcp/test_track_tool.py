@@ -13,7 +13,6 @@ import io
 import json
 import threading
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -23,7 +22,7 @@ import pytest
 
 pytest.importorskip("av")
 
-from video_support import box_answer, write_clip_set  # noqa: E402
+from video_support import CountingTracker, box_answer, write_clip_set  # noqa: E402
 
 from segzero_tool.masks import rle_decode  # noqa: E402
 from segzero_tool.video.tracker import VideoTracker  # noqa: E402
@@ -68,35 +67,6 @@ def make_server(vk: Any, answer: str | None = None, load_tracker: Any = None, **
     if load_tracker is not None:
         svc.video = VideoTools(settings, load_tracker=load_tracker)
     return create_server(settings, service=svc)
-
-
-class CountingTracker(VideoTracker):
-    """The real tracker, counting its steps; ``reached`` is set at step ``at`` (a test double through the
-    public interface: every call goes on to the real SAM2 video model)."""
-
-    def __init__(self, inner: VideoTracker, at: int = 3) -> None:
-        self.inner, self.at = inner, at
-        self.model_id = inner.model_id
-        self.steps = 0
-        self.resets = 0
-        self.reached = threading.Event()
-
-    def step(self, image: np.ndarray, *, new_objects: Mapping[int, np.ndarray] | None = None) -> dict:
-        out = self.inner.step(image, new_objects=new_objects)
-        self.steps += 1
-        if self.steps >= self.at:
-            self.reached.set()
-        return out
-
-    def add(self, new_objects: Mapping[int, np.ndarray]) -> dict:
-        return self.inner.add(new_objects)
-
-    def reset(self) -> None:
-        self.resets += 1
-        self.inner.reset()
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def real_tracker(vk: Any) -> VideoTracker:
