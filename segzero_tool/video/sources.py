@@ -15,6 +15,7 @@ import numbers
 import os
 import re
 import sys
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,7 +121,7 @@ class VideoInfo:
     frame_count: int | None
 
 
-class FrameSource:
+class FrameSource(ABC):
     """Frames of one video, decoded one at a time. A context manager; iterate it for :class:`VideoFrame`.
 
     Attributes:
@@ -176,8 +177,9 @@ class FrameSource:
             raise VideoLoadError(f"{self.info.source}: the video has no frames; pass a video with at least one "
                                  "frame")
 
-    def _frames(self) -> Iterator[VideoFrame]:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abstractmethod
+    def _frames(self) -> Iterator[VideoFrame]:
+        """The source's frames in order (each kind of source: a file, a folder, an iterator)."""
 
     def _make(self, index: int, time_s: float | None, image: np.ndarray, where: str) -> VideoFrame:
         h, w = int(image.shape[0]), int(image.shape[1])
