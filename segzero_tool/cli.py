@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from . import __version__, cli_phrase, cli_steer, cli_track
+from . import __version__, cli_batch, cli_phrase, cli_steer, cli_track
 from .errors import SegZeroError
 from .settings import SettingsError
 
@@ -148,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     steering = cli_steer.add_parsers(sub)  # prompt, inspect, refine, select
     cli_phrase.add_parsers(sub)  # phrase (SAM 3 concept segmentation)
     cli_track.add_parsers(sub)  # track (video: key-frame reasoning + SAM2 video propagation)
+    cli_batch.add_parsers(sub)  # batch (folders and tables of images; local or Ray engine; resumable)
 
     models = sub.add_parser("models", help="list the model registry and presets")
     models.add_argument("--json", action="store_true", help="machine-readable output")
@@ -203,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", metavar="RUN_DIR", help="run folder (default eval-runs/<dataset>-<split>-<reasoner>)")
     ev.add_argument("--force", action="store_true",
                     help="start over in a run folder made with other settings (old records are moved aside)")
+    ev.add_argument("--engine", choices=cli_batch.ENGINES, default="local",
+                    help="local (default: this process) or ray (model copies as Ray actors; the same numbers)")
+    cli_batch.add_ray_options(ev)
     _add_model_options(ev)
     for sp in (seg, *steering, models, tiny, srv, ev):  # `segzero segment ... -v` works as well as `segzero -v segment ...`
         sp.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
@@ -430,6 +434,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     handlers = {"segment": _cmd_segment, **cli_steer.COMMANDS, **cli_phrase.COMMANDS, **cli_track.COMMANDS,
+                **cli_batch.COMMANDS,
                 "models": _cmd_models, "make-tiny-models": _cmd_tiny,
                 "serve-reasoner": _cmd_serve_reasoner, "eval": _cmd_eval}
     try:
