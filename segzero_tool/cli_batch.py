@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from .settings import SettingsError
@@ -121,14 +122,17 @@ def cmd_batch(args: argparse.Namespace) -> int:
     # Everything cheap first: the input and the job folder, before gigabytes of models load.
     data = read_batch_input(args.input, query=args.query, category_column=args.category)
     models = describe_models(settings)
+    from .batch.job import check_out_outside_input
+
+    check_out_outside_input(data, Path(args.out).expanduser())
     err = _err
+    _check_resumable(args, data, models)
     err(f"input {data.location}: {len(data.rows)} rows ({data.kind}); engine {args.engine}; job folder {args.out}")
     if args.engine == "ray":
         from .batch.engine_ray import RayEngine
 
         engine: Any = RayEngine(settings, models=models, **ray_kwargs)
     else:
-        _check_resumable(args, data, settings, models)
         if settings.device not in (None, "auto"):
             from .devices import resolve_device
 
@@ -155,7 +159,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_resumable(args: argparse.Namespace, data: Any, settings: Any, models: dict[str, Any]) -> None:
+def _check_resumable(args: argparse.Namespace, data: Any, models: dict[str, Any]) -> None:
     """A --out holding another job is refused before the models load (the input, query and models are known)."""
     from .batch.manifest import CHECKED_KEYS, check_job_dir
 

@@ -113,6 +113,18 @@ def _engine_of(engine: Any) -> BatchEngine:
     raise TypeError(f"engine must be a BatchEngine or a SegZeroPipeline, got {type(engine).__name__}")
 
 
+def check_out_outside_input(data: BatchInput, out: Path) -> None:
+    """A job folder inside a folder input is refused: its PNG masks would be read as input by a resumed run."""
+    from .inputs import BatchInputError
+
+    if data.kind != "folder":
+        return
+    root, target = Path(data.location).resolve(), out.resolve()
+    if target == root or root in target.parents:
+        raise BatchInputError(f"the job folder {str(out)!r} lies inside the input folder {data.location!r}, where "
+                              "its masks would be read as new images; pick an --out outside it")
+
+
 def run_batch(
     engine: BatchEngine | Any,
     source: BatchInput | str | os.PathLike,
@@ -155,6 +167,7 @@ def run_batch(
                                                                           category_column=category_column)
     eng = _engine_of(engine)
     run = Path(out).expanduser()
+    check_out_outside_input(data, run)
     manifest = build_manifest(input_description=data.describe(), query=query, category_column=category_column,
                               models=eng.models(), config=eng.config, png_masks=png_masks)
     compatible = check_job_dir(run, manifest, force=force)
@@ -241,5 +254,6 @@ def run_batch(
     return BatchResult(run, manifest, summary, computed, resumed, files)
 
 
-__all__ = ["COCO_FILE", "DEFAULT_BATCH_SIZE", "SUMMARY_FILE", "BatchResult", "format_summary", "run_batch",
+__all__ = ["COCO_FILE", "DEFAULT_BATCH_SIZE", "SUMMARY_FILE", "BatchResult", "check_out_outside_input", "format_summary",
+           "run_batch",
            "summarize"]

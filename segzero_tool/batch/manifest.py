@@ -57,7 +57,9 @@ def differences(old: Mapping[str, Any], new: Mapping[str, Any], keys: Sequence[s
         _, value_new = _get(new, key)
         _, value_old = _get(old, key)
         if value_old != value_new:
-            if isinstance(value_new, Mapping) and isinstance(value_old, Mapping):
+            if key == "input.digest":
+                diffs.append("input: other rows (their ids, images, queries or categories differ)")
+            elif isinstance(value_new, Mapping) and isinstance(value_old, Mapping):
                 for sub in sorted(set(value_old) | set(value_new)):
                     if value_old.get(sub) != value_new.get(sub):
                         diffs.append(f"{key}.{sub}: {value_old.get(sub)!r} then, {value_new.get(sub)!r} now")
