@@ -209,14 +209,18 @@ def run_batch(
 
         bar = tqdm(total=len(data.rows), initial=resumed, desc="segmenting", unit="img", dynamic_ncols=True)
     computed = errors = 0
+    # ids counted by this run; ``done`` holds only the ids written to results.jsonl, so that the shard records
+    # behind receipts are folded in at the end (not skipped as already written)
+    seen = set(done)
 
     def emit(records: list[dict[str, Any]]) -> None:
         nonlocal computed, errors
-        fresh = [r for r in records if str(r["id"]) not in done]
+        fresh = [r for r in records if str(r["id"]) not in seen]
         for rec in fresh:
             if not rec.get("_receipt"):  # a record an engine already wrote to a shard is only counted
                 writer.write(rec)
-            done.add(str(rec["id"]))
+                done.add(str(rec["id"]))
+            seen.add(str(rec["id"]))
             errors += rec.get("status") != "ok"
         computed += len(fresh)
         if bar is not None and fresh:
