@@ -45,6 +45,8 @@ def run_eval_command(args: argparse.Namespace, settings: Any) -> int:
         raise SettingsError(f"--batch-size must be positive, got {args.batch_size}")
     if args.worst < 0:
         raise SettingsError(f"--worst must be >= 0, got {args.worst}")
+    engine = getattr(args, "engine", "local")
+    ray_kwargs = _ray_kwargs(args, engine)
     ignore = True if args.ignore_as_foreground is None else bool(args.ignore_as_foreground)
     # `segzero eval` compares with the papers: reference mode unless --compat / SEGZERO_COMPAT / config say otherwise
     compat = settings.normalised("compat") or DEFAULT_EVAL_COMPAT
@@ -62,6 +64,8 @@ def run_eval_command(args: argparse.Namespace, settings: Any) -> int:
     n = len(dataset) if args.limit is None else min(args.limit, len(dataset))
     err(f"dataset {dataset.name}: {len(dataset)} samples ({dataset.kind}"
         f"{', split ' + dataset.split if dataset.split else ''}); evaluating {n} in {compat} mode; run folder {run_dir}")
+    if ray_kwargs is not None:
+        return _run_on_ray(args, settings, dataset, run_dir, compat, ray_kwargs, err)
     if settings.device not in (None, "auto"):
         from ..devices import resolve_device
 
@@ -76,6 +80,45 @@ def run_eval_command(args: argparse.Namespace, settings: Any) -> int:
         )
     finally:
         pipe.close()
+    print(format_table(result))
+    names = ", ".join(p.name for key, p in result.files.items() if key != "manifest")
+    print(f"wrote {run_dir}: {names}")
+    return 0
+
+
+def _ray_kwargs(args: argparse.Namespace, engine: str) -> dict[str, Any] | None:
+    """The Ray executor's keyword arguments of the flags (``None``: the local engine); --ray-* flags without
+    ``--engine ray`` are refused."""
+    from ..cli_batch import ray_engine_kwargs, ray_flags_given
+
+    if engine != "ray":
+        given = ray_flags_given(args)
+        if given:
+            raise SettingsError(f"{given[0]} applies to --engine ray; add --engine ray")
+        return None
+    return ray_engine_kwargs(args)
+
+
+def _run_on_ray(args: argparse.Namespace, settings: Any, dataset: Any, run_dir: Path, compat: str,
+                ray_kwargs: dict[str, Any], err: Any) -> int:
+    """``--engine ray``: the samples scored on Ray actors (each a whole pipeline); no model loads here."""
+    from .engine_ray import RayEvalExecutor
+    from .report import format_table
+    from .runner import run_evaluation
+
+    executor = RayEvalExecutor(settings, **ray_kwargs)
+    try:
+        err(f"starting {ray_kwargs['reasoner_actors']} pipeline actor(s) on Ray (reasoner: "
+            f"{settings.reasoner or settings.preset + ' preset'}, segmenter: "
+            f"{settings.segmenter or settings.preset + ' preset'}) ...")
+        models = executor.models()
+        result = run_evaluation(
+            executor.pipeline(), dataset, run_dir, limit=args.limit, batch_size=args.batch_size,
+            empty_union=args.empty_union, compat=compat, force=args.force, progress=True, report=True,
+            worst=args.worst, echo=err, executor=executor, models=models,
+        )
+    finally:
+        executor.close()
     print(format_table(result))
     names = ", ".join(p.name for key, p in result.files.items() if key != "manifest")
     print(f"wrote {run_dir}: {names}")

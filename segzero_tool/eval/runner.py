@@ -110,6 +110,8 @@ def run_evaluation(
     report: bool = True,
     worst: int = 16,
     echo: Callable[[str], None] | None = None,
+    executor: Callable[..., Iterable[list[dict[str, Any]]]] | None = None,
+    models: dict[str, Any] | None = None,
 ) -> EvalResult:
     """Evaluate ``pipeline`` on ``dataset``, resumably, in ``run_dir``.
 
@@ -130,6 +132,11 @@ def run_evaluation(
         report: write ``results.json``, ``results.md`` and, with ``worst > 0``, the contact sheet.
         worst: how many of the worst samples go into the contact sheet.
         echo: where status lines go (default: the module logger).
+        executor: computes the records elsewhere (``segzero eval --engine ray``:
+            :class:`~segzero_tool.eval.engine_ray.RayEvalExecutor`): called as ``executor(chunks, strip_chars=,
+            compat=)`` with the chunks of ``(index, sample)`` pairs, it yields each chunk's records (chunks in any
+            order). ``pipeline`` then only gives the settings (it may hold no model). Default: in this process.
+        models: the manifest's ``models`` entry (default: the pipeline's models).
 
     Raises:
         EvalRunError: the folder was made with other settings (and not ``force``) or is corrupt.
@@ -141,12 +148,14 @@ def run_evaluation(
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
-    if pipeline.segmenter is None:
+    if executor is None and pipeline.segmenter is None:
         raise ValueError("evaluation needs a pipeline with a segmenter (masks are scored)")
     run = Path(run_dir).expanduser()
     run.mkdir(parents=True, exist_ok=True)
     manifest = build_manifest(pipeline, dataset, limit=limit, empty_union=empty_union,
                               question_normalisation=question_normalisation, batch_size=batch_size, compat=compat)
+    if models is not None:
+        manifest["models"] = dict(models)
     samples_path = run / SAMPLES_FILE
     compatible = check_run_dir(run, manifest, force=force)
     old = read_manifest(run)
@@ -188,8 +197,14 @@ def run_evaluation(
     computed = 0
     try:
         with RecordWriter(samples_path) as writer:
-            for chunk in _chunks(todo, batch_size):
-                for rec in evaluate_batch(pipeline, chunk, strip_chars=strip, compat=compat):
+            if executor is None:
+                results: Iterable[list[dict[str, Any]]] = (
+                    evaluate_batch(pipeline, chunk, strip_chars=strip, compat=compat)
+                    for chunk in _chunks(todo, batch_size))
+            else:
+                results = executor(_chunks(todo, batch_size), strip_chars=strip, compat=compat)
+            for chunk_records in results:
+                for rec in chunk_records:
                     writer.write(rec)
                     done[rec["id"]] = rec
                     computed += 1
@@ -197,7 +212,7 @@ def run_evaluation(
                         acc.add(int(rec["intersection"]), int(rec["union"]), failed=rec["status"] != "ok",
                                 box_hit=rec.get("box_hit"))
                 if bar is not None:
-                    bar.update(len(chunk))
+                    bar.update(len(chunk_records))
                     bar.set_postfix_str(f"gIoU={_fmt_metric(acc.giou)} cIoU={_fmt_metric(acc.ciou)}")
     finally:
         if bar is not None:
