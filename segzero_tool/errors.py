@@ -95,6 +95,9 @@ class HubUnreachableError(ModelLoadError):
         self.hints: tuple[str, ...] = tuple(hints)
         super().__init__(" ".join((message + ".", *self.hints)))
 
+    def __reduce__(self):  # type: ignore[no-untyped-def]  # keyword-only arguments: picklable across processes
+        return _rebuild, (type(self), (self.message,), {"model_id": self.model_id, "offline": self.offline})
+
 
 class GatedModelError(ModelLoadError):
     """The model's hub repository is gated (e.g. ``facebook/sam3``) and this machine has no access to it:
@@ -108,6 +111,15 @@ class GatedModelError(ModelLoadError):
         #: The page where access is requested.
         self.access_url = f"https://huggingface.co/{model_id}"
         super().__init__(message)
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return _rebuild, (type(self), self.args, {"model_id": self.model_id})
+
+
+def _rebuild(cls: type, args: tuple, kwargs: dict) -> Exception:
+    """Unpickle an error whose constructor takes keyword-only arguments (raised in a worker process, e.g. a Ray
+    actor, and re-raised where the job runs)."""
+    return cls(*args, **kwargs)
 
 
 class PromptError(SegZeroError, ValueError):

@@ -16,16 +16,17 @@ segmenter actor the segmenter. Plugins (``package.module:Class`` backends) must 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import pickle
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import MissingDependencyError
+from ..errors import MissingDependencyError, SegZeroError
 from .engine import BatchEngine, Emit
 from .stages import DecodedRow, StageConfig, decode_row, finish_rows, reason_rows
 
@@ -110,14 +111,52 @@ def decode_chunk(item: dict[str, Any], *, config: StageConfig) -> dict[str, Any]
     return {"chunk": item["chunk"], "decoded": _pack([decode_row(pipe, r) for r in rows])}
 
 
+@contextlib.contextmanager
+def deferred_load_error(actor: Any) -> Iterator[None]:
+    """Keep a model-load error raised in an actor's constructor, for :func:`raise_load_error` to raise at its first
+    call: Ray drops the cause of an actor that dies in its constructor (the driver would get an ``ActorDiedError``
+    with a traceback in its text), while an error raised by a call reaches the driver as the typed exception."""
+    actor.load_error = None
+    try:
+        yield
+    except SegZeroError as exc:
+        actor.load_error = exc
+
+
+def raise_load_error(actor: Any) -> None:
+    if getattr(actor, "load_error", None) is not None:
+        raise actor.load_error
+
+
+def segzero_cause(exc: BaseException) -> SegZeroError | None:
+    """The typed error behind an exception that Ray raised on the driver (a ``RayTaskError`` keeps the worker's
+    exception as ``cause``; Ray Data chains it), or ``None``."""
+    seen: set[int] = set()
+    stack: list[Any] = [exc]
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        cause = getattr(e, "cause", None)
+        if isinstance(cause, SegZeroError):
+            return cause
+        if isinstance(e, SegZeroError) and type(e).__module__.startswith("segzero_tool"):
+            return e
+        stack.extend([e.__cause__, e.__context__, cause if isinstance(cause, BaseException) else None])
+    return None
+
+
 class ReasonStage:
     """Reason stage (an actor): loads the reasoner once, then one ``generate`` call per chunk."""
 
     def __init__(self, settings: PipelineSettings) -> None:
         _quiet_worker()
-        self.pipeline = settings.build_pipeline(with_segmenter=False, with_verifier=False)
+        with deferred_load_error(self):
+            self.pipeline = settings.build_pipeline(with_segmenter=False, with_verifier=False)
 
     def __call__(self, item: dict[str, Any]) -> dict[str, Any]:
+        raise_load_error(self)
         decoded = _unpack(item["decoded"])
         return {"chunk": item["chunk"], "decoded": item["decoded"], "outputs": _pack(reason_rows(self.pipeline,
                                                                                                    decoded))}
@@ -133,8 +172,9 @@ class SegmentStage:
         from .results_file import SHARDS_DIR
 
         only_segmenter = dataclasses.replace(settings, reasoner="none")
-        segmenter = only_segmenter.build_pipeline(with_verifier=False).segmenter
-        self.pipeline = config.pipeline(None, segmenter)
+        with deferred_load_error(self):
+            segmenter = only_segmenter.build_pipeline(with_verifier=False).segmenter
+            self.pipeline = config.pipeline(None, segmenter)
         self.out_dir = out_dir
         self.png_masks = png_masks
         shards = Path(out_dir) / SHARDS_DIR
@@ -142,6 +182,7 @@ class SegmentStage:
         self.writer = RecordWriter(shards / f"{uuid.uuid4().hex}.jsonl")
 
     def records(self, decoded: Sequence[DecodedRow], outputs: Sequence[Any]) -> list[dict[str, Any]]:
+        raise_load_error(self)
         records = finish_rows(self.pipeline, decoded, outputs, out_dir=self.out_dir, png_masks=self.png_masks)
         receipts = []
         for rec in records:
@@ -175,6 +216,8 @@ def _quiet_driver(ray: Any) -> None:
     ctx.enable_operator_progress_bars = False
     ctx.print_on_execution_start = False
     ctx.verbose_stats_logs = False
+    if hasattr(ctx, "raise_original_map_exception"):  # the worker's typed error reaches the driver (segzero_cause)
+        ctx.raise_original_map_exception = True
     for name in ("ray.data", "ray.data._internal.execution.streaming_executor"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -301,9 +344,15 @@ class RayEngine(BatchEngine):
         if not rows:
             return
         ds = self.dataset(rows, out_dir=out_dir, batch_size=batch_size, png_masks=png_masks)
-        for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):
-            emit([{"id": str(r["id"]), "index": int(r["index"]), "status": str(r["status"]), "_receipt": True}
-                  for r in batch.to_dict("records")])
+        try:
+            for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):
+                emit([{"id": str(r["id"]), "index": int(r["index"]), "status": str(r["status"]), "_receipt": True}
+                      for r in batch.to_dict("records")])
+        except Exception as exc:  # a model that cannot load in a worker: the same typed error as the local engine
+            cause = segzero_cause(exc)
+            if cause is None:
+                raise
+            raise cause from None
 
     def close(self) -> None:
         """Shut Ray down if this engine started it."""

@@ -253,7 +253,7 @@ def run_batch(
         files["coco"] = write_coco(iter_records(results), run / COCO_FILE)
     write_json_atomic(run / SUMMARY_FILE, summary)
     files["summary"] = run / SUMMARY_FILE
-    if png_masks:
+    if png_masks and (run / "masks").is_dir():  # no folder when no row found an object
         files["masks"] = run / "masks"
     return BatchResult(run, manifest, summary, computed, resumed, files)
 

@@ -27,12 +27,18 @@ class EvalWorker:
     """One pipeline (reasoner and segmenter) in a Ray actor."""
 
     def __init__(self, settings: PipelineSettings) -> None:
+        from ..batch.engine_ray import deferred_load_error
+
         logging.getLogger("ray").setLevel(logging.WARNING)
-        self.pipeline = settings.build_pipeline(with_verifier=False)
+        with deferred_load_error(self):
+            self.pipeline = settings.build_pipeline(with_verifier=False)
 
     def models(self) -> dict[str, Any]:
         """The ``models`` entry of the run manifest, as :func:`~segzero_tool.eval.manifest.build_manifest` writes it."""
+        from ..batch.engine_ray import raise_load_error
         from .manifest import _backend_path
+
+        raise_load_error(self)
 
         p, seg = self.pipeline, self.pipeline.segmenter
         return {"reasoner": getattr(p.reasoner, "model_id", None) or type(p.reasoner).__name__,
@@ -41,8 +47,10 @@ class EvalWorker:
                 "segmenter_backend": _backend_path(seg)}
 
     def evaluate(self, chunk: Sequence[tuple[int, EvalSample]], strip_chars: str, compat: str) -> list[dict[str, Any]]:
+        from ..batch.engine_ray import raise_load_error
         from .scoring import evaluate_batch
 
+        raise_load_error(self)
         return evaluate_batch(self.pipeline, chunk, strip_chars=strip_chars, compat=compat)  # type: ignore[arg-type]
 
 
@@ -114,7 +122,19 @@ class RayEvalExecutor:
     def models(self) -> dict[str, Any]:
         """The manifest's ``models`` entry (from the first actor: the models load there)."""
         pool = self._start()
-        return self._ray.get(pool[0].models.remote())
+        return self._get(pool[0].models.remote())
+
+    def _get(self, ref: Any) -> Any:
+        """``ray.get``, re-raising a worker's typed error (a model that cannot load) as itself."""
+        from ..batch.engine_ray import segzero_cause
+
+        try:
+            return self._ray.get(ref)
+        except Exception as exc:
+            cause = segzero_cause(exc)
+            if cause is None:
+                raise
+            raise cause from None
 
     def __call__(self, chunks: Iterable[Sequence[tuple[int, EvalSample]]], *, strip_chars: str, compat: str
                  ) -> Iterator[list[dict[str, Any]]]:
@@ -137,7 +157,7 @@ class RayEvalExecutor:
                 return
             ready, _ = ray.wait(list(pending), num_returns=1)
             free.append(pool[pending.pop(ready[0])])
-            yield ray.get(ready[0])
+            yield self._get(ready[0])
 
     def close(self) -> None:
         """Drop the actors, and shut Ray down if this executor started it."""

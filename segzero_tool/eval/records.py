@@ -31,8 +31,14 @@ class EvalRunError(SegZeroError, ValueError):
     exit_code = 2
 
 
+#: Characters that ``str.splitlines`` (and other readers) take for line ends besides ``\n`` and ``\r``, which
+#: ``json.dumps(ensure_ascii=False)`` leaves raw inside strings: escaped, so that one record is one line for every
+#: reader.
+_LINE_BREAKS = {ord(c): f"\\u{ord(c):04x}" for c in "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
 def _dumps_record(rec: Mapping[str, Any]) -> str:
-    return json.dumps(rec, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return json.dumps(rec, ensure_ascii=False, allow_nan=False, separators=(",", ":")).translate(_LINE_BREAKS)
 
 
 def read_records(path: str | os.PathLike, *, repair: bool = True) -> list[dict[str, Any]]:

@@ -224,3 +224,13 @@ def test_an_empty_table_is_a_clean_empty_job(tmp_path):
     job = run_batch(_pipe(), table, tmp_path / "out", progress=False)
     assert job.summary["rows"] == 0 and job.summary["complete"]
     assert json.loads((tmp_path / "out" / "coco.json").read_text())["images"] == []
+
+
+def test_one_record_is_one_line_for_every_reader(tmp_path):
+    write_images(tmp_path / "img", 1)
+    rows = [{"image": "img/img-000.png", "query": q} for q in ("cup\u2028of tea", "next\x85line", "form\x0cfeed é")]
+    run_batch(_pipe(), write_jsonl(tmp_path / "t.jsonl", rows), tmp_path / "out", progress=False)
+    text = (tmp_path / "out" / "results.jsonl").read_text(encoding="utf-8")
+    assert len(text.splitlines()) == 3  # str.splitlines breaks on U+2028, U+0085, form feed, ...
+    assert [json.loads(x)["query"] for x in text.splitlines()] == [r["query"] for r in rows]
+    assert "é" in text  # other characters stay as they are
