@@ -100,7 +100,7 @@ def measure(device: str, dtype: str, repeat: int) -> dict[str, Any]:
            "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine()}
     if device.startswith("cuda"):
         out["gpu"] = torch.cuda.get_device_name(0)
-    del seg
+    seg = None  # drop the model before the next measurement (run() is done with it)
     gc.collect()
     return out
 
