@@ -91,6 +91,10 @@ def main() -> None:
     rng = np.random.default_rng(0)
     for i in range(args.images):
         Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(images / f"{i:04d}.png")
+    big = tmp / "images-x4"  # 4x the images: the marginal cost per image, without the fixed costs of a job
+    big.mkdir()
+    for i in range(4 * args.images):
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(big / f"{i:04d}.png")
     plugin = tmp / "plugin"
     plugin.mkdir()
     (plugin / "bench_scripted.py").write_text(SCRIPTED)
@@ -104,10 +108,11 @@ def main() -> None:
     pipe = settings.build_pipeline(with_verifier=False)
     load_s = time.perf_counter() - t0
 
-    def job(engine, name: str) -> float:
+    def job(engine, name: str, folder: Path = images) -> float:
+        n = len(list(folder.iterdir()))
         t = time.perf_counter()
-        res = run_batch(engine, images, tmp / name, query="the thing", batch_size=args.batch_size, progress=False)
-        assert res.summary["complete"] and res.summary["ok"] == args.images, res.summary
+        res = run_batch(engine, folder, tmp / name, query="the thing", batch_size=args.batch_size, progress=False)
+        assert res.summary["complete"] and res.summary["ok"] == n, res.summary
         return time.perf_counter() - t
 
     local = [job(LocalEngine(pipe), f"local-{r}") for r in range(args.repeat)]
@@ -116,6 +121,7 @@ def main() -> None:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in Ray's workers (Ray sets OMP_NUM_THREADS=1 there)
     local1 = [job(LocalEngine(pipe), f"local1-{r}") for r in range(args.repeat)]
+    local1_big = job(LocalEngine(pipe), "local1-x4", big)
     torch.set_num_threads(threads)
     import ray
 
@@ -124,12 +130,16 @@ def main() -> None:
     ray_start_s = time.perf_counter() - t0
     engine = RayEngine(settings)
     ray_runs = [job(engine, f"ray-{r}") for r in range(args.repeat)]
+    ray_big = job(engine, "ray-x4", big)
     t0 = time.perf_counter()
     ray.shutdown()
     ray_stop_s = time.perf_counter() - t0
     same = all((tmp / f"ray-{r}" / "results.jsonl").read_text().count("\n") == args.images for r in range(args.repeat))
     lt, rt = statistics.median(local), statistics.median(ray_runs)
     l1 = statistics.median(local1)
+    extra = 3 * args.images  # the x4 job's images beyond the small job's
+    marginal_local = (local1_big - l1) / extra * 1000
+    marginal_ray = (ray_big - rt) / extra * 1000
     payload = {"machine": machine(), "images": args.images, "size": [w, h], "batch_size": args.batch_size,
                "num_cpus": args.num_cpus, "model_load_local_s": round(load_s, 3),
                "local_s": [round(x, 3) for x in local], "local_1_thread_s": [round(x, 3) for x in local1],
@@ -137,7 +147,11 @@ def main() -> None:
                "ray_start_s": round(ray_start_s, 3), "ray_shutdown_s": round(ray_stop_s, 3),
                "local_images_per_s": round(args.images / lt, 2), "ray_images_per_s": round(args.images / rt, 2),
                "local_1_thread_images_per_s": round(args.images / l1, 2),
-               "ray_overhead_ms_per_image": round((rt - l1) / args.images * 1000, 1), "records_complete": same}
+               "ray_overhead_ms_per_image": round((rt - l1) / args.images * 1000, 1), "records_complete": same,
+               "x4_images": 4 * args.images, "local_1_thread_x4_s": round(local1_big, 3), "ray_x4_s": round(ray_big, 3),
+               "marginal_ms_per_image_local_1_thread": round(marginal_local, 1),
+               "marginal_ms_per_image_ray": round(marginal_ray, 1),
+               "ray_marginal_overhead_ms_per_image": round(marginal_ray - marginal_local, 1)}
     md = f"""# segzero batch: local vs Ray engine on CPU (scripted reasoner, tiny random SAM2)
 
 {args.images} PNG images {w}x{h} (random pixels), one query, batch size {args.batch_size}; the reasoner answers at
@@ -153,17 +167,20 @@ Run with `python benchmarks/batch_speed.py`.
 | job time (s, median) | {lt:.2f} | {l1:.2f} | {rt:.2f} |
 | **images / s** | **{args.images / lt:.2f}** | **{args.images / l1:.2f}** | **{args.images / rt:.2f}** |
 | Ray overhead per image (Ray minus local 1 thread, ms) | | | {(rt - l1) / args.images * 1000:.0f} |
+| {4 * args.images}-image job (s) | | {local1_big:.2f} | {ray_big:.2f} |
+| marginal ms per image (the {4 * args.images}-image job minus the {args.images}-image one, per extra image) | | {marginal_local:.1f} | {marginal_ray:.1f} |
+| **Ray's overhead per image once running** (marginal, Ray minus local 1 thread, ms) | | | **{marginal_ray - marginal_local:.1f}** |
 | Ray start-up (`ray.init`, once per process, s) | | | {ray_start_s:.1f} |
 | Ray shutdown (s) | | | {ray_stop_s:.1f} |
 | model load in this process (s) | {load_s:.2f} | | (in the actors, inside the job time) |
 
 Ray's workers run torch with one thread (Ray sets `OMP_NUM_THREADS=1` for actors with less than one CPU), and on
-these 2 cores the tiny SAM2 runs faster with one thread than with two that compete with the decoding threads; the
-local engine with one torch thread is therefore the fair baseline for Ray's overhead. In the Ray job the decode
+these 2 cores the local engine with one torch thread is the fair baseline for Ray's overhead. In the Ray job the decode
 tasks, the reasoner actor and the segmenter actor overlap (pipelined), the local engine overlaps only decoding.
-This machine is shared with other jobs, so timings vary between runs (an earlier run of the first version of this
-script: local engine with 2 torch threads 34.3 s, Ray 13.5 s for the same job). The Ray job time includes creating
-the actors and loading the models in them (a few seconds), so the overhead per image shrinks on longer jobs.
+The first overhead row divides the whole difference by the images, so it counts what a Ray job pays once (creating
+the actors, loading the models in them, planning the dataset); the marginal row takes the difference between the
+{4 * args.images}-image and the {args.images}-image jobs per extra image, which is what each further image costs once
+the job runs. On a shared machine timings vary between runs (the load averages are in the JSON).
 
 All runs: {args.images} records each (`records_complete`: {same}).
 """ + PLAN
