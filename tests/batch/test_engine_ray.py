@@ -136,6 +136,23 @@ def test_ray_records_identical_to_local(ray_session, settings, data, tmp_path):
     assert ray.is_initialized()  # started by the fixture, not by the engine: left running
 
 
+def test_no_model_loads_on_the_driver_and_a_worker_load_error_arrives_typed(ray_session, settings, data, tmp_path,
+                                                                             no_loading):
+    """``no_loading`` makes any model load in this process (the driver) fail the test; the workers load theirs."""
+    import dataclasses
+
+    from slow_plugins import slow_folder
+
+    from segzero_tool.errors import ModelLoadError
+
+    job = run_batch(RayEngine(settings), data["table"], tmp_path / "ok", batch_size=2, progress=False)
+    assert job.summary["complete"] and job.summary["ok"] == 3
+    broken = dataclasses.replace(settings, reasoner_backend="slow_plugins:SlowLoadingReasoner",
+                                 reasoner=str(slow_folder(tmp_path, ANSWER, fail_loads=100)))
+    with pytest.raises(ModelLoadError, match="simulated load failure"):
+        run_batch(RayEngine(broken), data["table"], tmp_path / "broken", batch_size=2, progress=False)
+
+
 def test_kill_and_resume(settings, data, tmp_path):
     from slow_plugins import slow_folder
 
