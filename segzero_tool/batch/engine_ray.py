@@ -205,6 +205,23 @@ class SegmentRowsStage(SegmentStage):
         return pd.DataFrame(self.records(decoded, outputs), columns=["id", "index", "status", "_receipt"])
 
 
+def init_ray(ray: Any, *, address: str | None, num_cpus: int | None, runtime_env: dict[str, Any] | None) -> bool:
+    """Start Ray here (``num_cpus``: default all) or join ``address``, quietly, unless this process has Ray
+    running already; ``True`` when it was started here (and should be shut down by whoever started it)."""
+    if ray.is_initialized():
+        return False
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING,
+                              "configure_logging": True}
+    if address:
+        kwargs["address"] = address
+    elif num_cpus is not None:
+        kwargs["num_cpus"] = int(num_cpus)
+    if runtime_env:
+        kwargs["runtime_env"] = runtime_env
+    ray.init(**kwargs)
+    return True
+
+
 def _quiet_worker() -> None:
     for name in ("ray.data", "ray"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -283,16 +300,7 @@ class RayEngine(BatchEngine):
     def start(self) -> Any:
         """Initialise Ray (here, or joining ``address``) unless it is already; returns the ``ray`` module."""
         ray = self._ray
-        if not ray.is_initialized():
-            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                                      "logging_level": logging.WARNING, "configure_logging": True}
-            if self.address:
-                kwargs["address"] = self.address
-            elif self.num_cpus is not None:
-                kwargs["num_cpus"] = int(self.num_cpus)
-            if self.runtime_env:
-                kwargs["runtime_env"] = self.runtime_env
-            ray.init(**kwargs)
+        if init_ray(ray, address=self.address, num_cpus=self.num_cpus, runtime_env=self.runtime_env):
             self._started = True
         _quiet_driver(ray)
         return ray

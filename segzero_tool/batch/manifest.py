@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SegZeroError
+from ..eval.manifest import get_dotted
 
 MANIFEST_FILE = "batch.json"
 RESULTS_FILE = "results.jsonl"
@@ -41,21 +42,13 @@ def build_manifest(*, input_description: Mapping[str, Any], query: str | None, c
             "png_masks": bool(png_masks)}
 
 
-def _get(d: Mapping[str, Any], dotted: str) -> tuple[bool, Any]:
-    cur: Any = d
-    for part in dotted.split("."):
-        if not isinstance(cur, Mapping) or part not in cur:
-            return False, None
-        cur = cur[part]
-    return True, cur
-
 
 def differences(old: Mapping[str, Any], new: Mapping[str, Any], keys: Sequence[str] = CHECKED_KEYS) -> list[str]:
     """Human-readable differences of the checked keys."""
     diffs = []
     for key in keys:
-        _, value_new = _get(new, key)
-        _, value_old = _get(old, key)
+        _, value_new = get_dotted(new, key)
+        _, value_old = get_dotted(old, key)
         if value_old != value_new:
             if key == "input.digest":
                 diffs.append("input: other rows (their ids, images, queries or categories differ)")

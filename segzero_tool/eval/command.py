@@ -33,7 +33,6 @@ def default_run_dir(dataset: Any, settings: Any) -> Path:
 def run_eval_command(args: argparse.Namespace, settings: Any) -> int:
     from ..cli import check_out_dir
     from .datasets import load_eval_dataset
-    from .report import format_table
     from .runner import check_run_dir, run_evaluation
 
     def err(msg: str) -> None:
@@ -80,6 +79,13 @@ def run_eval_command(args: argparse.Namespace, settings: Any) -> int:
         )
     finally:
         pipe.close()
+    return _report(result, run_dir)
+
+
+def _report(result: Any, run_dir: Path) -> int:
+    """Print the table and the files written (both engines)."""
+    from .report import format_table
+
     print(format_table(result))
     names = ", ".join(p.name for key, p in result.files.items() if key != "manifest")
     print(f"wrote {run_dir}: {names}")
@@ -103,7 +109,6 @@ def _run_on_ray(args: argparse.Namespace, settings: Any, dataset: Any, run_dir: 
                 ray_kwargs: dict[str, Any], err: Any) -> int:
     """``--engine ray``: the samples scored on Ray actors (each a whole pipeline); no model loads here."""
     from .engine_ray import RayEvalExecutor
-    from .report import format_table
     from .runner import run_evaluation
 
     executor = RayEvalExecutor(settings, **ray_kwargs)
@@ -119,10 +124,7 @@ def _run_on_ray(args: argparse.Namespace, settings: Any, dataset: Any, run_dir: 
         )
     finally:
         executor.close()
-    print(format_table(result))
-    names = ", ".join(p.name for key, p in result.files.items() if key != "manifest")
-    print(f"wrote {run_dir}: {names}")
-    return 0
+    return _report(result, run_dir)
 
 
 __all__ = ["DEFAULT_EVAL_COMPAT", "DEFAULT_RUNS_DIR", "default_run_dir", "run_eval_command"]

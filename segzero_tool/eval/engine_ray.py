@@ -93,17 +93,10 @@ class RayEvalExecutor:
         return self.config.pipeline()
 
     def _start(self) -> list[Any]:
+        from ..batch.engine_ray import init_ray
+
         ray = self._ray
-        if not ray.is_initialized():
-            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                                      "logging_level": logging.WARNING}
-            if self.address:
-                kwargs["address"] = self.address
-            elif self.num_cpus is not None:
-                kwargs["num_cpus"] = int(self.num_cpus)
-            if self.runtime_env:
-                kwargs["runtime_env"] = self.runtime_env
-            ray.init(**kwargs)
+        if init_ray(ray, address=self.address, num_cpus=self.num_cpus, runtime_env=self.runtime_env):
             self._started = True
         if not self._pool:
             has_gpu = ray.cluster_resources().get("GPU", 0) > 0

@@ -119,7 +119,8 @@ def build_manifest(pipeline: Any, dataset: EvalDataset, *, limit: int | None, em
     }
 
 
-def _get(d: Mapping[str, Any], dotted: str) -> tuple[bool, Any]:
+def get_dotted(d: Mapping[str, Any], dotted: str) -> tuple[bool, Any]:
+    """``(found, value)`` of a dotted path (``models.reasoner``) in nested mappings."""
     cur: Any = d
     for part in dotted.split("."):
         if not isinstance(cur, Mapping) or part not in cur:
@@ -133,10 +134,10 @@ def manifest_differences(old: Mapping[str, Any], new: Mapping[str, Any],
     """Human-readable differences of the checked keys present in ``new``."""
     diffs = []
     for key in keys:
-        has_new, value_new = _get(new, key)
+        has_new, value_new = get_dotted(new, key)
         if not has_new:
             continue
-        found, value_old = _get(old, key)
+        found, value_old = get_dotted(old, key)
         if not found:
             value_old = OLD_DEFAULTS.get(key)
         if value_old != value_new:
@@ -184,6 +185,6 @@ def check_run_dir(run_dir: str | os.PathLike, manifest: Mapping[str, Any], *, fo
 
 __all__ = [
     "CHECKED_KEYS", "COMPAT_CONVENTIONS", "MANIFEST_FILE", "MANIFEST_VERSION", "OLD_DEFAULTS", "QuestionNormalisation",
-    "build_manifest", "check_run_dir", "error_convention", "manifest_differences", "question_strip_chars",
+    "build_manifest", "check_run_dir", "error_convention", "get_dotted", "manifest_differences", "question_strip_chars",
     "read_manifest",
 ]
