@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from . import __version__, cli_batch, cli_phrase, cli_steer, cli_track
+from . import __version__, cli_batch, cli_demo, cli_phrase, cli_steer, cli_track
 from .errors import SegZeroError
 from .settings import SettingsError
 
@@ -149,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_phrase.add_parsers(sub)  # phrase (SAM 3 concept segmentation)
     cli_track.add_parsers(sub)  # track (video: key-frame reasoning + SAM2 video propagation)
     cli_batch.add_parsers(sub)  # batch (folders and tables of images; local or Ray engine; resumable)
+    cli_demo.add_parsers(sub)  # demo (a web page for people: Gradio)
 
     models = sub.add_parser("models", help="list the model registry and presets")
     models.add_argument("--json", action="store_true", help="machine-readable output")
@@ -434,7 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     handlers = {"segment": _cmd_segment, **cli_steer.COMMANDS, **cli_phrase.COMMANDS, **cli_track.COMMANDS,
-                **cli_batch.COMMANDS,
+                **cli_batch.COMMANDS, **cli_demo.COMMANDS,
                 "models": _cmd_models, "make-tiny-models": _cmd_tiny,
                 "serve-reasoner": _cmd_serve_reasoner, "eval": _cmd_eval}
     try:
