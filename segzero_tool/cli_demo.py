@@ -71,8 +71,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     models = Models(lambda: settings.build_pipeline(with_verifier=False)).start()
     folder = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="segzero-demo-"))
     app = build_app(models, folder=folder, examples=examples(), view_side=args.view_side)
-    print(f"segzero demo on http://{args.host}:{args.port} (models loading in the background; Ctrl-C stops)",
-          file=sys.stderr, flush=True)
+    kept = "kept" if args.out else "removed when the app stops"
+    print(f"segzero demo on http://{args.host}:{args.port} (models loading in the background; Ctrl-C stops); "
+          f"downloads go to {folder} ({kept})", file=sys.stderr, flush=True)
     try:
         app.launch(server_name=args.host, server_port=args.port, share=args.share, inbrowser=False, quiet=True,
                    show_error=False, allowed_paths=[str(folder)])
