@@ -40,10 +40,16 @@ def add_parsers(sub: Any) -> list[argparse.ArgumentParser]:
     return [p]
 
 
-def examples() -> list[str]:
-    if not EXAMPLES_DIR.is_dir():
+def examples(folder: Path = EXAMPLES_DIR) -> list[str]:
+    """The example photographs listed in ``examples/IMAGES.md`` (not the screenshots and contact sheets beside
+    them); none when the folder is not there (an installed package)."""
+    import re
+
+    listing = folder / "IMAGES.md"
+    if not listing.is_file():
         return []
-    return sorted(str(p) for p in EXAMPLES_DIR.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    names = re.findall(r"^\| `([^`/]+\.(?:png|jpe?g))` \|", listing.read_text(encoding="utf-8"), flags=re.M)
+    return [str(folder / n) for n in names if (folder / n).is_file()]
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

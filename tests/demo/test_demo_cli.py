@@ -82,3 +82,11 @@ def test_the_readme_defaults_are_the_parsers():
     assert defaults["share"] is False and "only with\n  `--share`" in README
     assert defaults["view_side"] == DEFAULT_VIEW_SIDE == 1024 and "`--view-side`, 1024" in README
     assert MAX_UNDO == 50 and "up to 50 steps" in README
+
+
+def test_the_page_offers_the_example_photographs_only():
+    from segzero_tool.cli_demo import EXAMPLES_DIR, examples
+
+    assert [Path(p).name for p in examples()] == ["coffee.png", "chelsea.png"]
+    assert all(Path(p).parent == EXAMPLES_DIR for p in examples())
+    assert examples(TESTS) == []  # no IMAGES.md there
