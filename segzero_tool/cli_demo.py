@@ -82,7 +82,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
           f"downloads go to {folder} ({kept})", file=sys.stderr, flush=True)
     try:
         app.launch(server_name=args.host, server_port=args.port, share=args.share, inbrowser=False, quiet=True,
-                   show_error=False, allowed_paths=[str(folder)])
+                   show_error=False, allowed_paths=[str(folder)], **getattr(app, "segzero_launch", {}))
     finally:
         if not args.out:
             shutil.rmtree(folder, ignore_errors=True)

@@ -10,6 +10,7 @@ the app keeps serving). The models load in the background when the app starts: t
 # No ``from __future__ import annotations`` here: Gradio reads the handlers' annotations (``gr.SelectData``) as
 # objects, so they are evaluated when the handlers are defined (inside build_app, where gradio is imported).
 import functools
+import inspect
 import logging
 import tempfile
 import threading
@@ -69,6 +70,54 @@ class Models:
         return self.pipeline
 
 
+#: Hides the row that carries a dragged box to the server.
+HIDDEN_CSS = ".segzero-hidden { display: none !important; }"
+
+#: In the page: a press, a move of more than 6 shown pixels and a release on the result picture is a dragged box; its
+#: corners (in the picture's own pixels) go to the hidden #drag-box field and #drag-go is pressed; the click that
+#: follows the release is swallowed, so a drag is not also a point. A rectangle follows the pointer while dragging.
+DRAG_JS = """
+(() => {
+  let start = null, rect = null, justDragged = false;
+  const img = (t) => t && t.closest && t.closest('#view') ? t.closest('#view').querySelector('img') : null;
+  const at = (im, e) => {
+    const r = im.getBoundingClientRect();
+    return [(e.clientX - r.left) * im.naturalWidth / r.width, (e.clientY - r.top) * im.naturalHeight / r.height,
+            e.clientX, e.clientY];
+  };
+  document.addEventListener('mousedown', (e) => {
+    const im = img(e.target); if (!im || e.button !== 0) return;
+    start = {im, p: at(im, e)}; e.preventDefault();
+  }, true);
+  document.addEventListener('mousemove', (e) => {
+    if (!start) return;
+    const [, , cx, cy] = at(start.im, e), [, , sx, sy] = start.p;
+    if (Math.abs(cx - sx) + Math.abs(cy - sy) < 6) return;
+    if (!rect) { rect = document.createElement('div'); rect.id = 'drag-rect';
+      rect.style.cssText = 'position:fixed;border:2px dashed #f97316;pointer-events:none;z-index:9999';
+      document.body.appendChild(rect); }
+    Object.assign(rect.style, {left: Math.min(sx, cx) + 'px', top: Math.min(sy, cy) + 'px',
+                               width: Math.abs(cx - sx) + 'px', height: Math.abs(cy - sy) + 'px'});
+  }, true);
+  document.addEventListener('mouseup', (e) => {
+    if (!start) return;
+    const s = start; start = null;
+    if (rect) { rect.remove(); rect = null; }
+    const p = at(s.im, e);
+    if (Math.abs(p[2] - s.p[2]) + Math.abs(p[3] - s.p[3]) < 6) return;  // a click, not a drag
+    justDragged = true; setTimeout(() => { justDragged = false; }, 400);
+    const box = document.querySelector('#drag-box textarea, #drag-box input');
+    box.value = [s.p[0], s.p[1], p[0], p[1]].map((v) => v.toFixed(1)).join(',');
+    box.dispatchEvent(new Event('input', {bubbles: true}));
+    setTimeout(() => document.querySelector('#drag-go').click(), 50);
+  }, true);
+  document.addEventListener('click', (e) => {
+    if (justDragged && img(e.target)) { e.stopPropagation(); e.preventDefault(); justDragged = false; }
+  }, true);
+})();
+"""
+
+
 def render(session: DemoSession | None, message: str = "") -> tuple[Any, ...]:
     """The page's outputs: view, reasoning, table, shown objects (choices and values), selected object, status."""
     import gradio as gr
@@ -118,7 +167,9 @@ def build_app(models: Models, *, folder: str | Path | None = None, examples: lis
     def on_image(session: DemoSession, image: Any) -> str | None:
         if image is None:
             return None
-        session.set_image(image)
+        # Gradio's file data as uploaded (preprocess=False below): Gradio's own decoding fails on a file that is not a
+        # picture before any handler runs, with no message; load_image says what is wrong
+        session.set_image(image.get("path") if isinstance(image, dict) else image)
         return None
 
     def on_ask(session: DemoSession, query: str, progress: Any = gr.Progress()) -> str:  # noqa: B008 - Gradio asks so
@@ -131,6 +182,16 @@ def build_app(models: Models, *, folder: str | Path | None = None, examples: lis
         x, y = evt.index[:2]
         made = session.click(x, y, MODES.get(mode_label, "add"))
         return "" if made is not None else "Now click the opposite corner of the box."
+
+    def on_drag(session: DemoSession, box_text: str) -> str | None:
+        try:
+            x1, y1, x2, y2 = (float(v) for v in (box_text or "").split(","))
+        except ValueError:
+            raise DemoError(f"could not read the dragged box {box_text!r}") from None
+        (ax, ay), (bx, by) = session.to_image_xy(x1, y1), session.to_image_xy(x2, y2)
+        session.corner = None
+        session.add_box([min(ax, bx), min(ay, by), max(ax, bx), max(ay, by)])
+        return None
 
     def on_select(session: DemoSession, index: Any) -> str | None:
         session.select(None if index is None or index == "" else int(index))
@@ -150,7 +211,10 @@ def build_app(models: Models, *, folder: str | Path | None = None, examples: lis
         downloads[id(session)] = [str(p) for p in session.download()]
         return "Files ready below."
 
-    with gr.Blocks(title="segzero demo") as app:
+    page = {"head": f"<script>{DRAG_JS}</script>", "css": HIDDEN_CSS}
+    takes = inspect.signature(gr.Blocks.__init__).parameters  # Gradio 5: Blocks(head=, css=); 6: launch(head=, css=)
+    with gr.Blocks(title="segzero demo", **{k: v for k, v in page.items() if k in takes}) as app:
+        app.segzero_launch = {k: v for k, v in page.items() if k not in takes}  # for launch(): see cli_demo
         gr.Markdown("## segzero: segment by reasoning\nAsk for what you need in words; click on the picture to refine.")
         model_status = gr.Markdown(models.status())
         state = gr.State(None)
@@ -178,10 +242,15 @@ def build_app(models: Models, *, folder: str | Path | None = None, examples: lis
                     selected = gr.Dropdown(label="Selected object (clicks refine it)", choices=[],
                                            elem_id="selected")
         outputs = [state, view, reasoning, table, shown, selected, message]
-        picture.change(guarded(on_image), [state, picture], outputs)
+        picture.change(guarded(on_image), [state, picture], outputs, preprocess=False)
         ask.click(guarded(on_ask), [state, query], outputs)
         query.submit(guarded(on_ask), [state, query], outputs)
         view.select(guarded(on_click), [state, mode], outputs)
+        # a box dragged on the result (DRAG_JS writes "x1,y1,x2,y2" in shown-picture pixels and presses the button)
+        with gr.Row(elem_classes=["segzero-hidden"]):
+            drag_box = gr.Textbox(elem_id="drag-box", show_label=False, container=False)
+            drag_go = gr.Button("add dragged box", elem_id="drag-go")
+        drag_go.click(guarded(on_drag), [state, drag_box], outputs)
         selected.input(guarded(on_select), [state, selected], outputs)
         shown.input(guarded(on_shown), [state, shown], outputs)
         undo.click(guarded(on_undo), [state], outputs)
@@ -192,4 +261,4 @@ def build_app(models: Models, *, folder: str | Path | None = None, examples: lis
     return app
 
 
-__all__ = ["MODES", "TABLE_HEADERS", "Models", "build_app", "render"]
+__all__ = ["DRAG_JS", "HIDDEN_CSS", "MODES", "TABLE_HEADERS", "Models", "build_app", "render"]
