@@ -1,7 +1,8 @@
 """``segzero demo``: a web page for people over the same pipeline as ``segzero segment`` (Gradio; the ``demo``
 extra).
 
-    segzero demo [--host 127.0.0.1] [--port 7860] [--share] [--out DIR] [--view-side 1024] [model options]
+    segzero demo [--host 127.0.0.1] [--port 7860] [--share] [--out DIR] [--max-file-mb 50] [--view-side 1024]
+                 [model options]
 
 The page answers at once; the models load in the background and the page says when they are ready.
 """
@@ -34,6 +35,8 @@ def add_parsers(sub: Any) -> list[argparse.ArgumentParser]:
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     p.add_argument("--share", action="store_true", help="also open a public Gradio share link (off by default)")
     p.add_argument("--out", help="keep every download under this folder (default: a temporary folder removed at exit)")
+    p.add_argument("--max-file-mb", type=float, default=50.0, metavar="MB",
+                   help="largest upload the page accepts (default 50 MB; pictures over --max-pixels are refused too)")
     p.add_argument("--view-side", type=int, default=1024, metavar="PX",
                    help="longest side of the picture shown in the page (default 1024)")
     _add_model_options(p)
@@ -58,6 +61,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     settings = _settings_from_args(args)
     if not 0 < args.port < 65536:
         raise SettingsError(f"--port must be 1 to 65535, got {args.port}")
+    if not 0 < args.max_file_mb < float("inf"):
+        raise SettingsError(f"--max-file-mb must be a positive number, got {args.max_file_mb}")
     if args.view_side < 64:
         raise SettingsError(f"--view-side must be at least 64, got {args.view_side}")
     if args.out:
@@ -82,7 +87,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
           f"downloads go to {folder} ({kept})", file=sys.stderr, flush=True)
     try:
         app.launch(server_name=args.host, server_port=args.port, share=args.share, inbrowser=False, quiet=True,
-                   show_error=False, allowed_paths=[str(folder)], **getattr(app, "segzero_launch", {}))
+                   show_error=False, allowed_paths=[str(folder)], max_file_size=int(args.max_file_mb * 1024 * 1024), **getattr(app, "segzero_launch", {}))
     finally:
         if not args.out:
             shutil.rmtree(folder, ignore_errors=True)

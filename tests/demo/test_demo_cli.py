@@ -82,6 +82,7 @@ def test_the_readme_defaults_are_the_parsers():
     assert defaults["share"] is False and "only with\n  `--share`" in README
     assert defaults["view_side"] == DEFAULT_VIEW_SIDE == 1024 and "`--view-side`, 1024" in README
     assert MAX_UNDO == 50 and "up to 50 steps" in README
+    assert defaults["max_file_mb"] == 50 and "an upload over `--max-file-mb` (50)" in README
 
 
 def test_the_page_offers_the_example_photographs_only():

@@ -187,6 +187,8 @@ def test_handlers_turn_every_failure_into_one_line(tmp_path):
     (["--port", "0"], "--port must be 1 to 65535"),
     (["--port", "70000"], "--port must be 1 to 65535"),
     (["--view-side", "10"], "--view-side must be at least 64"),
+    (["--max-file-mb", "0"], "--max-file-mb must be a positive number"),
+    (["--max-file-mb", "inf"], "--max-file-mb must be a positive number"),
 ])
 def test_bad_demo_options_are_one_line_before_any_model_loads(capsys, no_loading, argv, message):
     from cli_support import assert_one_line, run_main
