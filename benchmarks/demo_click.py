@@ -60,8 +60,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_result  # noqa: E402
 from overhead import _photo_like  # noqa: E402
@@ -69,7 +67,7 @@ from steer_speed import ARCHS, _build, _pct  # noqa: E402  (the architectures ex
 
 from segzero_tool.demo.session import DemoSession  # noqa: E402
 from segzero_tool.pipeline import SegZeroPipeline  # noqa: E402
-from segzero_tool.reasoners.base import Reasoner, ReasonerOutput, ReasonerRequest  # noqa: E402
+from segzero_tool.reasoners.base import Reasoner, ReasonerOutput  # noqa: E402
 
 #: The scripted answer (VisionReasoner format, 840x840 frame): one object, box + point, in the picture's middle.
 ANSWER = ('<think>The cup is in the middle.</think><answer>[{"bbox_2d": [300,200,560,640], "point_2d": [430,420]}]'
@@ -385,7 +383,7 @@ def main() -> None:
                       f"(p95 {c['click_to_view']['p95_ms']:.1f}) ms", flush=True)
             if args.http:
                 # the embeddings of the last picture are cached; re-warm the others (HTTP times clicks, not encoders)
-                for s, path in paths.items():
+                for path in paths.values():
                     pipe.segment_by_prompts(path, [{"box": [10, 10, 100, 100]}])
                 entry["http"] = bench_http(pipe, paths, work / f"app-{arch}", args.clicks, args.warmup, points)
             results[arch] = entry
