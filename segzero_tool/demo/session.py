@@ -75,7 +75,10 @@ class DemoSession:
         try:
             loaded = load_image(image, max_pixels=self.pipeline.max_pixels, cache=self.pipeline.image_cache)
         except SegZeroError as exc:
-            raise DemoError(f"this picture cannot be used: {exc}") from None
+            text = str(exc)
+            if isinstance(image, (str, os.PathLike)):  # an upload's temporary path says nothing to the person
+                text = text.replace(os.fspath(image), Path(image).name)
+            raise DemoError(f"this picture cannot be used: {text}") from None
         self.image = loaded.array
         self.result = None
         self.history.clear()

@@ -283,3 +283,54 @@ def test_without_a_reasoner_the_page_takes_boxes(browser, tmp_path, tiny_models)
         page.context.close()
     finally:
         server.stop()
+
+
+def test_dragging_a_box_adds_an_object_and_is_not_also_a_click(page, tmp_path):
+    _asked(page)
+    before = view_src(page)
+    img = page.locator("#view img").bounding_box()
+    sx, sy = img["width"] / 600, img["height"] / 400  # shown size over the image's 600x400
+    x0, y0 = img["x"] + 30 * sx, img["y"] + 20 * sy
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move(x0 + 50 * sx, y0 + 40 * sy, steps=4)
+    assert page.locator("#drag-rect").count() == 1  # the rectangle follows the pointer
+    page.mouse.move(x0 + 100 * sx, y0 + 80 * sy, steps=4)
+    page.mouse.up()
+    assert wait_message(page, "3 objects") == "3 objects, #2 selected."
+    wait_view_change(page, before)
+    assert page.locator("#drag-rect").count() == 0
+    rows = table(page)
+    assert np.allclose(_box(rows[2][2]), [30, 20, 130, 100], atol=2), rows
+    page.wait_for_timeout(500)  # a click swallowed late would refine object #2 now
+    page.click("#download")
+    wait_message(page, "Files ready")
+    link = page.locator("#files a[download='result.json']")
+    link.wait_for(timeout=30_000)
+    with page.expect_download() as info:
+        link.click()
+    info.value.save_as(tmp_path / "result.json")
+    obj = json.loads((tmp_path / "result.json").read_text())["objects"][2]
+    assert obj["points"] == [] and "negative_points" not in obj  # the box alone: the release was no click
+    _no_trace(page)
+
+
+def test_an_upload_over_the_file_cap_is_refused_in_the_page(browser, tiny_models, tmp_path):
+    from PIL import Image
+
+    args = ["--reasoner-backend", "scripted:ScriptedReasoner", "--reasoner", str(script_folder(tmp_path / "script")),
+            "--segmenter", str(tiny_models["segmenter"]), "--device", "cpu", "--max-file-mb", "0.05"]
+    big = tmp_path / "big.png"  # about 190 KB of noise: over the 50 KB cap
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (250, 250, 3), dtype=np.uint8)).save(big)
+    with DemoServer(tmp_path / "server", args) as server:
+        p = open_page(browser, server)
+        try:
+            upload(p, big)
+            p.wait_for_selector("text=/exceeds the maximum file size|too large|maximum/i", timeout=30_000)
+            small = tmp_path / "small.png"
+            Image.fromarray(np.full((32, 48, 3), 90, np.uint8)).save(small)
+            upload(p, small)  # the page keeps working after the refusal
+            wait_message(p, "Ask a question")
+            _no_trace(p)
+        finally:
+            p.context.close()

@@ -111,6 +111,16 @@ def test_a_too_large_picture_is_refused_with_a_message(tmp_path):
         s.set_image(str(img))
 
 
+def test_a_refused_upload_is_named_by_its_file_name_not_its_temporary_path(tmp_path):
+    s = _session(tmp_path)
+    fake = tmp_path / "deep" / "upload-cache" / "notes.png"
+    fake.parent.mkdir(parents=True)
+    fake.write_text("not a picture")
+    with pytest.raises(DemoError) as info:
+        s.set_image(str(fake))
+    assert "notes.png" in str(info.value) and str(fake.parent) not in str(info.value)
+
+
 def test_a_box_needs_two_different_corners(tmp_path):
     s = _session(tmp_path)
     s.click(30, 30, "box")
