@@ -176,7 +176,9 @@ def build_app(models: Models, *, folder: str | Path | None = None, examples: lis
         progress(0.1, desc="reasoning and segmenting …")
         result = session.ask(query)
         progress(1.0)
-        return "" if result.objects else "The model found nothing for this question."
+        if result.objects or result.parse_status.value != "ok":  # a failed parse is said by the status line
+            return ""
+        return "The model found nothing for this question."
 
     def on_click(session: DemoSession, mode_label: str, evt: gr.SelectData) -> str:
         x, y = evt.index[:2]
