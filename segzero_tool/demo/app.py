@@ -176,7 +176,7 @@ def build_app(models: Models, *, folder: str | Path | None = None, examples: lis
         progress(0.1, desc="reasoning and segmenting …")
         result = session.ask(query)
         progress(1.0)
-        if result.objects or result.parse_status.value != "ok":  # a failed parse is said by the status line
+        if result.objects or result.parse_status.value not in ("ok", "no_objects"):  # the status line says it
             return ""
         return "The model found nothing for this question."
 

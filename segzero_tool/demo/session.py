@@ -234,7 +234,7 @@ class DemoSession:
         n = len(self.result.objects)
         text = f"{n} object{'s' if n != 1 else ''}" + (f", #{self.selected} selected" if self.selected is not None
                                                         else "")
-        if self.result.parse_status.value != "ok":
+        if self.result.parse_status.value not in ("ok", "no_objects"):
             text += f" (the answer did not parse: {self.result.parse_status.value})"
         if self.corner is not None:
             text += f"; box: first corner at {self.corner}, click the opposite corner"

@@ -121,6 +121,15 @@ def test_a_refused_upload_is_named_by_its_file_name_not_its_temporary_path(tmp_p
     assert "notes.png" in str(info.value) and str(fake.parent) not in str(info.value)
 
 
+def test_an_empty_answer_and_an_unparsable_one_are_told_apart(tmp_path):
+    s = _session(tmp_path, ["<think>none here</think><answer>[]</answer>"])
+    s.ask("a giraffe")
+    assert s.status() == "0 objects."
+    s = _session(tmp_path / "2", ["no tags, no json"])
+    s.ask("a giraffe")
+    assert s.status() == "0 objects (the answer did not parse: no_answer)."
+
+
 def test_a_box_needs_two_different_corners(tmp_path):
     s = _session(tmp_path)
     s.click(30, 30, "box")
