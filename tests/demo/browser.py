@@ -20,16 +20,18 @@ import io
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 DEMO_DIR = Path(__file__).resolve().parent
 TESTS = DEMO_DIR.parent
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
+
+from served import ServedProcess  # noqa: E402
+
 REPO = TESTS.parent
 COFFEE = REPO / "examples" / "coffee.png"  # 600x400
 QUERY = "What can I drink here?"
@@ -68,12 +70,6 @@ def launch(playwright: Any, executable: str) -> Any:
     return playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def script_folder(folder: Path, answers: Sequence[str] = (ANSWER,)) -> Path:
     """A folder for ``--reasoner-backend scripted:ScriptedReasoner --reasoner FOLDER`` (its script.json)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -94,68 +90,36 @@ def _serves(port: int) -> bool:
         conn.close()
 
 
-class DemoServer:
+class DemoServer(ServedProcess):
     """``python -m segzero_tool demo --port PORT ARGS`` in ``folder`` (its log: ``folder/demo.log``), with
     ``tests/`` and ``tests/demo/`` on ``PYTHONPATH`` (the plugins) and the Hugging Face Hub offline."""
 
-    def __init__(self, folder: Path, args: Sequence[str]) -> None:
-        self.folder = Path(folder)
-        self.args = [str(a) for a in args]
-        self.log = self.folder / "demo.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.port = 0
+    ready_timeout = READY_TIMEOUT
+    log_name = "demo.log"
+    what = "segzero demo"
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/"
 
-    def log_tail(self, chars: int = 4000) -> str:
-        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
-
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None and _serves(self.port)
 
-    def start(self) -> DemoServer:
-        self.folder.mkdir(parents=True, exist_ok=True)
+    def command(self, port: int) -> list[str]:
+        return [sys.executable, "-m", "segzero_tool", "demo", "--port", str(port), *self.args]
+
+    def environment(self) -> dict[str, str]:
         keep = {k: v for k, v in os.environ.items() if not k.startswith(("SEGZERO", "GRADIO"))}
         path = os.pathsep.join([str(TESTS), str(DEMO_DIR), *filter(None, [os.environ.get("PYTHONPATH")])])
-        env = {**keep, "PYTHONPATH": path, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-               "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": str(self.folder / "gradio-tmp")}
-        for _attempt in range(3):  # another process may take the free port before the demo binds it
-            self.port = free_port()
-            with open(self.log, "wb") as log:
-                self.proc = subprocess.Popen([sys.executable, "-m", "segzero_tool", "demo", "--port", str(self.port),
-                                              *self.args], env=env, cwd=str(self.folder), stdin=subprocess.DEVNULL,
-                                             stdout=log, stderr=subprocess.STDOUT)
-            deadline = time.monotonic() + READY_TIMEOUT
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    break
-                if _serves(self.port):
-                    return self
-                time.sleep(0.25)
-            else:
-                self.stop()
-                raise RuntimeError(f"segzero demo did not serve its page within {READY_TIMEOUT:.0f} s:\n"
-                                   f"{self.log_tail()}")
-            if "address already in use" not in self.log_tail().lower():
-                break
-        raise RuntimeError(f"segzero demo exited with {self.proc.returncode}:\n{self.log_tail()}")
+        return {**keep, "PYTHONPATH": path, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+                "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": str(self.folder / "gradio-tmp")}
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(15)
+    def ready(self) -> bool:
+        return _serves(self.port)
 
-    def __enter__(self) -> DemoServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def start(self) -> DemoServer:
+        super().start()
+        return self
 
 
 # --- a reasoner plugin that fails ---------------------------------------------------------------------------------

@@ -21,14 +21,15 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from served import ServedProcess  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -110,12 +111,6 @@ def _server_command() -> list[str]:
     return [sys.executable, "-m", "segzero_tool.mcp_server"]  # same entry point, if the script is missing
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _initialize(port: int) -> dict[str, Any] | None:
     """POST ``initialize``; the result, or None while the server does not answer it yet."""
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
@@ -148,56 +143,32 @@ def _initialize(port: int) -> dict[str, Any] | None:
     return None
 
 
-class Server:
+class Server(ServedProcess):
+    """``segzero-mcp --http --port PORT ARGS``; ready when it answers ``initialize`` (kept in ``initialize``)."""
+
+    ready_timeout = READY_TIMEOUT
+    what = "segzero-mcp"
+
     def __init__(self, folder: Path, args: list[str]) -> None:
-        self.folder = folder
-        self.args = args
-        self.log = folder / "server.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.port = 0
+        super().__init__(folder, args)
         self.initialize: dict[str, Any] = {}
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/mcp"
 
-    def log_tail(self, chars: int = 4000) -> str:
-        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+    def command(self, port: int) -> list[str]:
+        return [*_server_command(), "--http", "--port", str(port), *self.args]
 
-    def start(self) -> None:
+    def environment(self) -> dict[str, str]:
         keep = {k: v for k, v in os.environ.items() if not k.startswith(("SEGZERO", "FASTMCP"))}
-        env = {**keep, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-        for _attempt in range(3):  # another process may take the free port before the server binds it
-            self.port = _free_port()
-            with open(self.log, "wb") as log:
-                self.proc = subprocess.Popen([*_server_command(), "--http", "--port", str(self.port), *self.args],
-                                             env=env, cwd=str(self.folder), stdin=subprocess.DEVNULL,
-                                             stdout=log, stderr=subprocess.STDOUT)
-            deadline = time.monotonic() + READY_TIMEOUT
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    break
-                result = _initialize(self.port)
-                if result is not None:
-                    self.initialize = result
-                    return
-                time.sleep(0.25)
-            else:
-                self.stop()
-                raise RuntimeError(f"segzero-mcp did not answer initialize within {READY_TIMEOUT:.0f} s:\n"
-                                   f"{self.log_tail()}")
-            if "address already in use" not in self.log_tail().lower():
-                break
-        raise RuntimeError(f"segzero-mcp exited with {self.proc.returncode}:\n{self.log_tail()}")
+        return {**keep, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(15)
+    def ready(self) -> bool:
+        result = _initialize(self.port)
+        if result is not None:
+            self.initialize = result
+        return result is not None
 
 
 @pytest.fixture(scope="module")
