@@ -117,6 +117,12 @@ class DemoSession:
     def to_image_xy(self, x: float, y: float) -> tuple[int, int]:
         """A click on the shown picture -> pixels of the image."""
         image = self._need_image()
+        try:
+            x, y = float(x), float(y)
+        except (TypeError, ValueError):
+            raise DemoError(f"a click needs two numbers, got {x!r}, {y!r}") from None
+        if not (np.isfinite(x) and np.isfinite(y)):
+            raise DemoError(f"a click needs finite coordinates, got {x!r}, {y!r}")
         h, w = image.shape[:2]
         scale = max(w, h) / min(self.view_side, max(w, h))
         return (min(w - 1, max(0, int(round(float(x) * scale)))), min(h - 1, max(0, int(round(float(y) * scale)))))

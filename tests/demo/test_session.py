@@ -96,6 +96,8 @@ def test_download_writes_result_overlay_and_masks_zip(tmp_path):
     (lambda s: s.download(), "nothing to download"),
     (lambda s: s.select(3), "there is no object #3"),
     (lambda s: s.set_image(None), "no image"),
+    (lambda s: s.click(float("nan"), 3, "box"), "finite coordinates"),
+    (lambda s: s.click("left", 3, "box"), "two numbers"),
     (lambda s: s.set_image(b"not a picture"), "this picture cannot be used"),
 ])
 def test_what_a_person_can_get_wrong_is_a_demo_error(tmp_path, action, message):
