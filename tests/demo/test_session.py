@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -217,3 +219,47 @@ def test_bad_demo_options_are_one_line_before_any_model_loads(capsys, no_loading
     code, _, err = run_main(capsys, "demo", *argv)
     assert code == 2
     assert_one_line(err, message)
+
+
+_numbers = st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True), st.just(1e308))
+_actions = st.lists(st.one_of(
+    st.tuples(st.just("ask"), st.one_of(st.text(max_size=30), st.just(""), st.just("x" * 3000))),
+    st.tuples(st.just("click"), st.tuples(_numbers, _numbers, st.sampled_from(["add", "remove", "box", "zoom"]))),
+    st.tuples(st.just("select"), st.one_of(st.none(), st.integers(-3, 5))),
+    st.tuples(st.just("show_only"), st.lists(st.integers(-2, 5), max_size=4)),
+    st.tuples(st.just("undo"), st.none()),
+    st.tuples(st.just("download"), st.none()),
+    st.tuples(st.just("image"), st.sampled_from(["good", "bytes", "none"])),
+), max_size=12)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(actions=_actions)
+def test_any_sequence_of_actions_raises_only_demo_errors(tmp_path, actions):
+    """Whatever a person (or a crafted event) does, in any order: a DemoError with a message, or it works; the
+    session stays usable (a final ask still works)."""
+    s = _session(tmp_path, [box_answer(BOXES, *SIZE), "garbage", "<answer>[]</answer>"])
+    good = s.image
+    for name, arg in actions:
+        try:
+            if name == "ask":
+                s.ask(arg)
+            elif name == "click":
+                s.click(*arg)
+            elif name == "select":
+                s.select(arg)
+            elif name == "show_only":
+                s.show_only(arg)
+            elif name == "undo":
+                s.undo()
+            elif name == "download":
+                s.download()
+            else:
+                s.set_image({"good": good, "bytes": b"\x89PNG broken", "none": None}[arg])
+        except DemoError as exc:
+            assert str(exc)
+        s.status()
+        s.table()
+        s.view()
+    s.set_image(good)
+    assert s.ask("the squares") is s.result
