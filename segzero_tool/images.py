@@ -7,8 +7,8 @@ CMYK / RGBA / palette / 16-bit / greyscale / float inputs (converted to 8-bit RG
 The pixel limit is ours alone (``max_pixels``; ``None``: none): files are identified with Pillow's
 format plugins directly, without ``PIL.Image.open``, whose built-in guard
 (``Image.MAX_IMAGE_PIXELS``, 89.5 MP warning / 179 MP error) would otherwise refuse images our limit
-allows. Nothing process-wide is changed. (A few decoders check again inside Pillow: TIFF, WebP and
-MPO images above twice Pillow's limit, 179 MP by default, are refused with an :class:`ImageTooLargeError`
+allows. Nothing process-wide is changed. (A few decoders check again inside Pillow, by version: TIFF, MPO and,
+in Pillow 13, WebP images above twice Pillow's limit, 179 MP by default, are refused with an :class:`ImageTooLargeError`
 that says to convert them to PNG or JPEG, which have no such check.) Truncated data is refused even where Pillow would fill the
 missing rows (a PNG whose compressed stream ends early) or where another library has set
 ``ImageFile.LOAD_TRUNCATED_IMAGES``.
