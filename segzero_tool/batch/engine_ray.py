@@ -168,22 +168,25 @@ class SegmentStage:
 
     def __init__(self, settings: PipelineSettings, config: StageConfig, out_dir: str, png_masks: bool) -> None:
         _quiet_worker()
-        from ..eval.records import RecordWriter
-        from .results_file import SHARDS_DIR
-
         only_segmenter = dataclasses.replace(settings, reasoner="none")
         with deferred_load_error(self):
             segmenter = only_segmenter.build_pipeline(with_verifier=False).segmenter
             self.pipeline = config.pipeline(None, segmenter)
         self.out_dir = out_dir
         self.png_masks = png_masks
-        shards = Path(out_dir) / SHARDS_DIR
-        shards.mkdir(parents=True, exist_ok=True)
-        self.writer = RecordWriter(shards / f"{uuid.uuid4().hex}.jsonl")
+        self.writer: Any = None  # a RecordWriter, opened at the first record: an actor that gets no work (a pool
+        # still starting when the job ends) leaves no shard behind
 
     def records(self, decoded: Sequence[DecodedRow], outputs: Sequence[Any]) -> list[dict[str, Any]]:
+        from ..eval.records import RecordWriter
+        from .results_file import SHARDS_DIR
+
         raise_load_error(self)
         records = finish_rows(self.pipeline, decoded, outputs, out_dir=self.out_dir, png_masks=self.png_masks)
+        if self.writer is None:
+            shards = Path(self.out_dir) / SHARDS_DIR
+            shards.mkdir(parents=True, exist_ok=True)
+            self.writer = RecordWriter(shards / f"{uuid.uuid4().hex}.jsonl")
         receipts = []
         for rec in records:
             self.writer.write(rec)
