@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,7 +20,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class ServedProcess:
+class ServedProcess(ABC):
     """``command(port)`` run in ``folder``, its output in ``folder/<log_name>``."""
 
     #: Seconds for the process to become ready.
@@ -35,15 +36,16 @@ class ServedProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
 
+    @abstractmethod
     def command(self, port: int) -> list[str]:
-        raise NotImplementedError
+        """The command line, listening on ``port``."""
 
     def environment(self) -> dict[str, str]:
         return dict(os.environ)
 
+    @abstractmethod
     def ready(self) -> bool:
         """Whether it serves (called every 0.25 s until ``ready_timeout``)."""
-        raise NotImplementedError
 
     def log_tail(self, chars: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
